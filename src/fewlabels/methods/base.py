@@ -1,0 +1,52 @@
+"""The narrow interface between the training loop and a method."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Batch:
+    """One training step's data, already augmented on the device.
+
+    ``labeled`` and ``unlabeled`` hold one entry per view the method asked for (in the
+    order of ``Method.views``); an entry is a tensor, or a tuple when the policy returns
+    several tensors (two views, or image and rotation label).
+    """
+
+    labeled: list[Any] = field(default_factory=list)
+    labels: torch.Tensor | None = None
+    unlabeled: list[Any] = field(default_factory=list)
+    unlabeled_index: torch.Tensor | None = None
+    step: int = 0
+    progress: float = 0.0
+
+
+class Method(nn.Module):
+    """Base class: a method owns its networks and heads and turns a Batch into a loss.
+
+    Subclasses set ``views`` (policy names per stream), implement ``step`` and keep the
+    classifier they train in ``self.network`` (a ``fewlabels.models.Network``), which the
+    loop evaluates and checkpoints. ``forward`` is ``step`` so DDP can wrap the method.
+    """
+
+    name: ClassVar[str] = "base"
+    views: ClassVar[dict[str, tuple[str, ...]]] = {"labeled": ("weak",), "unlabeled": ()}
+    network: nn.Module
+
+    @property
+    def uses_unlabeled(self) -> bool:
+        return bool(self.views.get("unlabeled"))
+
+    def step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        return self.step(batch)
+
+    def after_step(self) -> None:
+        """Hook after each optimiser step (momentum encoders, queues); default nothing."""
