@@ -80,9 +80,7 @@ def classification_metrics(
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     labels = list(range(len(class_names)))
     acc, f1 = quick_metrics(y_true, y_pred)
-    p, r, f, s = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0
-    )
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     per_class = {
         name: {
             "precision": float(p[i]),

@@ -1,4 +1,4 @@
-"""Pictures of results: the confusion matrix."""
+"""Pictures: confusion matrices and contact sheets of a data set."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
 
 
 def plot_confusion(
@@ -44,5 +45,56 @@ def plot_confusion(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_contact_sheet(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    class_names: list[str],
+    path: str | Path,
+    per_class: int = 8,
+    max_classes: int = 20,
+    title: str = "",
+) -> Path:
+    """A grid with one row per class (first ``max_classes``) of its first ``per_class`` images.
+
+    Unlabeled images (label -1) get a row of their own at the bottom.
+    """
+    rows: list[tuple[str, torch.Tensor]] = []
+    for k, name in enumerate(class_names[:max_classes]):
+        idx = torch.nonzero(labels == k).flatten()[:per_class]
+        if len(idx):
+            rows.append((name, images[idx]))
+    unl = torch.nonzero(labels < 0).flatten()[:per_class]
+    if len(unl):
+        rows.append(("(unlabeled)", images[unl]))
+    if not rows:
+        rows.append(("", images[:per_class]))
+    fig, axes = plt.subplots(
+        len(rows), per_class, figsize=(1.1 * per_class + 1.2, 1.1 * len(rows) + 0.4), squeeze=False
+    )
+    for r, (name, imgs) in enumerate(rows):
+        for c in range(per_class):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for s in ax.spines.values():
+                s.set_visible(False)
+            if c < len(imgs):
+                im = imgs[c].permute(1, 2, 0).cpu().numpy()
+                if im.shape[2] == 1:
+                    ax.imshow(im[:, :, 0], cmap="gray", vmin=0, vmax=255)
+                else:
+                    ax.imshow(im)
+            if c == 0:
+                ax.set_ylabel(name[:14], rotation=0, ha="right", va="center", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
     return path

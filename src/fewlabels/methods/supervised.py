@@ -10,6 +10,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
+from fewlabels.errors import ConfigError
 from fewlabels.methods.base import Batch, Method
 from fewlabels.models import Network
 
@@ -27,17 +28,23 @@ def supervised_loss(
 
 
 class Supervised(Method):
-    """Cross-entropy on weakly augmented labeled images."""
+    """Cross-entropy on augmented labeled images (policy ``augment``, ``weak`` by default)."""
 
     name: ClassVar[str] = "supervised"
     views: ClassVar[dict[str, tuple[str, ...]]] = {"labeled": ("weak",), "unlabeled": ()}
 
     def __init__(
-        self, network: Network, label_smoothing: float = DEFAULTS["label_smoothing"]
+        self,
+        network: Network,
+        label_smoothing: float = DEFAULTS["label_smoothing"],
+        augment: str = "weak",
     ) -> None:
         super().__init__()
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ConfigError(f"label smoothing must be in [0, 1), got {label_smoothing}")
         self.network = network
         self.label_smoothing = label_smoothing
+        self.views = {"labeled": (augment,), "unlabeled": ()}
 
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         logits = self.network(batch.labeled[0])

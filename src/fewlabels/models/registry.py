@@ -33,7 +33,7 @@ def resolve_stem(stem: str, image_size: int) -> str:
 
 # builder(in_channels, image_size, resolved_stem, **kw) -> backbone
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
-    "convnet": lambda c, s, stem, **kw: ConvNet(c, **kw),
+    "convnet": lambda c, s, stem, **kw: ConvNet(c, s, **kw),
     "fastnet": lambda c, s, stem, **kw: FastNet(c, s, **kw),
     "wrn-28-2": lambda c, s, stem, **kw: WideResNet(c, 3, 4, 2, **kw),
     "wrn-45-2": lambda c, s, stem, **kw: WideResNet(c, 4, 5, 2, **kw),

@@ -1,0 +1,94 @@
+"""Supervised accuracy at a fixed budget on real data (what the README's figures come from).
+
+Scenarios (each prints one JSON line with test accuracy, macro-F1, steps, seconds):
+  cifar-full    CIFAR-10, all 20,000 training images labeled, target >= 0.80 in 15 min
+  cifar-250     CIFAR-10, 25 labels per class: the baseline label-efficient methods must beat
+  tiny          the Tiny-ImageNet subset through the folder source, end to end
+  precision     the same short CIFAR run in fp32 and bf16, to show accuracy holds
+
+    python benchmarks/bench_supervised.py cifar-full --budget 12m
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fewlabels.train.run import RunConfig, run_training
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "cifar-full": {
+        "data": f"cifar10:{DATA / 'cifar10'}",
+        "backbone": "fastnet",
+        "val": "none",
+        "tta": True,
+        "method_kwargs": {"label_smoothing": 0.2},
+        "train": {"budget": "12m", "batch_size": 512, "lr": 0.2, "evals": 10},
+    },
+    "cifar-250": {
+        "data": f"cifar10:{DATA / 'cifar10'}",
+        "labels_per_class": 25,
+        "backbone": "fastnet",
+        "val": "test:0.2",
+        "tta": True,
+        "train": {"budget": "10m", "batch_size": 128, "lr": 0.05, "evals": 10},
+    },
+    "tiny": {
+        "data": f"folder:{DATA / 'tiny-imagenet-200'}",
+        "backbone": "fastnet",
+        "val": "none",
+        "train": {"budget": "3m", "batch_size": 256, "lr": 0.2, "evals": 3},
+    },
+}
+
+
+def run(name: str, cfg: dict[str, Any], out: Path) -> dict[str, Any]:
+    rc = RunConfig(**{**cfg, "out": str(out / name)})
+    res = run_training(rc, progress=False, log=lambda s: None)
+    last = res.curve[-1] if res.curve else {}
+    return {
+        "scenario": name,
+        "budget": rc.train.budget,
+        "backbone": rc.backbone,
+        "labeled": json.loads((out / name / "metrics.json").read_text())["labeled"],
+        "test_acc": round(res.metrics.accuracy, 4) if res.metrics else None,
+        "test_macro_f1": round(res.metrics.macro_f1, 4) if res.metrics else None,
+        "steps": res.steps,
+        "train_s": round(res.train_seconds, 1),
+        "wall_s": round(res.wall_seconds, 1),
+        "last_val_acc": last.get("val_acc"),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("scenario", choices=[*SCENARIOS, "precision"])
+    ap.add_argument("--budget", help="override the scenario's budget")
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    if args.scenario == "precision":
+        base = json.loads(json.dumps(SCENARIOS["cifar-full"]))
+        base["train"]["budget"] = args.budget or "600steps"
+        for prec in ("fp32", "bf16"):
+            cfg = json.loads(json.dumps(base))
+            cfg["train"].update(precision=prec, seed=args.seed)
+            print(json.dumps({**run(f"precision-{prec}", cfg, args.out), "precision": prec}))
+        return
+    cfg = json.loads(json.dumps(SCENARIOS[args.scenario]))
+    cfg["train"]["seed"] = args.seed
+    if args.budget:
+        cfg["train"]["budget"] = args.budget
+    print(json.dumps(run(args.scenario, cfg, args.out)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,355 @@
+"""The ``fewlabels`` command line: a thin layer that parses, validates and calls the library.
+
+Every user mistake surfaces as ``error: <one line>`` on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+
+from fewlabels.errors import ConfigError, FewlabelsError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Train image classifiers from few labels and many unlabeled images.",
+)
+data_app = typer.Typer(no_args_is_help=True, help="Look at a data source before training.")
+app.add_typer(data_app, name="data")
+
+
+def _err(msg: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {msg}", err=True)
+    return typer.Exit(code)
+
+
+@contextlib.contextmanager
+def _guard(out: str | None = None) -> Iterator[None]:
+    """Turn library errors into one line and exit code 2; never show a traceback."""
+    try:
+        yield
+    except FewlabelsError as e:
+        raise _err(str(e), e.exit_code) from None
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise _err(f"invalid setting {where}: {first.get('msg', '')}".strip()) from None
+    except KeyboardInterrupt:
+        saved = f"; the last checkpoint in {out} is kept, rerun to resume" if out else ""
+        raise _err(f"interrupted{saved}", 130) from None
+    except MemoryError:
+        raise _err("out of memory: use a smaller --batch-size or fewer images") from None
+
+
+# Options shared by every training command.
+DataOpt = Annotated[
+    str,
+    typer.Option(
+        "--data",
+        help="Data spec: digits, cifar10:PATH, cifar100:PATH, stl10:PATH, folder:PATH, "
+        "tinyimagenet:PATH or npz:FILE; options as ,key=value (e.g. folder:imgs,size=64).",
+    ),
+]
+TestOpt = Annotated[
+    str | None, typer.Option("--test", help="A separate data spec for the test set.")
+]
+LpcOpt = Annotated[
+    int | None,
+    typer.Option("--labels-per-class", help="Labeled images per class (stratified, seeded)."),
+]
+FracOpt = Annotated[
+    float | None,
+    typer.Option("--labeled-fraction", help="Fraction of the training pool that is labeled."),
+]
+UnlOpt = Annotated[
+    str,
+    typer.Option(
+        "--unlabeled",
+        help="Unlabeled pool: 'rest' (all other images), a count, a fraction, or a "
+        "labeled:unlabeled ratio such as 1:20.",
+    ),
+]
+ValOpt = Annotated[
+    str,
+    typer.Option(
+        "--val",
+        help="Validation split: train:F (fraction of train), test:F (fraction of the test "
+        "set, e.g. test:0.2 for the reports' 1:4 val:test) or none.",
+    ),
+]
+BudgetOpt = Annotated[
+    str, typer.Option("--budget", help="How long to train: 20s, 30m, 2h, 500steps, 10epochs.")
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for splits, sampling and init.")]
+OutOpt = Annotated[
+    str, typer.Option("--out", help="Run folder: config, split, curve, checkpoint, model.")
+]
+
+
+def _load_yaml(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    import yaml
+
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        obj = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(
+            f"config file {path} is not valid YAML: {str(e).splitlines()[0]}"
+        ) from None
+    if not isinstance(obj, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of settings")
+    return obj
+
+
+def _report(metrics: Any, out: Path) -> None:
+    if metrics is None:
+        typer.echo(f"no test set; model saved in {out}")
+        return
+    typer.echo(f"test accuracy  {metrics.accuracy:.4f}")
+    typer.echo(f"test macro-F1  {metrics.macro_f1:.4f}")
+    typer.echo(f"results in {out}")
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    data: DataOpt = "digits",
+    test: TestOpt = None,
+    labels_per_class: LpcOpt = None,
+    labeled_fraction: FracOpt = None,
+    unlabeled: UnlOpt = "rest",
+    val: ValOpt = "train:0.1",
+    budget: BudgetOpt = "10epochs",
+    seed: SeedOpt = 0,
+    out: OutOpt = "runs/train",
+    backbone: Annotated[
+        str,
+        typer.Option(
+            help="convnet, fastnet, wrn-28-2, wrn-45-2, resnet18, resnet34, resnet50 or "
+            "timm:NAME (needs the timm extra)."
+        ),
+    ] = "convnet",
+    stem: Annotated[
+        str, typer.Option(help="ResNet stem: cifar, imagenet or auto (from the image size).")
+    ] = "auto",
+    method: Annotated[str, typer.Option(help="Training method.")] = "supervised",
+    batch_size: Annotated[int, typer.Option(help="Labeled images per step.")] = 256,
+    optimizer: Annotated[str, typer.Option(help="sgd (Nesterov) or adamw.")] = "sgd",
+    lr: Annotated[
+        float | None, typer.Option(help="Peak learning rate (default: 0.1 x batch/256 for SGD).")
+    ] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="Weight decay.")] = None,
+    warmup: Annotated[float, typer.Option(help="Warm-up fraction of the budget.")] = 0.05,
+    label_smoothing: Annotated[float | None, typer.Option(help="Label smoothing.")] = None,
+    ema: Annotated[float, typer.Option(help="EMA decay of the weights (0 = off).")] = 0.0,
+    precision: Annotated[str, typer.Option(help="auto, bf16 or fp32.")] = "auto",
+    evals: Annotated[int, typer.Option(help="Validation evaluations over the run.")] = 10,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    tta: Annotated[bool, typer.Option(help="Average with the mirrored image at test.")] = False,
+    strict: Annotated[
+        bool, typer.Option(help="Refuse corrupt images instead of skipping them.")
+    ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="YAML file of settings (RunConfig fields); flags given here win."),
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Train a classifier on the labeled images and report test accuracy and macro-F1."""
+    from fewlabels.train.run import RunConfig, run_training
+
+    with _guard(out):
+        base = _load_yaml(config)
+        given = {k for k in ctx.params if _given(ctx, k)}
+
+        def pick(name: str, value: Any) -> Any:
+            return value if name in given or name not in base else base[name]
+
+        train_cfg = dict(base.get("train", {}))
+        for key, value in {
+            "budget": budget,
+            "seed": seed,
+            "batch_size": batch_size,
+            "optimizer": optimizer,
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "warmup": warmup,
+            "ema": ema,
+            "precision": precision,
+            "evals": evals,
+        }.items():
+            if key in given or key not in train_cfg:
+                train_cfg[key] = value
+        method_kwargs = dict(base.get("method_kwargs", {}))
+        if label_smoothing is not None:
+            method_kwargs["label_smoothing"] = label_smoothing
+        cfg = RunConfig(
+            data=pick("data", data),
+            test=pick("test", test),
+            labels_per_class=pick("labels_per_class", labels_per_class),
+            labeled_fraction=pick("labeled_fraction", labeled_fraction),
+            unlabeled=pick("unlabeled", unlabeled),
+            val=pick("val", val),
+            backbone=pick("backbone", backbone),
+            stem=pick("stem", stem),
+            backbone_kwargs=base.get("backbone_kwargs", {}),
+            method=pick("method", method),
+            method_kwargs=method_kwargs,
+            train=train_cfg,
+            device=pick("device", device),
+            strict=pick("strict", strict),
+            tta=pick("tta", tta),
+            out=pick("out", out),
+        )
+        res = run_training(cfg, progress=progress, log=typer.echo)
+        if res.metrics is not None or res.steps:
+            typer.echo(f"trained {res.steps} steps in {res.train_seconds:.1f}s")
+        _report(res.metrics, res.out_dir)
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether option ``name`` was set on the command line (not left at its default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+@app.command()
+def evaluate(
+    checkpoint: Annotated[Path, typer.Argument(help="model.pt, checkpoint.pt or a run folder.")],
+    data: DataOpt = "digits",
+    split: Annotated[
+        str, typer.Option(help="test (the source's test set), train, or all.")
+    ] = "test",
+    tta: Annotated[bool, typer.Option(help="Average with the mirrored image.")] = False,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for metrics.json and confusion.png.")
+    ] = None,
+    strict: Annotated[bool, typer.Option(help="Refuse corrupt images.")] = False,
+) -> None:
+    """Evaluate a trained model: accuracy, macro-F1, per-class scores and a confusion PNG."""
+    from fewlabels.data import load_dataset
+    from fewlabels.data.imageset import ImageSet
+    from fewlabels.evaluate.inference import evaluate_model, load_model
+    from fewlabels.evaluate.plots import plot_confusion
+
+    with _guard():
+        if split not in ("test", "train", "all"):
+            raise ConfigError(f"split {split!r} is not one of test, train, all")
+        model = load_model(checkpoint)
+        ds = load_dataset(data, strict=strict)
+        if split == "test":
+            if ds.test is None:
+                raise ConfigError(f"{data} has no test set; use --split train or all")
+            images = ds.test
+        elif split == "train":
+            images = ds.train
+        else:
+            images = ImageSet.concat([ds.train] + ([ds.test] if ds.test is not None else []))
+        m = evaluate_model(model, images, tta=tta)
+        worst = sorted(m.per_class.items(), key=lambda kv: kv[1]["f1"])[:3]
+        typer.echo(
+            f"{m.n} images; weakest classes: "
+            + ", ".join(f"{k} (F1 {v['f1']:.2f})" for k, v in worst)
+        )
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "metrics.json").write_text(json.dumps(m.to_dict(), indent=2) + "\n")
+            plot_confusion(m.confusion, images.class_names, out / "confusion.png")
+            typer.echo(f"wrote {out / 'metrics.json'} and {out / 'confusion.png'}")
+        typer.echo(f"test accuracy  {m.accuracy:.4f}")
+        typer.echo(f"test macro-F1  {m.macro_f1:.4f}")
+
+
+@app.command()
+def predict(
+    checkpoint: Annotated[Path, typer.Argument(help="model.pt, checkpoint.pt or a run folder.")],
+    images: Annotated[list[Path], typer.Argument(help="Image files and/or folders.")],
+    out: Annotated[Path, typer.Option(help="CSV file to write.")] = Path("predictions.csv"),
+) -> None:
+    """Predict classes for image files; writes a CSV with the confidence of each."""
+    from fewlabels.evaluate.inference import load_model, predict_files
+
+    with _guard():
+        model = load_model(checkpoint)
+        rows, bad = predict_files(model, list(images), out)
+        if bad:
+            shown = ", ".join(str(b) for b in bad[:3])
+            typer.echo(f"warning: skipped {len(bad)} unreadable image(s): {shown}", err=True)
+        if not rows:
+            raise FewlabelsError("none of the images could be read")
+        for r in rows[:10]:
+            typer.echo(f"{r['prediction']:>16}  {r['confidence']:.3f}  {r['path']}")
+        if len(rows) > 10:
+            typer.echo(f"... {len(rows) - 10} more")
+        typer.echo(f"wrote {len(rows)} predictions to {out}")
+
+
+@data_app.command("inspect")
+def data_inspect(
+    spec: Annotated[str, typer.Argument(help="Data spec, e.g. cifar10:PATH or folder:PATH.")],
+    sheet: Annotated[
+        Path | None, typer.Option(help="Contact sheet PNG (default: runs/inspect/NAME.png).")
+    ] = None,
+    strict: Annotated[bool, typer.Option(help="Refuse corrupt images.")] = False,
+) -> None:
+    """Counts per class, image size and a contact sheet of a data source."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from fewlabels.data import load_dataset
+    from fewlabels.evaluate.plots import plot_contact_sheet
+
+    with _guard():
+        ds = load_dataset(spec, strict=strict)
+        c, (h, w) = ds.train.channels, ds.train.image_size
+        table = Table(title=f"{ds.name}: {c}x{h}x{w} images, {ds.train.num_classes} classes")
+        table.add_column("class")
+        parts = [("train", ds.train), ("test", ds.test)]
+        for name, part in parts:
+            if part is not None:
+                table.add_column(name, justify="right")
+        counts = {n: p.counts() for n, p in parts if p is not None}
+        for k, cname in enumerate(ds.class_names):
+            table.add_row(cname, *[str(counts[n][k]) for n, p in parts if p is not None])
+        unl = int((~ds.train.is_labeled).sum()) + (len(ds.unlabeled) if ds.unlabeled else 0)
+        table.add_row("(unlabeled)", str(unl), *(["0"] if ds.test is not None else []))
+        Console().print(table)
+        path = sheet or Path("runs/inspect") / f"{_slug(ds.name)}.png"
+        imgs, labels = ds.train.images, ds.train.labels
+        if ds.unlabeled is not None and len(ds.unlabeled):
+            import torch
+
+            imgs = torch.cat([imgs, ds.unlabeled.images[:16]])
+            labels = torch.cat([labels, ds.unlabeled.labels[:16]])
+        plot_contact_sheet(imgs, labels, ds.class_names, path, title=ds.name)
+        typer.echo(f"fingerprint {ds.fingerprint or '-'}")
+        typer.echo(f"contact sheet: {path}")
+
+
+def _slug(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)[:60] or "data"
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except FewlabelsError as e:  # raised outside a command (should not happen)
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""The training loop: deterministic sampling, exact resume, budgets, EMA, divergence."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from fewlabels.data import load_dataset
+from fewlabels.errors import CheckpointError, ConfigError, DivergenceError
+from fewlabels.methods.supervised import Supervised
+from fewlabels.models import Network
+from fewlabels.train.budget import Budget
+from fewlabels.train.checkpoint import load_checkpoint
+from fewlabels.train.loop import IndexStream, TrainConfig, Trainer
+from fewlabels.train.schedule import warmup_cosine
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def _method(ds, seed=0, backbone="convnet", **kw):
+    torch.manual_seed(seed)
+    net = Network(backbone, 1, 8, ds.train.num_classes, backbone_kwargs=kw)
+    return Supervised(net)
+
+
+def _cfg(**kw):
+    base = {"budget": "12steps", "batch_size": 64, "precision": "fp32", "evals": 3}
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_index_stream_is_a_permutation_per_epoch_and_reproducible():
+    s = IndexStream(10, 4, seed=3, stream=1)
+    first = torch.cat([s.indices(i) for i in range(5)])  # 20 positions = 2 epochs
+    assert sorted(first[:10].tolist()) == list(range(10))
+    assert sorted(first[10:].tolist()) == list(range(10))
+    assert not torch.equal(first[:10], first[10:])  # each epoch reshuffles
+    again = IndexStream(10, 4, seed=3, stream=1)
+    assert torch.equal(again.indices(3), s.indices(3))
+    other = IndexStream(10, 4, seed=4, stream=1)
+    assert not torch.equal(torch.cat([other.indices(i) for i in range(3)]), first[:12])
+
+
+def test_index_stream_rank_slices_make_the_global_batch():
+    s = IndexStream(50, 8, seed=0, stream=1)
+    parts = torch.cat([s.indices(7, rank=r, world=2) for r in range(2)])
+    assert torch.equal(parts, s.indices(7))
+
+
+def test_index_stream_batch_larger_than_set_repeats_images():
+    s = IndexStream(5, 12, seed=0, stream=1)
+    idx = s.indices(0)
+    assert len(idx) == 12 and set(idx.tolist()) == set(range(5))
+
+
+def test_budget_parsing_and_schedule():
+    assert Budget.parse("30m").amount == 1800
+    assert Budget.parse("500steps").total_steps(10) == 500
+    assert Budget.parse("2epochs").total_steps(4.5) == 9
+    with pytest.raises(ConfigError):
+        Budget.parse("ten minutes")
+    assert warmup_cosine(0.0, 0.1) == 0.0
+    assert warmup_cosine(0.1, 0.1) == pytest.approx(1.0)
+    assert warmup_cosine(1.0, 0.1) == pytest.approx(0.0)
+    assert 0.4 < warmup_cosine(0.55, 0.1) < 0.6
+
+
+def test_fit_writes_curve_and_learns(digits, tmp_path):
+    m = _method(digits)
+    res = Trainer(_cfg(budget="40steps"), out_dir=tmp_path, progress=False).fit(
+        m, digits.train, None, digits.test
+    )
+    assert res.steps == 40
+    rows = [json.loads(x) for x in (tmp_path / "curve.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [14, 27, 40]
+    for key in ("time_s", "wall_s", "images_seen", "val_acc", "val_f1", "lr", "epoch"):
+        assert key in rows[-1]
+    assert rows[-1]["images_seen"] == 40 * 64
+    assert rows[-1]["val_acc"] > 0.5  # 40 steps on digits is far above chance (0.1)
+
+
+def test_resume_is_exact(digits, tmp_path):
+    cfg = _cfg(checkpoint_every_s=1e9)
+    whole = _method(digits)
+    Trainer(cfg, out_dir=tmp_path / "a", progress=False).fit(whole, digits.train, None, digits.test)
+
+    part = _method(digits)
+    r1 = Trainer(cfg, out_dir=tmp_path / "b", progress=False).fit(
+        part, digits.train, None, digits.test, stop_at_step=5
+    )
+    assert r1.stopped_early and r1.steps == 5
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["step"] == 5
+    fresh = _method(digits, seed=123)  # different init: everything must come from the file
+    r2 = Trainer(cfg, out_dir=tmp_path / "b", progress=False).fit(
+        fresh, digits.train, None, digits.test
+    )
+    assert r2.steps == 12
+    a, b = whole.state_dict(), fresh.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    curve_a = [json.loads(x)["val_acc"] for x in (tmp_path / "a/curve.jsonl").open()]
+    curve_b = [json.loads(x)["val_acc"] for x in (tmp_path / "b/curve.jsonl").open()]
+    assert curve_a == curve_b
+
+
+def test_resume_with_other_settings_is_refused(digits, tmp_path):
+    Trainer(_cfg(), out_dir=tmp_path, progress=False).fit(
+        _method(digits), digits.train, None, None, stop_at_step=2
+    )
+    with pytest.raises(CheckpointError, match="other training settings"):
+        Trainer(_cfg(batch_size=32), out_dir=tmp_path, progress=False).fit(
+            _method(digits), digits.train, None, None
+        )
+
+
+def test_time_budget_stops_on_time(digits):
+    res = Trainer(_cfg(budget="2s", evals=1), progress=False).fit(
+        _method(digits), digits.train, None, digits.test
+    )
+    assert 1.5 <= res.train_seconds <= 2.5
+    assert res.steps > 20
+
+
+def test_ema_weights_are_exported(digits):
+    m = _method(digits)
+    res = Trainer(_cfg(ema=0.9), progress=False).fit(m, digits.train, None, digits.test)
+    assert res.steps == 12
+    m2 = _method(digits)
+    Trainer(_cfg(ema=0.0), progress=False).fit(m2, digits.train, None, digits.test)
+    w1 = m.network.head.weight
+    w2 = m2.network.head.weight
+    assert not torch.allclose(w1, w2)  # averaged weights differ from the raw ones
+
+
+class _Exploding(Supervised):
+    def step(self, batch):
+        out = super().step(batch)
+        if batch.step >= 3:
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+
+def test_nan_loss_is_a_one_line_error_and_keeps_the_checkpoint(digits, tmp_path):
+    torch.manual_seed(0)
+    m = _Exploding(Network("convnet", 1, 8, 10))
+    with pytest.raises(DivergenceError, match="step 3") as e:
+        Trainer(_cfg(checkpoint_every_s=0.0), out_dir=tmp_path, progress=False).fit(
+            m, digits.train, None, None
+        )
+    assert "\n" not in str(e.value)
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 3
+
+
+def test_empty_labeled_set_is_refused(digits):
+    empty = digits.train.subset([])
+    with pytest.raises(ConfigError, match="needs labeled images"):
+        Trainer(_cfg(), progress=False).fit(_method(digits), empty, None, None)
+
+
+def test_batch_must_split_over_processes():
+    from fewlabels.train.distributed import DistInfo
+
+    with pytest.raises(ConfigError, match="split evenly"):
+        Trainer(_cfg(batch_size=5), dist_info=DistInfo(0, 2, 0), progress=False)
