@@ -273,7 +273,8 @@ class Trainer:
         # Evaluation points as fractions of the budget.
         eval_fracs = [(i + 1) / cfg.evals for i in range(cfg.evals)] if cfg.evals > 0 else [1.0]
         next_eval = sum(1 for c in curve if c.get("val_acc") is not None)
-        calib_steps = None if total_steps is not None else 0
+        timed = self.budget.kind == "seconds"
+        mark = (step, train_s)
         t_run0 = time.perf_counter()
         last_ckpt = time.perf_counter()
         bar = _Bar(self.progress, self.budget, total_steps)
@@ -339,13 +340,19 @@ class Trainer:
             loss_ema = lv if loss_ema is None else 0.95 * loss_ema + 0.05 * lv
 
             # A wall-clock budget becomes a step count once the speed is known, so the
-            # schedule is a function of the step from then on.
-            if calib_steps is not None and total_steps is None:
-                calib_steps += 1
-                if calib_steps >= 20 and train_s >= min(0.03 * self.budget.amount, 30.0):
-                    rate = step / train_s
-                    total_steps = max(step + 1, int(rate * self.budget.amount))
-                    bar.set_total(total_steps)
+            # schedule is a function of the step; every 10% of the budget the count is
+            # re-estimated from the recent speed, so a machine that slows down (or speeds
+            # up) still ends its schedule on time.
+            if timed:
+                if total_steps is None:
+                    if step >= 20 and train_s >= min(0.03 * self.budget.amount, 30.0):
+                        total_steps = max(step + 1, int(step / train_s * self.budget.amount))
+                        mark = (step, train_s)
+                elif train_s - mark[1] >= 0.1 * self.budget.amount:
+                    rate = (step - mark[0]) / max(train_s - mark[1], 1e-9)
+                    left = max(0.0, self.budget.amount - train_s)
+                    total_steps = max(step + 1, step + int(rate * left))
+                    mark = (step, train_s)
 
             prog = progress_now()
             bar.update(step, prog, loss_ema)
@@ -496,9 +503,6 @@ class _Bar:
         )
         self.prog.start()
         self.task = self.prog.add_task("train", total=1.0, step=0, loss="-", val="-")
-
-    def set_total(self, total: int) -> None:
-        pass
 
     def update(self, step: int, progress: float, loss: float | None) -> None:
         if self.prog is not None and (step % 5 == 0 or progress >= 1.0):
