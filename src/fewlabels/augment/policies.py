@@ -1,4 +1,9 @@
-"""Named augmentation policies: uint8 batch in, float32 [0, 1] channels_last view(s) out."""
+"""Named augmentation policies: a uint8 batch in, float32 [0, 1] channels_last image(s) out.
+
+``build_policy(name, image_size=...)`` returns a :class:`Policy`, called as
+``policy(x_uint8_nchw, generator)`` on the images' own device. Single-view policies return
+a tensor; the others a tuple (two SSL views, image and rotation label, noisy and clean).
+"""
 
 from __future__ import annotations
 
@@ -11,131 +16,188 @@ import torch
 from fewlabels.augment import ops
 from fewlabels.errors import ConfigError
 
-CL = torch.channels_last
+Tensor = torch.Tensor
+Out = Tensor | tuple[Tensor, ...]
 
 
-def _to_float(x: torch.Tensor) -> torch.Tensor:
-    return x.to(torch.float32).div_(255)
+def to_float(x: Tensor) -> Tensor:
+    """uint8 (or float in [0, 1]) images -> float32 in [0, 1]."""
+    if x.dtype == torch.uint8:
+        return x.to(torch.float32).div_(255)
+    if x.is_floating_point():
+        return x.to(torch.float32)
+    raise TypeError(f"expected uint8 or float images, got {x.dtype}")
 
 
-def _out(x: torch.Tensor) -> torch.Tensor:
-    return x.contiguous(memory_format=CL)
+def _cl(x: Tensor) -> Tensor:
+    return x.contiguous(memory_format=torch.channels_last)
 
 
-@dataclass
+def _cl_float(x: Tensor) -> Tensor:
+    """to_float and channels_last in one copy."""
+    if x.dtype == torch.uint8:
+        return x.to(torch.float32, memory_format=torch.channels_last).div_(255)
+    return _cl(to_float(x))
+
+
+@dataclass(frozen=True)
 class Policy:
-    """A callable ``policy(x_uint8, generator)``; ``num_views`` tensors come back (a tuple
-    when more than one, e.g. two SSL views, or image and rotation label)."""
+    """A named augmentation, called as ``policy(x, generator)``.
+
+    ``x`` is (N, C, H, W) uint8 (float in [0, 1] is accepted too); all randomness comes
+    from ``generator``. ``outputs`` names what comes back: one name -> a tensor, several ->
+    a tuple in that order. ``num_views`` counts the augmented images among them.
+    """
 
     name: str
-    fn: Callable[[torch.Tensor, torch.Generator], Any]
+    fn: Callable[[Tensor, torch.Generator], Out]
+    outputs: tuple[str, ...] = ("image",)
     num_views: int = 1
     description: str = ""
 
-    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> Any:
-        if x.dtype != torch.uint8:
-            raise ConfigError(f"policy {self.name!r} expects uint8 images, got {x.dtype}")
+    def __call__(self, x: Tensor, gen: torch.Generator) -> Out:
+        if x.dim() != 4:
+            raise ValueError(f"policy {self.name!r} expects (N, C, H, W) images, got {x.shape}")
         return self.fn(x, gen)
 
 
-def _none(size: int, **kw: Any) -> Policy:
-    return Policy("none", lambda x, g: _out(_to_float(x)), 1, "no augmentation")
+def _pad(size: int) -> int:
+    return max(1, size // 8)
 
 
-def _weak(size: int, pad: int | None = None, **kw: Any) -> Policy:
-    pad = pad if pad is not None else max(1, size // 8)
-
-    def fn(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        return _out(_to_float(ops.flip_pad_crop_u8(x, g, pad)))
-
-    return Policy("weak", fn, 1, f"horizontal flip + translation by up to {pad} px (reflect)")
+def _none(size: int) -> Policy:
+    return Policy("none", lambda x, g: _cl_float(x), description="conversion to float only")
 
 
-def _strong(size: int, num_ops: int = 2, magnitude: float = 1.0, **kw: Any) -> Policy:
-    pad = max(1, size // 8)
-    cut = max(1, size // 2)
+def _weak(size: int, pad: int | None = None, mode: str = "reflect") -> Policy:
+    pad = _pad(size) if pad is None else pad
 
-    def fn(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        y = _to_float(ops.flip_pad_crop_u8(x, g, pad))
-        y = ops.rand_augment(y, g, num_ops=num_ops, magnitude=magnitude)
-        return _out(ops.cutout(y, g, size=cut, p=1.0))
+    def fn(x: Tensor, g: torch.Generator) -> Tensor:  # flip + crop in one gather on uint8
+        return _cl_float(ops.pad_crop(x, g, pad, mode=mode, flip_p=0.5))
 
     return Policy(
-        "strong", fn, 1, f"weak + RandAugment ({num_ops} ops, random magnitude) + cutout {cut}px"
+        "weak", fn, description=f"horizontal flip (p=0.5) + translation by up to {pad} px ({mode})"
+    )
+
+
+def _strong(
+    size: int, num_ops: int = 2, magnitude: float | None = None, cutout: int | None = None
+) -> Policy:
+    pad, cut = _pad(size), max(1, size // 2) if cutout is None else cutout
+    mag = "random magnitude" if magnitude is None else f"magnitude {magnitude}/30"
+
+    def fn(x: Tensor, g: torch.Generator) -> Tensor:
+        y = to_float(ops.pad_crop(x, g, pad, flip_p=0.5))
+        y = ops.rand_augment(y, g, num_ops=num_ops, magnitude=magnitude)
+        return _cl(ops.cutout(y, g, size=cut, p=1.0))
+
+    return Policy(
+        "strong", fn, description=f"weak + RandAugment ({num_ops} ops, {mag}) + cutout {cut} px"
     )
 
 
 def _ssl_view(
-    x: torch.Tensor,
+    x: Tensor,
     g: torch.Generator,
     size: int,
     min_scale: float,
+    jitter: tuple[float, float, float, float],
     blur_p: float,
     solarize_p: float,
-    jitter: tuple[float, float, float, float],
-) -> torch.Tensor:
-    y = ops.random_resized_crop(_to_float(x), g, size=size, scale=(min_scale, 1.0), flip_p=0.5)
+) -> Tensor:
+    y = ops.random_resized_crop(x, g, size=size, scale=(min_scale, 1.0), flip_p=0.5)
     y = ops.color_jitter(y, g, *jitter, p=0.8)
     y = ops.grayscale(y, g, p=0.2)
     if blur_p > 0:
         y = ops.gaussian_blur(y, g, p=blur_p)
     if solarize_p > 0:
         y = ops.solarize(y, g, p=solarize_p)
-    return _out(y)
+    return _cl(y)
+
+
+def _two_views(
+    name: str,
+    size: int,
+    min_scale: float,
+    jitter: tuple[float, float, float, float],
+    blur: tuple[float, float],
+    solarize: tuple[float, float],
+    description: str,
+) -> Policy:
+    def fn(x: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
+        xf = to_float(x)
+        return (
+            _ssl_view(xf, g, size, min_scale, jitter, blur[0], solarize[0]),
+            _ssl_view(xf, g, size, min_scale, jitter, blur[1], solarize[1]),
+        )
+
+    return Policy(name, fn, ("view1", "view2"), 2, description)
 
 
 def _twoview(
     size: int,
     min_scale: float = 0.08,
+    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.2, 0.1),
     blur: tuple[float, float] = (1.0, 0.1),
     solarize: tuple[float, float] = (0.0, 0.2),
-    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.2, 0.1),
-    **kw: Any,
 ) -> Policy:
-    def fn(x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        return (
-            _ssl_view(x, g, size, min_scale, blur[0], solarize[0], jitter),
-            _ssl_view(x, g, size, min_scale, blur[1], solarize[1], jitter),
-        )
-
-    return Policy(
+    return _two_views(
         "twoview",
-        fn,
-        2,
-        "BYOL / Barlow Twins views: resized crop, flip, colour jitter, grayscale; "
-        f"blur p={blur[0]}/{blur[1]}, solarize p={solarize[0]}/{solarize[1]}",
+        size,
+        min_scale,
+        jitter,
+        blur,
+        solarize,
+        f"BYOL / Barlow Twins: resized crop (scale {min_scale}..1), flip, colour jitter "
+        f"{jitter} p=0.8, grayscale p=0.2; blur p={blur[0]}/{blur[1]}, "
+        f"solarize p={solarize[0]}/{solarize[1]}",
     )
 
 
-def _simclr(size: int, min_scale: float = 0.08, **kw: Any) -> Policy:
-    jit = (0.4, 0.4, 0.4, 0.1)
-
-    def fn(x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        return (
-            _ssl_view(x, g, size, min_scale, 0.5, 0.0, jit),
-            _ssl_view(x, g, size, min_scale, 0.5, 0.0, jit),
-        )
-
-    return Policy("simclr", fn, 2, "SimCLR views: symmetric, blur p=0.5, no solarize")
-
-
-def _rotation(size: int, **kw: Any) -> Policy:
-    def fn(x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        y, k = ops.rot90(ops.hflip(_to_float(x), g), g)
-        return _out(y), k
-
-    return Policy("rotation", fn, 1, "RotNet: flip, then rotation by k x 90 degrees; returns k")
+def _simclr(
+    size: int,
+    min_scale: float = 0.08,
+    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1),
+    blur_p: float = 0.5,
+) -> Policy:
+    return _two_views(
+        "simclr",
+        size,
+        min_scale,
+        jitter,
+        (blur_p, blur_p),
+        (0.0, 0.0),
+        f"SimCLR: two symmetric views, resized crop (scale {min_scale}..1), flip, colour "
+        f"jitter {jitter} p=0.8, grayscale p=0.2, blur p={blur_p}, no solarize",
+    )
 
 
-def _denoise(size: int, std: float = 0.1, **kw: Any) -> Policy:
-    def fn(x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        clean = ops.vflip(ops.hflip(_to_float(x), g), g, p=0.5)
-        return _out(ops.gaussian_noise(clean, g, std=std)), _out(clean)
+def _rotation(size: int) -> Policy:
+    def fn(x: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
+        y, k = ops.rot90(ops.hflip(x, g), g)
+        return _cl_float(y), k
 
     return Policy(
-        "denoise", fn, 1, f"denoising AE (report 000): flips, Gaussian noise std {std}; "
-        "returns (noisy, clean)"
-    )  # fmt: skip
+        "rotation",
+        fn,
+        ("image", "k"),
+        1,
+        "RotNet: flip (p=0.5), then rotation by k x 90 degrees; returns (image, k)",
+    )
+
+
+def _denoise(size: int, std: float = 0.1) -> Policy:
+    def fn(x: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
+        clean = _cl_float(ops.hflip(x, g))
+        return _cl(ops.gaussian_noise(clean, g, std=std)), clean
+
+    return Policy(
+        "denoise",
+        fn,
+        ("noisy", "clean"),
+        1,
+        f"denoising autoencoder: flip (p=0.5), Gaussian noise std {std}; returns (noisy, clean)",
+    )
 
 
 POLICIES: dict[str, Callable[..., Policy]] = {
@@ -150,7 +212,8 @@ POLICIES: dict[str, Callable[..., Policy]] = {
 
 
 def build_policy(name: str, *, image_size: int | None = None, **kw: Any) -> Policy:
-    """The policy ``name`` for square images of side ``image_size`` (default 32)."""
+    """The policy ``name`` for square images of side ``image_size`` (default 32); ``kw``
+    are the policy's options (e.g. ``min_scale`` for ``twoview``)."""
     if name not in POLICIES:
         raise ConfigError(
             f"unknown augmentation policy {name!r}; choose from {', '.join(POLICIES)}"
