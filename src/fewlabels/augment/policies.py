@@ -200,6 +200,17 @@ def _denoise(size: int, std: float = 0.1) -> Policy:
     )
 
 
+def _flips(size: int, p: float = 0.5) -> Policy:
+    def fn(x: Tensor, g: torch.Generator) -> Tensor:  # both flips on uint8, then one copy
+        return _cl_float(ops.vflip(ops.hflip(x, g, p), g, p))
+
+    return Policy(
+        "flips",
+        fn,
+        description=f"autoencoders (report 000): horizontal and vertical flips (p={p} each)",
+    )
+
+
 POLICIES: dict[str, Callable[..., Policy]] = {
     "none": _none,
     "weak": _weak,
@@ -208,6 +219,7 @@ POLICIES: dict[str, Callable[..., Policy]] = {
     "simclr": _simclr,
     "rotation": _rotation,
     "denoise": _denoise,
+    "flips": _flips,
 }
 
 
