@@ -66,7 +66,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(
             f"{path} was refused: it is not a plain-weights checkpoint ({first[:120]})"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+    except (
+        RuntimeError,
+        EOFError,
+        zipfile.BadZipFile,
+        OSError,
+        ValueError,
+        KeyError,  # the weights-only unpickler reading a file that is no pickle at all
+        IndexError,
+        TypeError,
+    ) as e:
         raise CheckpointError(
             f"{path} is not a readable checkpoint (truncated or corrupt: {type(e).__name__})"
         ) from None

@@ -1,0 +1,160 @@
+"""Self-supervised pretraining at a fixed budget, then linear and kNN probes on 250 labels.
+
+For each method: pretrain on the CIFAR-10 training images (labels hidden) for ``--budget``
+with the 250-label split (25 per class, val train:0.1) feeding the online probe and kNN
+monitor; then a linear probe (logistic regression on frozen features) and a kNN probe
+on the same 25 labels per class. One JSON line per method; ``--random-init`` adds the
+untrained-encoder baseline, ``--probe-speed`` times feature extraction + linear probe on
+all 20,000 training images labeled (target: under 60 s on the 2-core CPU).
+
+    python benchmarks/bench_ssl.py simclr byol --budget 10m
+    python benchmarks/bench_ssl.py --random-init --no-pretrain
+    python benchmarks/bench_ssl.py --probe-speed
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fewlabels.evaluate.probe import ProbeConfig, run_probe
+from fewlabels.methods import METHODS
+from fewlabels.train.run import RunConfig, build_network, export_model, prepare_data, run_training
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+CIFAR = f"cifar10:{DATA / 'cifar10'}"
+
+# lightly's CIFAR-10 benchmark settings (SGD, lr 0.06 x batch/256, momentum 0.9, wd 5e-4).
+TRAIN = {"batch_size": 256, "optimizer": "sgd", "lr": 0.06, "weight_decay": 5e-4, "evals": 5}
+
+
+def ssl_methods() -> list[str]:
+    return sorted(n for n, c in METHODS.items() if c.kind == "self-supervised")
+
+
+def probes(ckpt: Path, out: Path, seed: int) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for protocol in ("linear", "knn"):
+        cfg = ProbeConfig(
+            checkpoint=str(ckpt),
+            data=CIFAR,
+            labels_per_class=25,
+            val="train:0.1",
+            protocol=protocol,
+            seed=seed,
+            out=str(out / f"probe-{protocol}"),
+        )
+        res = run_probe(cfg, log=lambda s: None, progress=False)
+        row[f"{protocol}_acc"] = round(res.metrics.accuracy, 4)
+        row[f"{protocol}_macro_f1"] = round(res.metrics.macro_f1, 4)
+        row[f"{protocol}_s"] = round(res.seconds, 1)
+    return row
+
+
+def pretrain(method: str, args: argparse.Namespace) -> dict[str, Any]:
+    out = args.out / method
+    cfg = RunConfig(
+        data=CIFAR,
+        labels_per_class=25,
+        val="train:0.1",
+        backbone=args.backbone,
+        method=method,
+        train={**TRAIN, "budget": args.budget, "seed": args.seed, "batch_size": args.batch_size},
+        out=str(out),
+    )
+    res = run_training(cfg, progress=False, log=lambda s: None)
+    last = res.curve[-1] if res.curve else {}
+    return {
+        "method": method,
+        "backbone": args.backbone,
+        "budget": args.budget,
+        "pretrain_steps": res.steps,
+        "pretrain_s": round(res.train_seconds, 1),
+        "online_probe_val_acc": last.get("val_acc"),
+        "knn_monitor_val_acc": last.get("knn_acc"),
+        **probes(out, out, args.seed),
+    }
+
+
+def random_init(args: argparse.Namespace) -> dict[str, Any]:
+    cfg = RunConfig(data=CIFAR, labels_per_class=25, backbone=args.backbone)
+    ds, splits = prepare_data(cfg)
+    torch.manual_seed(args.seed)
+    net = build_network(cfg, splits.labeled, ds.train.num_classes)
+    out = args.out / "random-init"
+    export_model(out / "model.pt", net, ds.class_names, {"method": "random-init"})
+    return {"method": "random-init", "backbone": args.backbone, **probes(out, out, args.seed)}
+
+
+def probe_speed(args: argparse.Namespace) -> dict[str, Any]:
+    """Features of all 20,000 labeled training images + the linear probe, timed cold."""
+    from fewlabels.evaluate.features import extract_features
+    from fewlabels.evaluate.probe import linear_probe
+    from fewlabels.train.precision import resolve_precision
+
+    cfg = RunConfig(data=CIFAR, val="none", backbone=args.backbone)
+    ds, splits = prepare_data(cfg)
+    torch.manual_seed(args.seed)
+    net = build_network(cfg, splits.labeled, ds.train.num_classes)
+    net = net.eval().to(memory_format=torch.channels_last)
+    precision = resolve_precision("auto", torch.device("cpu"))
+    lab = splits.labeled
+    assert splits.test is not None
+    extract_features(net, lab.images[:64], precision=precision)  # warm-up
+    t0 = time.perf_counter()
+    feats = extract_features(net, lab.images, precision=precision)
+    t1 = time.perf_counter()
+    w, b, info = linear_probe(feats, lab.labels, ds.train.num_classes, seed=args.seed)
+    t2 = time.perf_counter()
+    test_f = extract_features(net, splits.test.images, precision=precision)
+    acc = float(((test_f @ w.T + b).argmax(1) == splits.test.labels).float().mean())
+    return {
+        "mode": "probe-speed",
+        "backbone": args.backbone,
+        "images": len(lab),
+        "feature_dim": int(feats.shape[1]),
+        "precision": precision,
+        "extract_s": round(t1 - t0, 2),
+        "extract_img_per_s": round(len(lab) / (t1 - t0), 1),
+        "probe_fit_s": round(t2 - t1, 2),
+        "total_s": round(t2 - t0, 2),
+        "target_s": 60,
+        "weight_decay": info["weight_decay"],
+        "random_init_test_acc": round(acc, 4),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("methods", nargs="*", help="default: every self-supervised method")
+    ap.add_argument("--budget", default="10m")
+    ap.add_argument("--backbone", default="fastnet")
+    ap.add_argument("--batch-size", type=int, default=TRAIN["batch_size"])
+    ap.add_argument("--random-init", action="store_true", help="add the untrained baseline")
+    ap.add_argument("--no-pretrain", action="store_true", help="skip the methods")
+    ap.add_argument("--probe-speed", action="store_true", help="only time the probe")
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-ssl")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    if args.probe_speed:  # extraction is timed without the feature cache
+        print(json.dumps(probe_speed(args)), flush=True)
+        return
+    unknown = [m for m in args.methods if m not in ssl_methods()]
+    if unknown:
+        ap.error(f"not self-supervised methods: {', '.join(unknown)}; choose from {ssl_methods()}")
+    if not args.no_pretrain:
+        for m in args.methods or ssl_methods():
+            print(json.dumps(pretrain(m, args)), flush=True)
+    if args.random_init:
+        print(json.dumps(random_init(args)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""Embedding pictures: t-SNE of validation features, one panel per point of training.
+
+A self-supervised run saves ``embeddings/step_XXXXXX.npz`` (features and labels of a fixed
+subset of validation images) at every evaluation; ``embed_pictures`` draws each as a PNG
+panel coloured by class and titled with the step, the training seconds and the kNN
+accuracy, plus ``tsne.png`` with all panels side by side: clusters forming as training
+goes on. For a bare checkpoint, the panel comes from features computed on a data source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from fewlabels.errors import ConfigError, DataError
+from fewlabels.evaluate.monitor import MAX_POINTS, load_embeddings
+
+PLOTS = ("tsne",)
+
+
+def tsne_2d(features: np.ndarray, seed: int = 0) -> np.ndarray:
+    """2-D t-SNE of ``features`` (PCA to 50 dimensions first when they are wider)."""
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    x = np.asarray(features, dtype=np.float32)
+    x = x - x.mean(0, keepdims=True)
+    if x.shape[1] > 50 and len(x) > 50:
+        x = PCA(n_components=50, random_state=seed).fit_transform(x)
+    n = len(x)
+    if n < 5:
+        raise DataError(f"t-SNE needs at least 5 points, got {n}")
+    perplexity = float(min(30.0, max(2.0, (n - 1) / 3)))
+    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(
+        x
+    )
+
+
+def _title(info: dict[str, Any]) -> str:
+    parts = []
+    if np.isfinite(info.get("step", np.nan)):
+        parts.append(f"step {int(info['step'])}")
+    if np.isfinite(info.get("time_s", np.nan)):
+        parts.append(f"{info['time_s']:.0f} s")
+    if np.isfinite(info.get("knn_acc", np.nan)):
+        parts.append(f"kNN {100 * info['knn_acc']:.1f}%")
+    return " | ".join(parts) or str(info.get("title", ""))
+
+
+def _draw(ax: Any, xy: np.ndarray, labels: np.ndarray, class_names: list[str], title: str) -> None:
+    cmap = plt.get_cmap("tab10" if len(class_names) <= 10 else "tab20")
+    for k, name in enumerate(class_names):
+        m = labels == k
+        if m.any():
+            ax.scatter(xy[m, 0], xy[m, 1], s=4, color=cmap(k % cmap.N), label=name[:12])
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_panels(points: list[dict[str, Any]], out_dir: Path, seed: int = 0) -> list[Path]:
+    """One PNG per point (``tsne_<name>.png``) and ``tsne.png`` with every panel in a row."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    drawn = []
+    for p in points:
+        xy = tsne_2d(p["features"], seed)
+        drawn.append((p, xy))
+        fig, ax = plt.subplots(figsize=(4.2, 4.2))
+        _draw(ax, xy, p["labels"], p["class_names"], _title(p))
+        if len(p["class_names"]) <= 20:
+            ax.legend(fontsize=6, markerscale=2, loc="best", frameon=False)
+        fig.tight_layout()
+        fig.savefig(out_dir / f"tsne_{p['name']}.png", dpi=110)
+        plt.close(fig)
+    cols = len(drawn)
+    fig, axes = plt.subplots(1, cols, figsize=(3.2 * cols + 0.4, 3.6), squeeze=False)
+    for ax, (p, xy) in zip(axes[0], drawn, strict=True):
+        _draw(ax, xy, p["labels"], p["class_names"], _title(p))
+    handles, names = axes[0][-1].get_legend_handles_labels()
+    if handles and len(names) <= 20:
+        fig.legend(handles, names, loc="lower center", ncol=min(10, len(names)), fontsize=7)
+        fig.tight_layout(rect=(0, 0.08, 1, 1))
+    else:
+        fig.tight_layout()
+    fig.savefig(out_dir / "tsne.png", dpi=110)
+    plt.close(fig)
+    return [out_dir / f"tsne_{p['name']}.png" for p, _ in drawn] + [out_dir / "tsne.png"]
+
+
+def _checkpoint_points(
+    source: Path, data: str | None, strict: bool, seed: int
+) -> list[dict[str, Any]]:
+    from fewlabels.data import load_dataset
+    from fewlabels.evaluate.features import extract_features, load_encoder
+    from fewlabels.train.precision import resolve_precision
+
+    if data is None:
+        raise ConfigError(f"{source} has no saved embeddings; give --data to compute some")
+    net, meta = load_encoder(source)
+    ds = load_dataset(data, strict=strict)
+    images = ds.test if ds.test is not None and len(ds.test) else ds.train
+    keep = torch.nonzero(images.is_labeled).flatten()
+    if len(keep) == 0:
+        raise DataError(f"{data} holds no labeled images to colour the embedding by")
+    g = torch.Generator().manual_seed(seed)
+    keep = keep[torch.randperm(len(keep), generator=g)[:MAX_POINTS].sort().values]
+    sub = images.subset(keep)
+    c, (h, w) = sub.channels, sub.image_size
+    ec, es = int(net.config["in_channels"]), int(net.config["image_size"])
+    if (c, h, w) != (ec, es, es):
+        raise DataError(f"data images are {c}x{h}x{w} but the encoder expects {ec}x{es}x{es}")
+    feats = extract_features(
+        net, sub.images, precision=resolve_precision("auto", torch.device("cpu"))
+    )
+    name = source.parent.name if source.is_file() else source.name
+    return [
+        {
+            "name": "checkpoint",
+            "features": feats.numpy(),
+            "labels": sub.labels.numpy(),
+            "class_names": list(sub.class_names),
+            "title": f"{name} ({meta.get('method') or 'encoder'})",
+        }
+    ]
+
+
+def embed_pictures(
+    source: str | Path,
+    *,
+    plot: str = "tsne",
+    data: str | None = None,
+    out: str | Path | None = None,
+    strict: bool = False,
+    seed: int = 0,
+    log: Callable[[str], Any] = print,
+) -> list[Path]:
+    """Draw the embeddings of a run folder (its saved points) or of a checkpoint on ``data``.
+
+    Returns the PNG paths written (one per point, then the overview ``tsne.png``).
+    """
+    if plot not in PLOTS:
+        raise ConfigError(
+            f"plot {plot!r} is not available; choose from {', '.join(PLOTS)} "
+            "(UMAP needs umap-learn, which fewlabels does not install)"
+        )
+    src = Path(source)
+    if not src.exists():
+        raise ConfigError(f"{src} does not exist")
+    saved = sorted((src / "embeddings").glob("step_*.npz")) if src.is_dir() else []
+    if saved and data is None:
+        points = []
+        for f in saved:
+            p = load_embeddings(f)
+            p["name"] = f.stem
+            points.append(p)
+        out_dir = Path(out) if out is not None else src / "embeddings"
+        log(f"{len(points)} saved points in {src / 'embeddings'}")
+    else:
+        points = _checkpoint_points(src, data, strict, seed)
+        base = src if src.is_dir() else src.parent
+        out_dir = Path(out) if out is not None else base / "embeddings"
+    return plot_panels(points, out_dir, seed)

@@ -1,0 +1,124 @@
+"""pretrain -> probe -> embed through the command line on digits, and their one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from fewlabels.cli import app
+from fewlabels.train.checkpoint import save_checkpoint
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def _one_line_error(r, needle: str) -> None:
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.output.strip().splitlines() if ln.strip()]
+    assert lines[-1].startswith("error: "), r.output
+    assert needle.lower() in lines[-1].lower(), lines[-1]
+    assert "Traceback" not in r.output
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory) -> Path:
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("pre")
+    cfg = out / "run.yaml"
+    cfg.write_text("method_kwargs:\n  projector: [64, 32]\n")
+    r = invoke(
+        "pretrain", "--data", "digits", "--labels-per-class", "10", "--budget", "16steps",
+        "--batch-size", "32", "--evals", "2", "--config", str(cfg), "--out", str(out),
+        "--no-progress",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "test accuracy" in r.output and "test macro-F1" in r.output
+    return out
+
+
+def test_pretrain_run_has_monitor_curve_and_embeddings(pretrained):
+    rows = [json.loads(x) for x in (pretrained / "curve.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [8, 16]
+    for r in rows:
+        assert 0.0 <= r["knn_acc"] <= 1.0 and 0.0 <= r["val_acc"] <= 1.0
+        assert r["time_s"] > 0 and r["wall_s"] >= r["time_s"]
+    saved = sorted(p.name for p in (pretrained / "embeddings").glob("*.npz"))
+    assert saved == ["step_000008.npz", "step_000016.npz"]
+    cfg = json.loads((pretrained / "config.json").read_text())
+    assert cfg["method"] == "simclr" and cfg["labels_per_class"] == 10
+    # the online probe's head is in the exported model: a usable classifier
+    model = torch.load(pretrained / "model.pt", weights_only=True)
+    assert model["network_config"]["num_classes"] == 10
+    assert model["state_dict"]["head.weight"].abs().sum() > 0
+
+
+@pytest.mark.parametrize("protocol", ["linear", "knn", "finetune"])
+def test_probe_protocols(pretrained, tmp_path, protocol):
+    args = ["probe", str(pretrained), "--labels-per-class", "10", "--protocol", protocol]
+    args += ["--out", str(tmp_path), "--no-progress"]
+    if protocol == "finetune":
+        args += ["--finetune-blocks", "1", "--budget", "4steps"]
+    r = invoke(*args)
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["protocol"] == protocol and m["labeled"] == 100 and m["n"] == 360
+    assert f"test accuracy  {m['accuracy']:.4f}" in r.output
+    assert f"test macro-F1  {m['macro_f1']:.4f}" in r.output
+    assert (tmp_path / "confusion.png").exists()
+    if protocol != "finetune":
+        assert m["accuracy"] > 0.4  # digits features + 100 labels: far above chance
+
+
+def test_probe_defaults_to_the_run_data_and_folder(pretrained):
+    r = invoke(
+        "probe", str(pretrained / "model.pt"), "--protocol", "knn", "--labels-per-class", "5"
+    )
+    assert r.exit_code == 0, r.output
+    m = json.loads((pretrained / "probe-knn" / "metrics.json").read_text())
+    assert m["labeled"] == 50
+
+
+def test_embed_draws_one_panel_per_saved_point(pretrained, tmp_path):
+    r = invoke("embed", str(pretrained), "--plot", "tsne", "--out", str(tmp_path))
+    assert r.exit_code == 0, r.output
+    names = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert names == ["tsne.png", "tsne_step_000008.png", "tsne_step_000016.png"]
+    assert "test accuracy" in r.output
+
+
+def test_embed_a_bare_checkpoint_on_data(pretrained, tmp_path):
+    r = invoke("embed", str(pretrained / "model.pt"), "--data", "digits", "--out", str(tmp_path))
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "tsne_checkpoint.png").exists()
+
+
+def test_one_line_errors(pretrained, tmp_path):
+    _one_line_error(invoke("pretrain", "--method", "nope", "--out", str(tmp_path)), "unknown")
+    _one_line_error(
+        invoke("pretrain", "--method", "supervised", "--out", str(tmp_path)),
+        "not self-supervised",
+    )
+    not_ckpt = tmp_path / "notes.pt"
+    not_ckpt.write_text("just some text\n")
+    _one_line_error(invoke("probe", str(not_ckpt), "--data", "digits"), "not a")
+    empty = tmp_path / "empty.pt"
+    save_checkpoint({"kind": "model", "class_names": ["a"]}, empty)
+    _one_line_error(invoke("probe", str(empty), "--data", "digits"), "no encoder")
+    _one_line_error(invoke("probe", str(pretrained), "--protocol", "svm"), "protocol")
+    _one_line_error(
+        invoke("probe", str(pretrained), "--finetune-blocks", "9", "--protocol", "finetune"),
+        "blocks",
+    )
+    _one_line_error(invoke("embed", str(pretrained), "--plot", "umap"), "umap")
+    _one_line_error(invoke("embed", str(empty)), "--data")
+    _one_line_error(
+        invoke("probe", str(pretrained), "--data", "npz:" + str(tmp_path / "missing.npz")),
+        "missing.npz",
+    )
