@@ -1,0 +1,228 @@
+"""Semi-supervised methods against the supervised baseline at a fixed budget, and the
+FixMatch step's speed against the bare backbone.
+
+Modes (each result is one JSON line):
+  (default)      CIFAR-10 from ../shared/data/cifar10, 25 labels per class, the rest
+                 unlabeled; each method trains for --budget (10m) and reports test accuracy,
+                 macro-F1, time-to-accuracy (first curve time_s with val_acc >= 0.40 and
+                 >= 0.50, or null), steps and seconds
+  --digits       digits (8x8), 5 labels per class, 60 s per method; target >= 0.95
+  --step-speed   images/s through the backbone in the FixMatch step (labeled + weak +
+                 strong views, via Trainer) against the bare backbone step on as many
+                 images; target ratio 0.9
+
+    python benchmarks/bench_semi.py --methods supervised fixmatch --budget 10m
+    python benchmarks/bench_semi.py --digits
+    python benchmarks/bench_semi.py --step-speed --backbone fastnet
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from fewlabels.data.imageset import ImageSet
+from fewlabels.methods import build_method
+from fewlabels.models import Network
+from fewlabels.train.loop import TrainConfig, Trainer
+from fewlabels.train.precision import autocast, resolve_precision
+from fewlabels.train.run import RunConfig, run_training
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+
+SEMI = ["pseudo_label", "fixmatch", "flexmatch", "freematch", "softmatch", "mean_teacher"]
+
+# CIFAR-10, 250 labels: the supervised scenario of bench_supervised.py (cifar-250) for
+# the baseline; the semi-supervised methods take the same network and optimiser with the
+# FixMatch batch shape (labeled 64, mu = 7) and the paper's EMA of the weights.
+CIFAR: dict[str, Any] = {
+    "data": f"cifar10:{DATA / 'cifar10'}",
+    "labels_per_class": 25,
+    "backbone": "fastnet",
+    "val": "train:0.1",
+    "tta": True,
+    "train": {
+        "budget": "10m",
+        "batch_size": 64,
+        "unlabeled_batch_ratio": 7,
+        "optimizer": "adamw",
+        "lr": 0.001,
+        "weight_decay": 0.05,
+        "ema": 0.999,
+        "evals": 20,
+    },
+}
+CIFAR_SUPERVISED = {"batch_size": 128, "ema": 0.0}
+
+# digits (8x8 grey): small, fast settings; fp32 is faster than bf16 at this size. The EMA
+# of the weights is off: in a run of a few hundred steps a 0.999 average still remembers
+# the initialisation.
+DIGITS: dict[str, Any] = {
+    "data": "digits",
+    "labels_per_class": 5,
+    "backbone": "convnet",
+    "val": "train:0.1",
+    "train": {
+        "budget": "60s",
+        "batch_size": 32,
+        "unlabeled_batch_ratio": 4,
+        "optimizer": "adamw",
+        "lr": 0.003,
+        "weight_decay": 0.01,
+        "precision": "fp32",
+        "evals": 10,
+    },
+}
+
+
+# digits: a mirrored digit is another digit, and every stronger policy flips, so the weak
+# view is the image itself and the FixMatch family's strong view is flip + translate.
+# (Mean Teacher keeps its two "weak" views: it needs two different ones.)
+DIGITS_KWARGS: dict[str, dict[str, Any]] = {
+    "supervised": {"label_smoothing": 0.0, "augment": "none"},
+    "pseudo_label": {"augment": "none"},
+    **{m: {"weak": "none", "strong": "weak"} for m in SEMI[1:5]},
+}
+
+
+def time_to(curve: list[dict[str, Any]], acc: float) -> float | None:
+    """The first ``time_s`` of the curve at which ``val_acc >= acc``, or None."""
+    for row in curve:
+        if row.get("val_acc") is not None and row["val_acc"] >= acc:
+            return row["time_s"]
+    return None
+
+
+def run_method(
+    method: str, base: dict[str, Any], out: Path, targets: tuple[float, ...], extra: dict
+) -> dict[str, Any]:
+    cfg = json.loads(json.dumps(base))
+    cfg["train"].update(extra.get("train", {}))
+    if method == "supervised":
+        cfg["train"].update(extra.get("supervised", {}))
+    cfg["method"] = method
+    cfg["method_kwargs"] = extra.get("method_kwargs", {}).get(method, {})
+    cfg["out"] = str(out / method)
+    shutil.rmtree(cfg["out"], ignore_errors=True)  # a fresh run, never a resumed one
+    rc = RunConfig(**cfg)
+    res = run_training(rc, progress=False, log=lambda s: None)
+    m = res.metrics
+    return {
+        "method": method,
+        "data": rc.data.split(":")[0],
+        "labels_per_class": rc.labels_per_class,
+        "budget": rc.train.budget,
+        "backbone": rc.backbone,
+        "test_acc": round(m.accuracy, 4) if m else None,
+        "test_macro_f1": round(m.macro_f1, 4) if m else None,
+        **{f"time_to_{int(100 * a)}": time_to(res.curve, a) for a in targets},
+        "best_val_acc": max((r["val_acc"] or 0 for r in res.curve), default=None),
+        "steps": res.steps,
+        "train_s": round(res.train_seconds, 1),
+        "wall_s": round(res.wall_seconds, 1),
+    }
+
+
+def step_speed(backbone: str, batch: int, ratio: float, size: int, steps: int) -> dict:
+    """FixMatch loop step (B labeled + 2 x mu B unlabeled views) vs bare backbone steps on
+    ``B (1 + 2 mu)`` random images, both in the precision ``auto`` picks."""
+    precision = resolve_precision("auto", torch.device("cpu"))
+    n_img = batch + 2 * round(batch * ratio)
+    torch.manual_seed(0)
+    net = Network(backbone, 3, size, 10).to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    x = torch.rand(n_img, 3, size, size).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (n_img,))
+    times = []
+    for i in range(steps + 3):
+        t0 = time.perf_counter()
+        with autocast(precision, torch.device("cpu")):
+            loss = F.cross_entropy(net(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if i >= 3:
+            times.append(time.perf_counter() - t0)
+    bare = n_img / statistics.median(times)
+
+    g = torch.Generator().manual_seed(0)
+    n = 2048
+    images = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 10, (n,), generator=g)
+    names = [str(i) for i in range(10)]
+    lab = ImageSet(images[:512], labels[:512], names)
+    unl = ImageSet(images[512:], labels[512:], names).unlabel()
+    torch.manual_seed(0)
+    method = build_method("fixmatch", Network(backbone, 3, size, 10))
+    cfg = TrainConfig(
+        budget=f"{steps + 3}steps",
+        batch_size=batch,
+        unlabeled_batch_ratio=ratio,
+        precision=precision,
+        evals=0,
+        optimizer="sgd",
+    )
+    trainer = Trainer(cfg, progress=False)
+    res = trainer.fit(method, lab, unl, None)
+    loop = n_img / statistics.median(res.step_seconds[3:])
+    return {
+        "mode": "step-speed",
+        "backbone": backbone,
+        "labeled_batch": batch,
+        "mu": ratio,
+        "images_per_step": n_img,
+        "precision": precision,
+        "bare_img_s": round(bare, 1),
+        "fixmatch_img_s": round(loop, 1),
+        "ratio": round(loop / bare, 3),
+        "target": 0.9,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--methods", nargs="+", default=["supervised", *SEMI])
+    ap.add_argument("--budget", help="training budget per method (default 10m; digits 60s)")
+    ap.add_argument("--digits", action="store_true", help="digits, 5 labels per class, 60 s")
+    ap.add_argument("--step-speed", action="store_true", help="FixMatch step vs bare backbone")
+    ap.add_argument("--backbone", help="override the backbone")
+    ap.add_argument("--batch", type=int, default=64, help="labeled batch (step-speed)")
+    ap.add_argument("--mu", type=float, default=7.0, help="unlabeled ratio (step-speed)")
+    ap.add_argument("--steps", type=int, default=10, help="timed steps (step-speed)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-semi")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.step_speed:
+        row = step_speed(args.backbone or "fastnet", args.batch, args.mu, 32, args.steps)
+        print(json.dumps(row), flush=True)
+        return
+    base = DIGITS if args.digits else CIFAR
+    base = json.loads(json.dumps(base))
+    base["train"]["seed"] = args.seed
+    if args.budget:
+        base["train"]["budget"] = args.budget
+    if args.backbone:
+        base["backbone"] = args.backbone
+    targets = (0.9, 0.95) if args.digits else (0.4, 0.5)
+    extra = {"method_kwargs": DIGITS_KWARGS} if args.digits else {"supervised": CIFAR_SUPERVISED}
+    out = args.out / ("digits" if args.digits else "cifar10")
+    for method in args.methods:
+        row = run_method(method, base, out, targets, extra)
+        if args.digits:
+            row["target"] = 0.95
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
