@@ -1,0 +1,288 @@
+"""Work through a study's runs: one or several worker processes claiming runs from the store.
+
+Each run trains in its own folder under ``STUDY_DIR/runs/KEY`` and resumes from its
+checkpoint when it was interrupted. A run that fails (NaN loss, bad data) is recorded as
+failed with its one-line error and the study carries on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fewlabels.errors import ConfigError, FewlabelsError
+from fewlabels.study.store import STORE_NAME, Store
+
+Log = Callable[[str], None]
+_KEEP = (
+    "accuracy",
+    "macro_f1",
+    "n",
+    "confusion",
+    "steps",
+    "train_seconds",
+    "wall_seconds",
+    "labeled",
+    "unlabeled",
+    "protocol",
+)
+
+
+def run_dir(study_dir: Path, key: str) -> Path:
+    """The folder of run ``key``."""
+    return Path(study_dir) / "runs" / key
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def execute_run(row: sqlite3.Row | dict[str, Any], study_dir: Path) -> tuple[dict, list]:
+    """Run one stored run to completion (resuming its checkpoint); (metrics, curve)."""
+    spec = json.loads(row["spec"]) if isinstance(row["spec"], str) else row["spec"]
+    out = run_dir(study_dir, row["key"])
+    if row["kind"] == "train":
+        from fewlabels.train.run import RunConfig, run_training
+
+        cfg = {**spec["config"], "out": str(out)}
+        if spec.get("init_from"):
+            if "init" not in RunConfig.model_fields:
+                raise ConfigError(
+                    "'pretrain X then Y' needs RunConfig.init, which this version lacks"
+                )
+            cfg["init"] = str(run_dir(study_dir, spec["init_from"]))
+        res = run_training(RunConfig(**cfg), progress=False, log=_quiet)
+        path = out / "metrics.json"
+        m = json.loads(path.read_text()) if path.exists() else {}
+        metrics = {k: m[k] for k in _KEEP if k in m}
+        metrics.setdefault("steps", res.steps)
+        metrics.setdefault("train_seconds", round(res.train_seconds, 2))
+        curve = list(res.curve)
+    elif row["kind"] == "probe":
+        try:
+            from fewlabels.evaluate.probe import ProbeConfig, run_probe
+        except ImportError:
+            raise ConfigError(
+                "probe cells need fewlabels.evaluate.probe.run_probe, which this installation lacks"
+            ) from None
+        ckpt = run_dir(study_dir, spec["checkpoint_from"])
+        pres = run_probe(
+            ProbeConfig(**spec["probe"], checkpoint=str(ckpt), out=str(out)),
+            log=_quiet,
+            progress=False,
+        )
+        m = pres.metrics.to_dict()
+        metrics = {k: m[k] for k in _KEEP if k in m}
+        metrics["train_seconds"] = round(float(pres.seconds), 2)
+        curve = list(pres.curve)
+    else:
+        raise ConfigError(f"unknown run kind {row['kind']!r}")
+    if isinstance(m.get("per_class"), dict):
+        metrics["class_names"] = list(m["per_class"])
+    seen = [r.get("backbone_images") for r in curve if r.get("backbone_images")]
+    if seen and metrics.get("train_seconds"):
+        metrics["backbone_images"] = int(seen[-1])
+        metrics["img_per_s"] = round(seen[-1] / float(metrics["train_seconds"]), 1)
+    return metrics, curve
+
+
+class _Heartbeat(threading.Thread):
+    """Refreshes a claim's heartbeat from its own connection while the run trains."""
+
+    def __init__(self, path: Path, key: str, worker: str, every_s: float = 10.0) -> None:
+        super().__init__(daemon=True)
+        self.path, self.key, self.worker, self.every_s = path, key, worker, every_s
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        store = Store(self.path)
+        try:
+            while not self.stopped.wait(self.every_s):
+                store.heartbeat(self.key, self.worker)
+        finally:
+            store.close()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join()
+
+
+def _fmt_s(s: float | None) -> str:
+    if s is None:
+        return "?"
+    s = round(s)
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e) if isinstance(e, FewlabelsError) else f"{type(e).__name__}: {e}"
+    text = " ".join(text.split())
+    return text[:300] or type(e).__name__
+
+
+def work(
+    study_dir: str | Path,
+    *,
+    worker: str = "w0",
+    threads: int | None = None,
+    t_start: float | None = None,
+    finished_at_start: int = 0,
+    stale_s: float = 120.0,
+    log: Log = print,
+) -> int:
+    """Claim and run runs until none is left; returns how many this worker ran."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    study_dir = Path(study_dir)
+    t_start = t_start or time.time()
+    store = Store(study_dir / STORE_NAME, stale_s=stale_s)
+    ran = 0
+    try:
+        while True:
+            row = store.claim(worker)
+            if row is None:
+                c = store.counts()
+                if c["pending"] == 0 and c["running"] == 0:
+                    return ran
+                time.sleep(0.3)
+                continue
+            beat = _Heartbeat(store.path, row["key"], worker, every_s=min(10.0, stale_s / 4))
+            beat.start()
+            t0 = time.time()
+            metrics: dict[str, Any] = {}
+            curve: list[dict[str, Any]] = []
+            error = None
+            try:
+                metrics, curve = execute_run(row, study_dir)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as e:  # a failing run is recorded and the study carries on
+                error = _one_line(e)
+            finally:
+                beat.stop()
+            seconds = time.time() - t0
+            store.finish(
+                row["key"], worker, metrics=metrics, curve=curve, seconds=seconds, error=error
+            )
+            ran += 1
+            c = store.counts()
+            total = sum(c.values())
+            fin = c["done"] + c["failed"]
+            elapsed = time.time() - t_start
+            rate = (fin - finished_at_start) / max(elapsed, 1e-9)
+            eta = (total - fin) / rate if rate > 0 else None
+            res = f"acc {100 * metrics['accuracy']:.1f}%" if "accuracy" in metrics else ""
+            status = "failed" if error else "done"
+            tail = f"  error: {error}" if error else ""
+            log(
+                f"[{fin}/{total}] {status:<6} {row['label']}  {res}  {seconds:.1f}s | "
+                f"study {_fmt_s(elapsed)} elapsed, ETA {_fmt_s(eta)}{tail}"
+            )
+    finally:
+        store.close()
+
+
+def _worker_entry(
+    study_dir: str, worker: str, threads: int, t_start: float, fin0: int, stale_s: float
+) -> None:
+    def log(s: str) -> None:
+        print(s, flush=True)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        work(
+            study_dir,
+            worker=worker,
+            threads=threads,
+            t_start=t_start,
+            finished_at_start=fin0,
+            stale_s=stale_s,
+            log=log,
+        )
+
+
+@dataclass
+class StudyOutcome:
+    """Counts of the study's runs after working through it."""
+
+    out_dir: Path
+    counts: dict[str, int]
+    seconds: float
+
+
+def run_study(
+    plan: Any,
+    out_dir: str | Path,
+    *,
+    workers: int = 1,
+    threads: int | None = None,
+    stale_s: float = 120.0,
+    log: Log = print,
+) -> StudyOutcome:
+    """Register ``plan`` in ``out_dir``'s store and work through its runs."""
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    store = Store(out / STORE_NAME, stale_s=stale_s)
+    try:
+        store.register(plan)
+        c = store.counts()
+    finally:
+        store.close()
+    (out / "study.yaml").write_text(plan.text)
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    fin0 = c["done"] + c["failed"]
+    log(
+        f"study {plan.name}: {len(plan.cells)} cells, {sum(c.values())} runs "
+        f"({c['done']} already done), {workers} worker(s) x {threads} thread(s) -> {out}"
+    )
+    t0 = time.time()
+    if workers == 1:
+        work(
+            out,
+            worker=f"w0-{os.getpid()}",
+            threads=threads,
+            t_start=t0,
+            finished_at_start=fin0,
+            stale_s=stale_s,
+            log=log,
+        )
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        procs = [
+            ctx.Process(
+                target=_worker_entry,
+                args=(str(out), f"w{i}-{os.getpid()}", threads, t0, fin0, stale_s),
+            )
+            for i in range(workers)
+        ]
+        for p in procs:
+            p.start()
+        try:
+            for p in procs:
+                p.join()
+        except KeyboardInterrupt:
+            for p in procs:
+                p.join(timeout=10)
+            raise
+    store = Store(out / STORE_NAME, stale_s=stale_s)
+    try:
+        c = store.counts()
+    finally:
+        store.close()
+    if c["pending"] or c["running"]:
+        raise FewlabelsError(
+            f"the workers stopped with {c['pending'] + c['running']} run(s) left; rerun to resume"
+        )
+    return StudyOutcome(out, c, time.time() - t0)
