@@ -13,9 +13,11 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev]'
 	@touch $(STAMP)
 
+demo: export OMP_WAIT_POLICY ?= PASSIVE
 demo: $(STAMP)
-	$(BIN)/fewlabels train --data digits --labels-per-class 10 --budget 30s --out runs/demo
+	$(BIN)/fewlabels study examples/digits.yaml --out runs/demo --workers 2
 
+test: export OMP_WAIT_POLICY ?= PASSIVE
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
@@ -28,6 +30,13 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks scripts
 	$(BIN)/ruff check --fix src tests benchmarks scripts
+
+# Quick speed benchmarks (a few minutes); accuracy benchmarks: see benchmarks/bench_supervised.py
+bench: export OMP_WAIT_POLICY ?= PASSIVE
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_augment.py
+	$(BIN)/python benchmarks/bench_train_step.py --backbones convnet resnet18
+	$(BIN)/python benchmarks/bench_data.py
 
 docs: $(STAMP)
 	$(BIN)/python scripts/augment_gallery.py --out docs/img

@@ -7,6 +7,10 @@ does: index sampling, gathering uint8 images, batched weak augmentation, the met
 the schedule. Prints one JSON line per backbone: {"backbone", "bare_img_s",
 "loop_img_s", "ratio", "target": 0.9}.
 
+Bare and loop steps are timed in alternating rounds (bare, loop, bare, loop, ...) and
+each rate is the median over all its rounds' steps, so a machine whose speed drifts
+(shared cores) biases neither side.
+
     python benchmarks/bench_train_step.py --backbones convnet resnet18 --batch 256
 """
 
@@ -27,39 +31,68 @@ from fewlabels.train.loop import TrainConfig, Trainer
 from fewlabels.train.precision import autocast, resolve_precision
 
 
-def bare_rate(backbone: str, batch: int, size: int, steps: int, precision: str) -> float:
-    torch.manual_seed(0)
-    net = Network(backbone, 3, size, 10).to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True)
-    x = torch.rand(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch,))
-    dev = torch.device("cpu")
-    times = []
-    for i in range(steps + 5):
-        t0 = time.perf_counter()
-        with autocast(precision, dev):
-            loss = F.cross_entropy(net(x).float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if i >= 5:
-            times.append(time.perf_counter() - t0)
-    return batch / statistics.median(times)
+class BareStep:
+    """Forward + cross-entropy + backward + SGD of the bare network on one ready batch."""
+
+    def __init__(self, backbone: str, batch: int, size: int, precision: str) -> None:
+        torch.manual_seed(0)
+        self.net = Network(backbone, 3, size, 10).to(memory_format=torch.channels_last)
+        self.opt = torch.optim.SGD(self.net.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+        self.x = torch.rand(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+        self.y = torch.randint(0, 10, (batch,))
+        self.precision = precision
+
+    def times(self, steps: int) -> list[float]:
+        out = []
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            with autocast(self.precision, torch.device("cpu")):
+                loss = F.cross_entropy(self.net(self.x).float(), self.y)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            out.append(time.perf_counter() - t0)
+        return out
 
 
-def loop_rate(backbone: str, batch: int, size: int, steps: int, precision: str) -> float:
-    g = torch.Generator().manual_seed(0)
-    n = 4096
-    data = ImageSet(
-        torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g),
-        torch.randint(0, 10, (n,), generator=g),
-        [str(i) for i in range(10)],
+class LoopSteps:
+    """Steps of the real loop (``Trainer.fit``) on a uint8 set resident in memory."""
+
+    def __init__(self, backbone: str, batch: int, size: int, precision: str) -> None:
+        g = torch.Generator().manual_seed(0)
+        n = 4096
+        self.data = ImageSet(
+            torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g),
+            torch.randint(0, 10, (n,), generator=g),
+            [str(i) for i in range(10)],
+        )
+        torch.manual_seed(0)
+        self.method = Supervised(Network(backbone, 3, size, 10))
+        self.batch, self.precision = batch, precision
+
+    def times(self, steps: int) -> list[float]:
+        cfg = TrainConfig(
+            budget=f"{steps}steps", batch_size=self.batch, precision=self.precision, evals=1
+        )
+        return Trainer(cfg, progress=False).fit(self.method, self.data, None, None).step_seconds
+
+
+def rates(
+    backbone: str, batch: int, size: int, steps: int, rounds: int, precision: str
+) -> tuple[float, float]:
+    """(bare, loop) images/s: medians over ``rounds`` alternating rounds of ``steps``."""
+    bare, loop = (
+        BareStep(backbone, batch, size, precision),
+        LoopSteps(backbone, batch, size, precision),
     )
-    torch.manual_seed(0)
-    method = Supervised(Network(backbone, 3, size, 10))
-    cfg = TrainConfig(budget=f"{steps + 5}steps", batch_size=batch, precision=precision, evals=1)
-    res = Trainer(cfg, progress=False).fit(method, data, None, None)
-    return batch / statistics.median(res.step_seconds[5:])
+    bare.times(2)  # warm-up: allocator, first-call dispatch
+    loop.times(2)
+    tb: list[float] = []
+    tl: list[float] = []
+    for _ in range(rounds):
+        tb += bare.times(steps)
+        tl += loop.times(steps)[1:]  # the first step of a fit carries its set-up
+    return batch / statistics.median(tb), batch / statistics.median(tl)
 
 
 def main() -> None:
@@ -67,14 +100,14 @@ def main() -> None:
     ap.add_argument("--backbones", nargs="+", default=["convnet", "resnet18"])
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--size", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=5, help="steps per round")
+    ap.add_argument("--rounds", type=int, default=4, help="alternating bare/loop rounds")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     precision = resolve_precision("auto", torch.device("cpu"))
     for bb in args.backbones:
-        bare = bare_rate(bb, args.batch, args.size, args.steps, precision)
-        loop = loop_rate(bb, args.batch, args.size, args.steps, precision)
+        bare, loop = rates(bb, args.batch, args.size, args.steps, args.rounds, precision)
         print(
             json.dumps(
                 {

@@ -6,7 +6,9 @@ Every user mistake surfaces as ``error: <one line>`` on stderr and exit code 2.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,7 +76,7 @@ UnlOpt = Annotated[
     str,
     typer.Option(
         "--unlabeled",
-        help="Unlabeled pool: 'rest' (all other images), a count, a fraction, or a "
+        help="Unlabeled pool: 'rest' or 'all' (all other images), a count, a fraction, or a "
         "labeled:unlabeled ratio such as 1:20.",
     ),
 ]
@@ -144,8 +146,34 @@ def train(
     stem: Annotated[
         str, typer.Option(help="ResNet stem: cifar, imagenet or auto (from the image size).")
     ] = "auto",
-    method: Annotated[str, typer.Option(help="Training method.")] = "supervised",
+    method: Annotated[
+        str,
+        typer.Option(
+            help="Training method: supervised, a self-supervised or semi-supervised method, "
+            "or teacher_student (pseudo-labelling rounds); an unknown name lists them all."
+        ),
+    ] = "supervised",
+    init: Annotated[
+        str | None,
+        typer.Option(
+            help="Start the backbone from this model.pt, checkpoint.pt or run folder "
+            "(e.g. a simclr run); the classifier head starts fresh."
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Labeled images per step.")] = 256,
+    unlabeled_batch_ratio: Annotated[
+        float,
+        typer.Option(
+            help="Unlabeled images per labeled image in a step (FixMatch's mu; 7 in the paper)."
+        ),
+    ] = 7.0,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="Confidence threshold in (0, 1] of pseudo-labelling methods "
+            "(fixmatch, flexmatch, pseudo_label, teacher_student)."
+        ),
+    ] = None,
     optimizer: Annotated[str, typer.Option(help="sgd (Nesterov) or adamw.")] = "sgd",
     lr: Annotated[
         float | None, typer.Option(help="Peak learning rate (default: 0.1 x batch/256 for SGD).")
@@ -182,6 +210,7 @@ def train(
             "budget": budget,
             "seed": seed,
             "batch_size": batch_size,
+            "unlabeled_batch_ratio": unlabeled_batch_ratio,
             "optimizer": optimizer,
             "lr": lr,
             "weight_decay": weight_decay,
@@ -195,6 +224,10 @@ def train(
         method_kwargs = dict(base.get("method_kwargs", {}))
         if label_smoothing is not None:
             method_kwargs["label_smoothing"] = label_smoothing
+        if threshold is not None:
+            from fewlabels.methods.masking import check_threshold
+
+            method_kwargs["threshold"] = check_threshold(threshold)
         cfg = RunConfig(
             data=pick("data", data),
             test=pick("test", test),
@@ -207,6 +240,7 @@ def train(
             backbone_kwargs=base.get("backbone_kwargs", {}),
             method=pick("method", method),
             method_kwargs=method_kwargs,
+            init=pick("init", init),
             train=train_cfg,
             device=pick("device", device),
             strict=pick("strict", strict),
@@ -296,6 +330,194 @@ def predict(
         typer.echo(f"wrote {len(rows)} predictions to {out}")
 
 
+def _ssl_methods() -> list[str]:
+    from fewlabels.methods import METHODS
+
+    return sorted(n for n, c in METHODS.items() if getattr(c, "kind", "") == "self-supervised")
+
+
+def pretrain(ctx: typer.Context, **kwargs: Any) -> None:
+    """Pretrain an encoder with a self-supervised method on every training image.
+
+    The labeled split (--labels-per-class ...) feeds only the online linear probe and the
+    kNN monitor on the validation curve; --batch-size counts unlabeled images per step.
+    """
+    from fewlabels.methods import method_class
+
+    with _guard():
+        name = kwargs["method"]
+        if not _given(ctx, "method"):
+            name = _load_yaml(kwargs.get("config")).get("method", name)
+        kind = method_class(name).kind
+        if kind != "self-supervised":
+            raise ConfigError(
+                f"method {name!r} is {kind}, not self-supervised; pretrain with one of "
+                f"{', '.join(_ssl_methods())} (or use `fewlabels train`)"
+            )
+    train(ctx, **kwargs)
+
+
+def _pretrain_signature() -> inspect.Signature:
+    """``train``'s options, with pretraining defaults and help where they differ."""
+    sig = inspect.signature(train, eval_str=True)
+    changed = {
+        "method": (
+            "simclr",
+            Annotated[str, typer.Option(help="Self-supervised method: simclr, byol, ...")],
+        ),
+        "batch_size": (
+            256,
+            Annotated[
+                int,
+                typer.Option(help="Unlabeled images per step (the online probe gets 1/7 of it)."),
+            ],
+        ),
+        "out": ("runs/pretrain", None),
+    }
+    params = []
+    for p in sig.parameters.values():
+        if p.name in changed:
+            default, annotation = changed[p.name]
+            p = p.replace(default=default, annotation=annotation or p.annotation)
+        params.append(p)
+    return sig.replace(parameters=params)
+
+
+pretrain.__signature__ = _pretrain_signature()  # type: ignore[attr-defined]
+app.command()(pretrain)
+
+
+@app.command()
+def probe(
+    checkpoint: Annotated[Path, typer.Argument(help="model.pt, checkpoint.pt or a run folder.")],
+    data: Annotated[
+        str | None,
+        typer.Option(help="Data spec (default: the one the run folder was trained on)."),
+    ] = None,
+    test: TestOpt = None,
+    labels_per_class: LpcOpt = None,
+    labeled_fraction: FracOpt = None,
+    val: ValOpt = "train:0.1",
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="linear (logistic regression on cached frozen features), knn (k=200 "
+            "cosine) or finetune (supervised training from the checkpoint)."
+        ),
+    ] = "linear",
+    finetune_blocks: Annotated[
+        int | None,
+        typer.Option(
+            help="finetune: train the last N backbone blocks + the head (0: frozen "
+            "encoder + linear layer; default: all)."
+        ),
+    ] = None,
+    budget: BudgetOpt = "2m",
+    seed: SeedOpt = 0,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Results folder (default: probe-PROTOCOL beside the checkpoint)."),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    strict: Annotated[bool, typer.Option(help="Refuse corrupt images.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Evaluate a checkpoint's encoder with few labels: linear probe, kNN or fine-tuning."""
+    from fewlabels.evaluate.probe import ProbeConfig, run_data, run_probe
+
+    with _guard():
+        run_spec, run_test = run_data(checkpoint)
+        base = checkpoint if checkpoint.is_dir() else checkpoint.parent
+        cfg = ProbeConfig(
+            checkpoint=str(checkpoint),
+            data=data or run_spec or "digits",
+            test=test if test is not None or data is not None else run_test,
+            labels_per_class=labels_per_class,
+            labeled_fraction=labeled_fraction,
+            val=val,
+            protocol=protocol,  # type: ignore[arg-type]
+            finetune_blocks=finetune_blocks,
+            budget=budget,
+            seed=seed,
+            out=str(out or base / f"probe-{protocol}"),
+            device=device,
+            strict=strict,
+        )
+        res = run_probe(cfg, log=typer.echo, progress=progress)
+        typer.echo(f"{protocol} probe in {res.seconds:.1f}s")
+        _report(res.metrics, res.out_dir)
+
+
+@app.command()
+def embed(
+    source: Annotated[
+        Path, typer.Argument(help="A run folder (its saved embeddings) or a checkpoint.")
+    ],
+    plot: Annotated[str, typer.Option(help="Projection: tsne.")] = "tsne",
+    data: Annotated[
+        str | None,
+        typer.Option(help="Data spec: compute the embedding of a checkpoint on its images."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for the PNGs (default: SOURCE/embeddings).")
+    ] = None,
+    seed: SeedOpt = 0,
+    strict: Annotated[bool, typer.Option(help="Refuse corrupt images.")] = False,
+) -> None:
+    """Draw t-SNE pictures of embeddings, one panel per saved point of training."""
+    from fewlabels.evaluate.embedding import embed_pictures
+
+    with _guard():
+        paths = embed_pictures(
+            source, plot=plot, data=data, out=out, strict=strict, seed=seed, log=typer.echo
+        )
+        for p in paths:
+            typer.echo(f"wrote {p}")
+        metrics = (source if source.is_dir() else source.parent) / "metrics.json"
+        if metrics.is_file():
+            m = json.loads(metrics.read_text())
+            if "accuracy" in m:
+                typer.echo(f"test accuracy  {m['accuracy']:.4f}")
+                typer.echo(f"test macro-F1  {m['macro_f1']:.4f}")
+
+
+@app.command()
+def study(
+    spec: Annotated[Path, typer.Argument(help="Study file (YAML): data, grid, methods, budget.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Study folder (default: runs/STUDY_NAME).")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes on this machine.")] = 1,
+    threads: Annotated[
+        int | None, typer.Option(help="Torch threads per worker (default: cores / workers).")
+    ] = None,
+) -> None:
+    """Run every cell of a study (resumable), then write report.html, report.md, results.csv."""
+    from fewlabels.study import load_study, run_study, write_report
+
+    with _guard():
+        plan = load_study(spec)
+        folder = out or Path("runs") / plan.name
+        res = run_study(plan, folder, workers=workers, threads=threads, log=typer.echo)
+        rep = write_report(folder)
+        typer.echo(
+            f"{res.counts['done']} runs done, {res.counts['failed']} failed in {res.seconds:.0f}s"
+        )
+        typer.echo(f"report: {rep.html}")
+
+
+@app.command()
+def report(
+    study_dir: Annotated[Path, typer.Argument(help="A study folder (holding study.sqlite).")],
+) -> None:
+    """Regenerate a study's report.html, report.md, results.csv and PNGs from its store."""
+    from fewlabels.study import write_report
+
+    with _guard():
+        rep = write_report(study_dir)
+        typer.echo(f"report: {rep.html}")
+
+
 @data_app.command("inspect")
 def data_inspect(
     spec: Annotated[str, typer.Argument(help="Data spec, e.g. cifar10:PATH or folder:PATH.")],
@@ -344,6 +566,10 @@ def _slug(name: str) -> str:
 
 def main() -> None:
     """Console-script entry point."""
+    # OpenMP threads that sleep instead of spinning: on a machine with as few cores as
+    # torch threads, spinning collapses throughput whenever anything else runs (measured
+    # 20-100x on 2 cores). Set before torch is imported; a user's value wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         app()
     except FewlabelsError as e:  # raised outside a command (should not happen)

@@ -36,6 +36,13 @@ class Method(nn.Module):
 
     name: ClassVar[str] = "base"
     views: ClassVar[dict[str, tuple[str, ...]]] = {"labeled": ("weak",), "unlabeled": ()}
+    # "supervised", "self-supervised" or "semi-supervised": what evaluation applies
+    # (self-supervised runs get the online probe, a kNN monitor and saved embeddings).
+    kind: ClassVar[str] = "supervised"
+    # The stream ``--batch-size`` counts when a method uses both: "labeled" (semi-supervised:
+    # labeled batch B, unlabeled B x unlabeled_batch_ratio) or "unlabeled" (pretraining
+    # with an online probe: unlabeled batch B, labeled B / unlabeled_batch_ratio).
+    primary: ClassVar[str] = "labeled"
     network: nn.Module
 
     @property
@@ -47,6 +54,10 @@ class Method(nn.Module):
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         return self.step(batch)
+
+    def setup(self, *, num_labeled: int, num_unlabeled: int, num_classes: int) -> None:
+        """Called once by the loop before any checkpoint is loaded: size per-sample buffers
+        (FlexMatch's prediction memory) here so ``load_state_dict`` can restore them."""
 
     def after_step(self) -> None:
         """Hook after each optimiser step (momentum encoders, queues); default nothing."""

@@ -1,4 +1,4 @@
-"""Compute budgets: a number of steps, of epochs, or wall-clock seconds."""
+"""Compute budgets: a number of steps, of epochs, of images through the backbone, or seconds."""
 
 from __future__ import annotations
 
@@ -10,25 +10,34 @@ from typing import Literal
 from fewlabels.errors import ConfigError
 
 _UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
-_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|steps?|epochs?)\s*$", re.IGNORECASE)
+_PATTERN = re.compile(
+    r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|steps?|epochs?|kimg|mimg|img|images)\s*$", re.IGNORECASE
+)
+_IMAGE_UNITS = {"img": 1.0, "images": 1.0, "kimg": 1e3, "mimg": 1e6}
 
 
 @dataclass(frozen=True)
 class Budget:
-    """How long a run trains. ``kind`` is ``steps``, ``epochs`` or ``seconds``."""
+    """How long a run trains. ``kind`` is ``steps``, ``epochs``, ``images`` or ``seconds``.
 
-    kind: Literal["steps", "epochs", "seconds"]
+    An ``images`` budget counts augmented images through the backbone (every view of
+    every labeled and unlabeled image of a step), so methods that look at more views per
+    step get fewer steps: the way to compare methods at equal compute.
+    """
+
+    kind: Literal["steps", "epochs", "seconds", "images"]
     amount: float
 
     @classmethod
     def parse(cls, text: str | Budget) -> Budget:
-        """Parse ``20s``, ``30m``, ``2h``, ``500steps`` or ``10epochs``."""
+        """Parse ``20s``, ``30m``, ``2h``, ``500steps``, ``10epochs`` or ``200kimg``."""
         if isinstance(text, Budget):
             return text
         m = _PATTERN.match(str(text))
         if not m:
             raise ConfigError(
-                f"budget {text!r} is not understood: use e.g. 20s, 30m, 2h, 500steps or 10epochs"
+                f"budget {text!r} is not understood: use e.g. 20s, 30m, 2h, 500steps, 10epochs "
+                "or 200kimg"
             )
         value, unit = float(m.group(1)), m.group(2).lower()
         if value <= 0:
@@ -39,10 +48,12 @@ class Budget:
             return cls("steps", value)
         if unit.startswith("epoch"):
             return cls("epochs", value)
+        if unit in _IMAGE_UNITS:
+            return cls("images", value * _IMAGE_UNITS[unit])
         return cls("seconds", value * _UNITS[unit])
 
     def total_steps(self, steps_per_epoch: float) -> int | None:
-        """Total steps, or None for a wall-clock budget."""
+        """Total steps, or None for a wall-clock or images budget (known once running)."""
         if self.kind == "steps":
             return int(self.amount)
         if self.kind == "epochs":
@@ -52,10 +63,18 @@ class Budget:
     def progress(self, step: int, seconds: float, steps_per_epoch: float) -> float:
         """Fraction of the budget used, in [0, 1]."""
         total = self.total_steps(steps_per_epoch)
+        if total is None and self.kind == "images":
+            return 0.0  # unknown until the loop has counted a step's images
         frac = step / total if total is not None else seconds / self.amount
         return min(1.0, max(0.0, frac))
 
+    def steps_for_images(self, images_per_step: int) -> int:
+        """Steps that put this ``images`` budget through the backbone (at least one)."""
+        return max(1, math.ceil(self.amount / max(1, images_per_step)))
+
     def __str__(self) -> str:
+        if self.kind == "images":
+            return f"{self.amount:g}img"
         if self.kind == "seconds":
             return f"{self.amount:g}s"
         return f"{self.amount:g}{self.kind}"

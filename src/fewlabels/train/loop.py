@@ -25,6 +25,7 @@ from fewlabels.augment import build_policy
 from fewlabels.data.imageset import ImageSet
 from fewlabels.errors import CheckpointError, ConfigError, DivergenceError
 from fewlabels.evaluate.metrics import predict_logits, quick_metrics
+from fewlabels.evaluate.monitor import FeatureMonitor
 from fewlabels.methods.base import Batch, Method
 from fewlabels.train.budget import Budget
 from fewlabels.train.checkpoint import load_checkpoint, save_checkpoint
@@ -56,6 +57,9 @@ class TrainConfig(BaseModel):
     checkpoint_every_s: float = 120.0
     seed: int = 0
     grad_clip: float = 0.0
+    # Save val embeddings at each evaluation (embeddings/step_*.npz); None: only for
+    # self-supervised methods.
+    save_embeddings: bool | None = None
 
     @field_validator("budget")
     @classmethod
@@ -68,6 +72,13 @@ class TrainConfig(BaseModel):
     def _batch(cls, v: int) -> int:
         if v < 1:
             raise ValueError("batch size must be at least 1")
+        return v
+
+    @field_validator("unlabeled_batch_ratio")
+    @classmethod
+    def _ratio(cls, v: float) -> float:
+        if not v > 0:
+            raise ValueError("unlabeled batch ratio must be positive")
         return v
 
     @field_validator("ema")
@@ -124,6 +135,16 @@ class IndexStream:
 
     def epoch(self, step: int) -> float:
         return step * self.batch_size / self.n
+
+
+def count_images(batch: Batch) -> int:
+    """Augmented images in a step's batch: the rows of every 4-D tensor of every view."""
+    n = 0
+    for entry in [*batch.labeled, *batch.unlabeled]:
+        for t in entry if isinstance(entry, (tuple, list)) else (entry,):
+            if isinstance(t, torch.Tensor) and t.ndim == 4:
+                n += t.shape[0]
+    return n
 
 
 def _mix(*xs: int) -> int:
@@ -185,6 +206,8 @@ class Trainer:
         self.precision = resolve_precision(cfg.precision, self.device)
         self.budget = Budget.parse(cfg.budget)
         self.log = log or (lambda s: None)
+        self._monitor: FeatureMonitor | None = None
+        self.images_per_step: int | None = None
         if cfg.batch_size % self.dist.world_size:
             raise ConfigError(
                 f"batch size {cfg.batch_size} does not split evenly over "
@@ -215,19 +238,31 @@ class Trainer:
             )
         method.to(dev)
         method.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        some = labeled if labeled is not None else unlabeled
+        method.setup(
+            num_labeled=len(labeled) if uses_lab and labeled is not None else 0,
+            num_unlabeled=len(unlabeled) if uses_unl and unlabeled is not None else 0,
+            num_classes=some.num_classes if some is not None else 0,
+        )
         bs = cfg.batch_size
         ubs = round(bs * cfg.unlabeled_batch_ratio) if uses_lab else bs
+        lbs = bs  # see Method.primary: which stream --batch-size counts
+        by_unl = uses_lab and uses_unl and method.primary == "unlabeled"
+        if by_unl:
+            ubs = bs
+            lbs = max(self.dist.world_size, round(bs / cfg.unlabeled_batch_ratio))
+            lbs -= lbs % self.dist.world_size
         ubs -= ubs % self.dist.world_size
         lab_imgs = labeled.images.to(dev) if uses_lab and labeled is not None else None
         lab_y = labeled.labels.to(dev) if uses_lab and labeled is not None else None
         unl_imgs = unlabeled.images.to(dev) if uses_unl and unlabeled is not None else None
-        lab_stream = IndexStream(len(labeled), bs, cfg.seed, 1) if lab_imgs is not None else None
+        lab_stream = IndexStream(len(labeled), lbs, cfg.seed, 1) if lab_imgs is not None else None
         unl_stream = (
             IndexStream(len(unlabeled), ubs, cfg.seed, 2)
             if unl_imgs is not None and unlabeled is not None
             else None
         )
-        primary = lab_stream or unl_stream
+        primary = (unl_stream or lab_stream) if by_unl else (lab_stream or unl_stream)
         assert primary is not None
         steps_per_epoch = primary.n / bs
         size = (lab_imgs if lab_imgs is not None else unl_imgs).shape[-1]  # type: ignore[union-attr]
@@ -281,11 +316,26 @@ class Trainer:
         loss_ema: float | None = None
         stopped_early = False
         step_seconds: list[float] = []
+        self.images_per_step = None
         method.train()
+        self._monitor = None  # self-supervised runs: kNN accuracy and embeddings too
+        if method.kind == "self-supervised" and val is not None and len(val):
+            save = cfg.save_embeddings is not False and self.dist.is_main and self.out_dir
+            self._monitor = FeatureMonitor(
+                val,
+                labeled,
+                embeddings_dir=self.out_dir / "embeddings" if save and self.out_dir else None,
+                seed=cfg.seed,
+                batch_size=cfg.eval_batch_size,
+                device=dev,
+                precision=self.precision,
+            )
 
         def progress_now() -> float:
             if total_steps is not None:
                 return min(1.0, step / max(1, total_steps))
+            if self.budget.kind == "images":
+                return 0.0  # the step count is known once a batch has been counted
             return min(1.0, train_s / self.budget.amount)
 
         while True:
@@ -313,6 +363,10 @@ class Trainer:
                 ux = unl_imgs[uidx]
                 batch.unlabeled = [p(ux, gen) for p in unl_pols]
                 batch.unlabeled_index = uidx
+            if self.images_per_step is None:  # images through the backbone per step
+                self.images_per_step = count_images(batch) * w
+                if total_steps is None and self.budget.kind == "images":
+                    total_steps = self.budget.steps_for_images(self.images_per_step)
             with autocast(self.precision, dev):
                 out = model(batch)
             loss = out["loss"]
@@ -404,14 +458,20 @@ class Trainer:
             "val_acc": None,
             "val_f1": None,
         }
+        if self.images_per_step:
+            row["backbone_images"] = step * self.images_per_step
         if val is not None and len(val) and val.is_labeled.all():
             net = ema.module if ema is not None else method.network
-            logits = predict_logits(
-                net,
-                val.images,
-                batch_size=self.cfg.eval_batch_size,
-                device=self.device,
-                precision=self.precision,
+            logits = (
+                self._monitor.evaluate(net, row)
+                if self._monitor is not None
+                else predict_logits(
+                    net,
+                    val.images,
+                    batch_size=self.cfg.eval_batch_size,
+                    device=self.device,
+                    precision=self.precision,
+                )
             )
             acc, f1 = quick_metrics(val.labels.numpy(), logits.argmax(1).numpy())
             row["val_acc"], row["val_f1"] = round(acc, 5), round(f1, 5)

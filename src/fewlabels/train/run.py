@@ -17,10 +17,12 @@ from fewlabels.errors import DataError
 from fewlabels.evaluate.metrics import Metrics, classification_metrics, predict_logits
 from fewlabels.evaluate.plots import plot_confusion
 from fewlabels.methods import build_method
+from fewlabels.methods.online_probe import with_online_probe
 from fewlabels.models import Network
 from fewlabels.train.checkpoint import atomic_write_bytes, save_checkpoint
 from fewlabels.train.distributed import DistInfo, init_distributed, pick_device
 from fewlabels.train.loop import TrainConfig, Trainer, barrier
+from fewlabels.train.warm_start import apply_init, architecture, read_init
 
 
 class RunConfig(BaseModel):
@@ -39,6 +41,8 @@ class RunConfig(BaseModel):
     backbone_kwargs: dict[str, Any] = Field(default_factory=dict)
     method: str = "supervised"
     method_kwargs: dict[str, Any] = Field(default_factory=dict)
+    # model.pt / checkpoint.pt / run folder whose backbone weights start the network
+    init: str | None = None
     train: TrainConfig = Field(default_factory=TrainConfig)
     device: str = "auto"
     strict: bool = False
@@ -65,6 +69,7 @@ class RunResult:
     train_seconds: float
     wall_seconds: float
     curve: list[dict[str, Any]]
+    stopped_early: bool = False
 
 
 def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
@@ -95,9 +100,15 @@ def prepare_data(cfg: RunConfig) -> tuple[Dataset, Splits]:
     return ds, make_splits(ds, cfg.split_config())
 
 
-def build_network(cfg: RunConfig, labeled: ImageSet, num_classes: int) -> Network:
-    """A Network for these images, normalised by the labeled pool's channel statistics."""
-    mean, std = channel_stats(labeled.images)
+def build_network(
+    cfg: RunConfig,
+    labeled: ImageSet,
+    num_classes: int,
+    mean_std: tuple[list[float], list[float]] | None = None,
+) -> Network:
+    """A Network for these images, normalised by the labeled pool's channel statistics
+    (or by ``mean_std``, e.g. those a pretrained backbone was trained with)."""
+    mean, std = mean_std if mean_std is not None else channel_stats(labeled.images)
     return Network(
         cfg.backbone,
         in_channels=labeled.channels,
@@ -137,8 +148,18 @@ def run_training(
     progress: bool = True,
     log: Any = print,
     stop_at_step: int | None = None,
+    data: tuple[Dataset, Splits] | None = None,
+    init_head: bool = False,
 ) -> RunResult:
-    """Run one configured training and write its results to ``cfg.out``."""
+    """Run one configured training and write its results to ``cfg.out``.
+
+    ``data`` gives the dataset and splits ready-made (self-training's rounds);
+    ``init_head`` also loads the classifier head from ``cfg.init``.
+    """
+    if cfg.method.lower() == "teacher_student":
+        from fewlabels.train.self_training import run_self_training
+
+        return run_self_training(cfg, progress=progress, log=log, stop_at_step=stop_at_step)
     t0 = time.perf_counter()
     info: DistInfo = init_distributed(
         torch.device("cuda")
@@ -147,7 +168,8 @@ def run_training(
     )
     device = pick_device(cfg.device, info)
     out = Path(cfg.out)
-    ds, splits = prepare_data(cfg)
+    init = read_init(cfg.init) if cfg.init else None
+    ds, splits = data if data is not None else prepare_data(cfg)
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "config.json", cfg.model_dump())
@@ -160,17 +182,30 @@ def run_training(
             f"{ds.train.image_size[0]}x{ds.train.image_size[1]}"
         )
     torch.manual_seed(cfg.train.seed)
-    network = build_network(cfg, splits.labeled, ds.train.num_classes)
+    norm = (init.mean, init.std) if init and len(init.mean) == ds.train.channels else None
+    network = build_network(cfg, splits.labeled, ds.train.num_classes, norm)
+    if init is not None:
+        apply_init(network, init, head=init_head)
+        if info.is_main:
+            log(
+                f"initialised the {'network' if init_head else 'backbone'} from {cfg.init} "
+                f"({init.method or 'unknown method'}, {architecture(init.network_config)})"
+            )
     method = build_method(cfg.method, network, **cfg.method_kwargs)
+    unlabeled = splits.unlabeled
+    if method.kind == "self-supervised":
+        # Pretraining learns from every training image (the labeled ones with labels
+        # hidden); the labels feed only the online probe and the kNN monitor.
+        unlabeled = ImageSet.concat([splits.labeled.unlabel(), splits.unlabeled])
+        if len(splits.labeled) and bool(splits.labeled.is_labeled.all()):
+            method = with_online_probe(method)
     trainer = Trainer(cfg.train, device=device, dist_info=info, out_dir=out, progress=progress)
     if info.is_main:
         log(
             f"training {cfg.method} on {cfg.backbone} for {cfg.train.budget} "
             f"({trainer.precision}, {device.type}, {info.world_size} process(es))"
         )
-    fit = trainer.fit(
-        method, splits.labeled, splits.unlabeled, splits.val, stop_at_step=stop_at_step
-    )
+    fit = trainer.fit(method, splits.labeled, unlabeled, splits.val, stop_at_step=stop_at_step)
     metrics = None
     if info.is_main and not fit.stopped_early:
         net = method.network
@@ -202,9 +237,19 @@ def run_training(
             out / "model.pt",
             net,
             ds.class_names,
-            {"method": cfg.method, "metrics": metrics.summary() if metrics else None},
+            {
+                "method": cfg.method,
+                "metrics": metrics.summary() if metrics else None,
+                "init": cfg.init,
+            },
         )
     barrier(info)
     return RunResult(
-        out, metrics, fit.steps, fit.train_seconds, time.perf_counter() - t0, fit.curve
+        out,
+        metrics,
+        fit.steps,
+        fit.train_seconds,
+        time.perf_counter() - t0,
+        fit.curve,
+        fit.stopped_early,
     )

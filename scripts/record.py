@@ -1,0 +1,77 @@
+"""Run a benchmark and keep what it printed: ``python scripts/record.py NAME -- CMD ...``.
+
+Every JSON line the command prints is echoed and appended to
+``benchmarks/results/NAME.jsonl`` with where and when it was measured (CPU model, thread
+count, torch version, commit, date), so ``scripts/make_results.py`` can rebuild
+``docs/results.md`` from measurements alone. Other output passes through untouched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def machine() -> dict[str, str | int]:
+    """Facts that make a figure comparable: CPU, cores, torch, commit."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count() or 0,
+        "gpu": gpu,
+        "torch": torch.__version__,
+        "commit": commit,
+        "date": dt.date.today().isoformat(),
+    }
+
+
+def main() -> int:
+    args = sys.argv[1:]
+    if len(args) < 3 or args[1] != "--":
+        print(__doc__.splitlines()[0], file=sys.stderr)
+        return 2
+    name, cmd = args[0], args[2:]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    meta = machine()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert proc.stdout is not None
+    with open(RESULTS / f"{name}.jsonl", "a") as out:
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict):
+                out.write(json.dumps({**row, "bench": name, **meta}) + "\n")
+                out.flush()
+    return proc.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
