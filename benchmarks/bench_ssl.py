@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ def probes(ckpt: Path, out: Path, seed: int) -> dict[str, Any]:
 
 def pretrain(method: str, args: argparse.Namespace) -> dict[str, Any]:
     out = args.out / method
+    shutil.rmtree(out, ignore_errors=True)  # a fresh run, never a resumed one
     cfg = RunConfig(
         data=CIFAR,
         labels_per_class=25,

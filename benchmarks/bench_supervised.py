@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
 
 
 def run(name: str, cfg: dict[str, Any], out: Path) -> dict[str, Any]:
+    # A benchmark measures a fresh run: a run folder left by an earlier one would resume.
+    shutil.rmtree(out / name, ignore_errors=True)
     rc = RunConfig(**{**cfg, "out": str(out / name)})
     res = run_training(rc, progress=False, log=lambda s: None)
     last = res.curve[-1] if res.curve else {}
