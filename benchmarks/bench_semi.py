@@ -84,13 +84,15 @@ DIGITS: dict[str, Any] = {
 }
 
 
-# digits: a mirrored digit is another digit, and every stronger policy flips, so the weak
-# view is the image itself and the FixMatch family's strong view is flip + translate.
-# (Mean Teacher keeps its two "weak" views: it needs two different ones.)
+# digits: a mirrored digit is another digit, so every view here is flip-free: the weak view
+# translates by up to 1 px, the strong one adds RandAugment and a 2 px cutout (half the
+# image side, the default, erases most of an 8x8 digit).
+NOFLIP_WEAK, NOFLIP_STRONG = "weak:flip=0", "strong:flip=0,cutout=2"
 DIGITS_KWARGS: dict[str, dict[str, Any]] = {
-    "supervised": {"label_smoothing": 0.0, "augment": "none"},
-    "pseudo_label": {"augment": "none"},
-    **{m: {"weak": "none", "strong": "weak"} for m in SEMI[1:5]},
+    "supervised": {"label_smoothing": 0.0, "augment": NOFLIP_WEAK},
+    "pseudo_label": {"augment": NOFLIP_WEAK},
+    **{m: {"weak": NOFLIP_WEAK, "strong": NOFLIP_STRONG} for m in SEMI[1:5]},
+    "mean_teacher": {"augment": NOFLIP_WEAK},
 }
 
 

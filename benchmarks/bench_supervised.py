@@ -71,6 +71,8 @@ def run(name: str, cfg: dict[str, Any], out: Path) -> dict[str, Any]:
         "scenario": name,
         "budget": rc.train.budget,
         "backbone": rc.backbone,
+        "batch_size": rc.train.batch_size,
+        "lr": rc.train.lr,
         "labeled": json.loads((out / name / "metrics.json").read_text())["labeled"],
         "test_acc": round(res.metrics.accuracy, 4) if res.metrics else None,
         "test_macro_f1": round(res.metrics.macro_f1, 4) if res.metrics else None,
@@ -85,6 +87,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("scenario", choices=list(SCENARIOS))
     ap.add_argument("--budget", help="override the scenario's budget")
+    ap.add_argument("--backbone", help="override the scenario's backbone")
+    ap.add_argument("--batch-size", type=int, help="override the scenario's batch size")
+    ap.add_argument("--lr", type=float, help="override the scenario's learning rate")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -93,6 +98,12 @@ def main() -> None:
     cfg["train"]["seed"] = args.seed
     if args.budget:
         cfg["train"]["budget"] = args.budget
+    if args.backbone:
+        cfg["backbone"] = args.backbone
+    if args.batch_size:
+        cfg["train"]["batch_size"] = args.batch_size
+    if args.lr:
+        cfg["train"]["lr"] = args.lr
     if args.scenario != "precision":
         print(json.dumps(run(args.scenario, cfg, args.out)), flush=True)
         return

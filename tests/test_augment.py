@@ -20,6 +20,7 @@ from fewlabels.augment import (
     hflip,
     ops,
     pad_crop,
+    parse_policy,
     rand_augment,
     random_resized_crop,
     rot90,
@@ -127,6 +128,26 @@ def test_unknown_policy_and_option() -> None:
         build_policy("fancy")
     with pytest.raises(ConfigError, match="weak"):
         build_policy("weak", bogus=1)
+
+
+def test_policy_options_in_the_name() -> None:
+    assert parse_policy("strong:flip=0,cutout=2,magnitude=4.5,mode=zeros") == (
+        "strong",
+        {"flip": 0, "cutout": 2, "magnitude": 4.5, "mode": "zeros"},
+    )
+    assert parse_policy("weak") == ("weak", {})
+    with pytest.raises(ConfigError, match="expected key=value"):
+        build_policy("weak:flip")
+    with pytest.raises(ConfigError, match="weak"):
+        build_policy("weak:bogus=1")
+    # flip=0: every output is a translation of its input, never a mirror
+    x = images_u8()
+    y = (build_policy("weak:flip=0,pad=0")(x, gen()) * 255).round().to(torch.uint8)
+    assert torch.equal(y, x)
+    y = (build_policy("weak:pad=0")(x, gen()) * 255).round().to(torch.uint8)
+    mirrored = [torch.equal(y[i], x[i].flip(2)) for i in range(len(x))]
+    assert any(mirrored) and not all(mirrored)
+    assert "flip" not in build_policy("strong:flip=0").description
 
 
 def test_policy_accepts_float_input() -> None:

@@ -18,6 +18,7 @@ NAMES = sorted(BACKBONES)
 FEATURE_DIMS = {
     "convnet": 512,
     "fastnet": 256,
+    "fastnet-s": 128,
     "wrn-28-2": 128,
     "wrn-45-2": 128,
     "resnet18": 512,
@@ -85,6 +86,9 @@ def test_fastnet_widths_and_tiny_stem():
     bb = build_backbone("fastnet", 1, 8, widths=(16, 32))
     assert bb.feature_dim == 32 and bb.stem[0].kernel_size == (3, 3)
     assert build_backbone("fastnet", 3, 32).stem[0].kernel_size == (2, 2)
+    small = build_backbone("fastnet-s", 3, 32)
+    assert [g.conv2.out_channels for g in small.groups] == [32, 128, 128]
+    assert build_backbone("fastnet-s", 3, 32, widths=(8, 16)).feature_dim == 16
     with torch.no_grad():
         assert bb.eval()(torch.randn(2, 1, 8, 8)).shape == (2, 32)
 

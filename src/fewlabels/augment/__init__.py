@@ -14,7 +14,7 @@ from fewlabels.augment.ops import (
     solarize,
     vflip,
 )
-from fewlabels.augment.policies import POLICIES, Policy, build_policy
+from fewlabels.augment.policies import POLICIES, Policy, build_policy, parse_policy
 
 __all__ = [
     "POLICIES",
@@ -27,6 +27,7 @@ __all__ = [
     "grayscale",
     "hflip",
     "pad_crop",
+    "parse_policy",
     "rand_augment",
     "random_resized_crop",
     "rot90",

@@ -69,30 +69,34 @@ def _none(size: int) -> Policy:
     return Policy("none", lambda x, g: _cl_float(x), description="conversion to float only")
 
 
-def _weak(size: int, pad: int | None = None, mode: str = "reflect") -> Policy:
+def _weak(size: int, pad: int | None = None, mode: str = "reflect", flip: float = 0.5) -> Policy:
     pad = _pad(size) if pad is None else pad
 
     def fn(x: Tensor, g: torch.Generator) -> Tensor:  # flip + crop in one gather on uint8
-        return _cl_float(ops.pad_crop(x, g, pad, mode=mode, flip_p=0.5))
+        return _cl_float(ops.pad_crop(x, g, pad, mode=mode, flip_p=flip))
 
-    return Policy(
-        "weak", fn, description=f"horizontal flip (p=0.5) + translation by up to {pad} px ({mode})"
-    )
+    flipped = f"horizontal flip (p={flip}) + " if flip > 0 else ""
+    return Policy("weak", fn, description=f"{flipped}translation by up to {pad} px ({mode})")
 
 
 def _strong(
-    size: int, num_ops: int = 2, magnitude: float | None = None, cutout: int | None = None
+    size: int,
+    num_ops: int = 2,
+    magnitude: float | None = None,
+    cutout: int | None = None,
+    flip: float = 0.5,
 ) -> Policy:
     pad, cut = _pad(size), max(1, size // 2) if cutout is None else cutout
     mag = "random magnitude" if magnitude is None else f"magnitude {magnitude}/30"
 
     def fn(x: Tensor, g: torch.Generator) -> Tensor:
-        y = to_float(ops.pad_crop(x, g, pad, flip_p=0.5))
+        y = to_float(ops.pad_crop(x, g, pad, flip_p=flip))
         y = ops.rand_augment(y, g, num_ops=num_ops, magnitude=magnitude)
-        return _cl(ops.cutout(y, g, size=cut, p=1.0))
+        return _cl(ops.cutout(y, g, size=cut, p=1.0) if cut > 0 else y)
 
+    base = "weak" if flip > 0 else "translation"
     return Policy(
-        "strong", fn, description=f"weak + RandAugment ({num_ops} ops, {mag}) + cutout {cut} px"
+        "strong", fn, description=f"{base} + RandAugment ({num_ops} ops, {mag}) + cutout {cut} px"
     )
 
 
@@ -104,8 +108,9 @@ def _ssl_view(
     jitter: tuple[float, float, float, float],
     blur_p: float,
     solarize_p: float,
+    flip: float,
 ) -> Tensor:
-    y = ops.random_resized_crop(x, g, size=size, scale=(min_scale, 1.0), flip_p=0.5)
+    y = ops.random_resized_crop(x, g, size=size, scale=(min_scale, 1.0), flip_p=flip)
     y = ops.color_jitter(y, g, *jitter, p=0.8)
     y = ops.grayscale(y, g, p=0.2)
     if blur_p > 0:
@@ -122,13 +127,14 @@ def _two_views(
     jitter: tuple[float, float, float, float],
     blur: tuple[float, float],
     solarize: tuple[float, float],
+    flip: float,
     description: str,
 ) -> Policy:
     def fn(x: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
         xf = to_float(x)
         return (
-            _ssl_view(xf, g, size, min_scale, jitter, blur[0], solarize[0]),
-            _ssl_view(xf, g, size, min_scale, jitter, blur[1], solarize[1]),
+            _ssl_view(xf, g, size, min_scale, jitter, blur[0], solarize[0], flip),
+            _ssl_view(xf, g, size, min_scale, jitter, blur[1], solarize[1], flip),
         )
 
     return Policy(name, fn, ("view1", "view2"), 2, description)
@@ -140,6 +146,7 @@ def _twoview(
     jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.2, 0.1),
     blur: tuple[float, float] = (1.0, 0.1),
     solarize: tuple[float, float] = (0.0, 0.2),
+    flip: float = 0.5,
 ) -> Policy:
     return _two_views(
         "twoview",
@@ -148,7 +155,8 @@ def _twoview(
         jitter,
         blur,
         solarize,
-        f"BYOL / Barlow Twins: resized crop (scale {min_scale}..1), flip, colour jitter "
+        flip,
+        f"BYOL / Barlow Twins: resized crop (scale {min_scale}..1), flip p={flip}, colour jitter "
         f"{jitter} p=0.8, grayscale p=0.2; blur p={blur[0]}/{blur[1]}, "
         f"solarize p={solarize[0]}/{solarize[1]}",
     )
@@ -159,6 +167,7 @@ def _simclr(
     min_scale: float = 0.08,
     jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1),
     blur_p: float = 0.5,
+    flip: float = 0.5,
 ) -> Policy:
     return _two_views(
         "simclr",
@@ -167,7 +176,8 @@ def _simclr(
         jitter,
         (blur_p, blur_p),
         (0.0, 0.0),
-        f"SimCLR: two symmetric views, resized crop (scale {min_scale}..1), flip, colour "
+        flip,
+        f"SimCLR: two symmetric views, resized crop (scale {min_scale}..1), flip p={flip}, colour "
         f"jitter {jitter} p=0.8, grayscale p=0.2, blur p={blur_p}, no solarize",
     )
 
@@ -223,9 +233,34 @@ POLICIES: dict[str, Callable[..., Policy]] = {
 }
 
 
+def parse_policy(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"strong:flip=0,cutout=2"`` -> ``("strong", {"flip": 0, "cutout": 2})``: a policy
+    name with options (numbers, ``true``/``false``/``none``, or words)."""
+    name, _, opts = spec.partition(":")
+    kw: dict[str, Any] = {}
+    for item in filter(None, (o.strip() for o in opts.split(","))):
+        key, eq, raw = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"augmentation policy {spec!r}: expected key=value, got {item!r}")
+        raw = raw.strip()
+        value: Any = {"true": True, "false": False, "none": None}.get(raw.lower(), raw)
+        if value is raw:
+            for cast in (int, float):
+                try:
+                    value = cast(raw)
+                    break
+                except ValueError:
+                    pass
+        kw[key.strip()] = value
+    return name.strip(), kw
+
+
 def build_policy(name: str, *, image_size: int | None = None, **kw: Any) -> Policy:
     """The policy ``name`` for square images of side ``image_size`` (default 32); ``kw``
-    are the policy's options (e.g. ``min_scale`` for ``twoview``)."""
+    are the policy's options (e.g. ``min_scale`` for ``twoview``), which ``name`` may also
+    carry as ``"weak:flip=0,pad=1"``."""
+    name, opts = parse_policy(name)
+    kw = {**opts, **kw}
     if name not in POLICIES:
         raise ConfigError(
             f"unknown augmentation policy {name!r}; choose from {', '.join(POLICIES)}"

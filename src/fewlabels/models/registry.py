@@ -35,6 +35,8 @@ def resolve_stem(stem: str, image_size: int) -> str:
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "convnet": lambda c, s, stem, **kw: ConvNet(c, s, **kw),
     "fastnet": lambda c, s, stem, **kw: FastNet(c, s, **kw),
+    # a quarter of fastnet's compute (widths 32-128-128): the CPU choice at fp32
+    "fastnet-s": lambda c, s, stem, **kw: FastNet(c, s, **{"widths": (32, 128, 128), **kw}),
     "wrn-28-2": lambda c, s, stem, **kw: WideResNet(c, 3, 4, 2, **kw),
     "wrn-45-2": lambda c, s, stem, **kw: WideResNet(c, 4, 5, 2, **kw),
     "resnet18": lambda c, s, stem, **kw: ResNet("resnet18", c, stem, **kw),
