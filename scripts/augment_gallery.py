@@ -178,6 +178,12 @@ x = weak(images_uint8, torch.Generator(device=images_uint8.device).manual_seed(0
 Unknown names raise `ConfigError`. Policies work down to 8x8 images (pad >= 1 px, blur
 kernels capped at the image side).
 
+A policy name may carry its options after a colon, wherever a method takes a policy
+(`--config` method kwargs, a study's `kwargs:`): `weak:flip=0` translates without
+mirroring, `strong:flip=0,cutout=2` is the flip-free strong view with a 2 px cutout,
+`simclr:flip=0,min_scale=0.3` the flip-free SimCLR views. Use `flip=0` wherever a mirror
+image is another class (digits, text); `examples/digits.yaml` does.
+
 ## Ops (`fewlabels.augment.ops`)
 
 {ops_table}
