@@ -101,7 +101,7 @@ def test_cifar10_names_file_and_errors(cifar10_dir, tmp_path):
     assert _load(f"cifar10:{d}", tmp_path).class_names[3] == "c3"
     with open(d / "data_batch_3.bin", "ab") as f:
         f.write(b"\x00" * 10)
-    with pytest.raises(DataError, match=r"truncated CIFAR file .*data_batch_3.bin: 9229 bytes is"):
+    with pytest.raises(DataError, match=r"CIFAR file .*3.bin is truncated .*: 9229 bytes is"):
         _load(f"cifar10:{d}", tmp_path)
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -151,7 +151,7 @@ def test_stl10_errors(stl10_dir, tmp_path):
     (d / "test_y.bin").write_bytes(bytes([1, 2]))
     with open(d / "unlabeled_X.bin", "ab") as f:
         f.write(b"\x00" * 5)
-    with pytest.raises(DataError, match="truncated STL-10 file"):
+    with pytest.raises(DataError, match=r"STL-10 file .* is truncated"):
         _load(f"stl10:{stl10_dir}", tmp_path)
 
 

@@ -96,23 +96,41 @@ OutOpt = Annotated[
     str, typer.Option("--out", help="Run folder: config, split, curve, checkpoint, model.")
 ]
 
+LabelsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--labels",
+        "--labeled",
+        help="Labels file (CSV with id,label columns) of images already labeled; "
+        "see `fewlabels data add-labels`.",
+    ),
+]
+SourceLabelsOpt = Annotated[
+    bool,
+    typer.Option(
+        help="Count the labels the data source itself gives as labeled; --no-source-labels "
+        "hides them, so the labels file is the whole labeled set (a simulation on a "
+        "fully labeled benchmark).",
+    ),
+]
+
 
 def _load_yaml(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
-    import yaml
+    from fewlabels.study.yamlines import load_yaml_lines
 
-    if not path.exists():
+    if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    try:
-        obj = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(
-            f"config file {path} is not valid YAML: {str(e).splitlines()[0]}"
-        ) from None
+    obj = load_yaml_lines(path.read_bytes(), f"config file {path}")  # refuses duplicate keys
+    if obj is None:
+        return {}
     if not isinstance(obj, dict):
         raise ConfigError(f"config file {path} must hold a mapping of settings")
-    return obj
+    for key in ("train", "method_kwargs", "backbone_kwargs"):
+        if not isinstance(obj.get(key, {}), dict):
+            raise ConfigError(f"config file {path}: {key!r} must be a mapping of settings")
+    return obj  # a dict that also knows the line of each key (``obj.lines``)
 
 
 def _report(metrics: Any, out: Path) -> None:
@@ -160,6 +178,13 @@ def train(
             "(e.g. a simclr run); the classifier head starts fresh."
         ),
     ] = None,
+    add_unlabeled: Annotated[
+        str | None,
+        typer.Option(
+            help="Data spec of extra images (labels dropped) added to the unlabeled pool, "
+            "e.g. generated ones: folder:OUT/samples of `fewlabels generate`."
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Labeled images per step.")] = 256,
     unlabeled_batch_ratio: Annotated[
         float,
@@ -189,17 +214,35 @@ def train(
     strict: Annotated[
         bool, typer.Option(help="Refuse corrupt images instead of skipping them.")
     ] = False,
+    labels: LabelsOpt = None,
+    source_labels: SourceLabelsOpt = True,
     config: Annotated[
         Path | None,
         typer.Option(help="YAML file of settings (RunConfig fields); flags given here win."),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    data_in_memory: Annotated[
+        bool | None,
+        typer.Option(
+            "--data-in-memory/--no-data-in-memory",
+            help="Keep the training images on the device (fast), or read each batch from "
+            "the decode cache on disk (for data bigger than memory). Default: in memory "
+            "when they take at most half of the free memory.",
+        ),
+    ] = None,
 ) -> None:
     """Train a classifier on the labeled images and report test accuracy and macro-F1."""
     from fewlabels.train.run import RunConfig, run_training
 
     with _guard(out):
         base = _load_yaml(config)
+        unknown = [k for k in base if k not in RunConfig.model_fields]
+        if unknown:
+            line = getattr(base, "lines", {}).get(unknown[0])
+            raise ConfigError(
+                f"config file {config}{f' line {line}' if line else ''}: unknown key "
+                f"{unknown[0]!r}; valid keys: {', '.join(RunConfig.model_fields)}"
+            )
         given = {k for k in ctx.params if _given(ctx, k)}
 
         def pick(name: str, value: Any) -> Any:
@@ -241,13 +284,19 @@ def train(
             method=pick("method", method),
             method_kwargs=method_kwargs,
             init=pick("init", init),
+            extra_unlabeled=add_unlabeled
+            if "add_unlabeled" in given
+            else base.get("extra_unlabeled"),
+            extra_unlabeled_ratio=base.get("extra_unlabeled_ratio"),
             train=train_cfg,
             device=pick("device", device),
             strict=pick("strict", strict),
+            labels=pick("labels", str(labels) if labels is not None else None),
+            source_labels=pick("source_labels", source_labels),
             tta=pick("tta", tta),
             out=pick("out", out),
         )
-        res = run_training(cfg, progress=progress, log=typer.echo)
+        res = run_training(cfg, progress=progress, log=typer.echo, data_in_memory=data_in_memory)
         if res.metrics is not None or res.steps:
             typer.echo(f"trained {res.steps} steps in {res.train_seconds:.1f}s")
         _report(res.metrics, res.out_dir)
@@ -273,6 +322,7 @@ def evaluate(
     strict: Annotated[bool, typer.Option(help="Refuse corrupt images.")] = False,
 ) -> None:
     """Evaluate a trained model: accuracy, macro-F1, per-class scores and a confusion PNG."""
+    from fewlabels.atomic import atomic_write_text
     from fewlabels.data import load_dataset
     from fewlabels.data.imageset import ImageSet
     from fewlabels.evaluate.inference import evaluate_model, load_model
@@ -299,7 +349,7 @@ def evaluate(
         )
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
-            (out / "metrics.json").write_text(json.dumps(m.to_dict(), indent=2) + "\n")
+            atomic_write_text(out / "metrics.json", json.dumps(m.to_dict(), indent=2) + "\n")
             plot_confusion(m.confusion, images.class_names, out / "confusion.png")
             typer.echo(f"wrote {out / 'metrics.json'} and {out / 'confusion.png'}")
         typer.echo(f"test accuracy  {m.accuracy:.4f}")
@@ -491,6 +541,14 @@ def study(
     threads: Annotated[
         int | None, typer.Option(help="Torch threads per worker (default: cores / workers).")
     ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="Results store: a postgresql://USER@HOST/DATABASE URL, so that workers on "
+            "several machines sharing --out can run this same command (needs the postgres "
+            "extra). Default: the SQLite file OUT/study.sqlite, for one machine."
+        ),
+    ] = None,
 ) -> None:
     """Run every cell of a study (resumable), then write report.html, report.md, results.csv."""
     from fewlabels.study import load_study, run_study, write_report
@@ -498,8 +556,10 @@ def study(
     with _guard():
         plan = load_study(spec)
         folder = out or Path("runs") / plan.name
-        res = run_study(plan, folder, workers=workers, threads=threads, log=typer.echo)
-        rep = write_report(folder)
+        res = run_study(
+            plan, folder, workers=workers, threads=threads, log=typer.echo, store_url=store
+        )
+        rep = write_report(folder, store)
         typer.echo(
             f"{res.counts['done']} runs done, {res.counts['failed']} failed in {res.seconds:.0f}s"
         )
@@ -509,13 +569,150 @@ def study(
 @app.command()
 def report(
     study_dir: Annotated[Path, typer.Argument(help="A study folder (holding study.sqlite).")],
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="Read the results from this postgresql:// URL (default: the study folder's "
+            "study.sqlite, or the database the study was run with, noted in store.json)."
+        ),
+    ] = None,
 ) -> None:
     """Regenerate a study's report.html, report.md, results.csv and PNGs from its store."""
     from fewlabels.study import write_report
 
     with _guard():
-        rep = write_report(study_dir)
+        rep = write_report(study_dir, store)
         typer.echo(f"report: {rep.html}")
+
+
+@app.command()
+def generate(
+    data: DataOpt = "digits",
+    out: Annotated[
+        str,
+        typer.Option(
+            "--out",
+            help="Run folder: checkpoint.pt, generator.pt, curve, real_vs_generated.png; "
+            "the images go to OUT/samples (use it as folder:OUT/samples).",
+        ),
+    ] = "runs/generate",
+    budget: Annotated[
+        str,
+        typer.Option(
+            help="How long to train the GAN: 20s, 30m, 500steps, 10epochs or 200kimg (real "
+            "images shown); rerun with a larger budget to train on."
+        ),
+    ] = "30m",
+    num: Annotated[
+        int | None,
+        typer.Option(help="Images to sample (default: as many as the training pool)."),
+    ] = None,
+    size: Annotated[
+        int | None,
+        typer.Option(help="Image size 8/16/32/64/128 (default: the source's); resizes the data."),
+    ] = None,
+    encoder: Annotated[
+        str | None,
+        typer.Option(
+            help="A checkpoint (e.g. a `fewlabels pretrain` run): report FD and precision/"
+            "recall of the samples against the real test images in its feature space."
+        ),
+    ] = None,
+    test: Annotated[
+        str | None,
+        typer.Option("--test", help="Reference images for --encoder (default: --data's test set)."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Real (and generated) images per step.")] = 64,
+    width: Annotated[
+        int | None,
+        typer.Option(help="Network width (default: 32 on a CPU, 64 on a GPU)."),
+    ] = None,
+    loss: Annotated[str, typer.Option(help="GAN loss: hinge or ns (non-saturating).")] = "hinge",
+    augment: Annotated[
+        str,
+        typer.Option(
+            help="Differentiable augmentations for the discriminator (DiffAugment): a "
+            "comma-separated subset of color,translation,cutout, or none."
+        ),
+    ] = "color,translation,cutout",
+    lr: Annotated[float, typer.Option(help="Adam learning rate of both networks.")] = 2e-4,
+    ema: Annotated[float, typer.Option(help="EMA decay of the generator's weights.")] = 0.999,
+    precision: Annotated[
+        str, typer.Option(help="fp32, or bf16/auto (faster, not validated for GANs).")
+    ] = "fp32",
+    seed: SeedOpt = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    strict: Annotated[bool, typer.Option(help="Refuse corrupt images.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Train a data-efficient GAN on a source's images and sample new images into a folder."""
+    from fewlabels.generate import GenerateConfig, run_generate
+
+    with _guard(out):
+        cfg = GenerateConfig(
+            data=data,
+            test=test,
+            out=out,
+            num=num,
+            size=size,
+            encoder=encoder,
+            device=device,
+            strict=strict,
+            gan={
+                "budget": budget,
+                "batch_size": batch_size,
+                "width": width,
+                "loss": loss,
+                "augment": augment,
+                "lr": lr,
+                "ema": ema,
+                "precision": precision,
+                "seed": seed,
+            },
+        )
+        res = run_generate(cfg, progress=progress, log=typer.echo)
+        typer.echo(f"samples: {res.num:,} images; use them as folder:{res.samples_dir}")
+        if res.quality is not None:
+            _echo_quality(res.quality)
+
+
+def _echo_quality(q: dict[str, Any]) -> None:
+    typer.echo(f"reference      {q['reference']} ({q['n_real']:,} real, {q['n_fake']:,} generated)")
+    typer.echo(f"Frechet dist.  {q['fd']:.4g}")
+    typer.echo(f"precision      {q['precision']:.4f}  (k={q['k']})")
+    typer.echo(f"recall         {q['recall']:.4f}")
+
+
+@app.command()
+def quality(
+    images: Annotated[
+        str, typer.Argument(help="Images to judge: a data spec (folder:PATH, ...) or any folder.")
+    ],
+    encoder: Annotated[
+        str, typer.Option(help="Checkpoint whose features are compared (e.g. a pretrain run).")
+    ],
+    reference: Annotated[
+        str,
+        typer.Option(help="Data spec of the real images; its test set is the reference."),
+    ],
+    k: Annotated[int, typer.Option(help="Neighbours for precision/recall.")] = 3,
+    max_images: Annotated[int, typer.Option(help="At most this many images per set.")] = 10_000,
+    strict: Annotated[bool, typer.Option(help="Refuse corrupt images.")] = False,
+) -> None:
+    """Frechet distance and kNN precision/recall of images vs real test images, in an encoder's
+    feature space (no downloaded network)."""
+    from fewlabels.evaluate.features import load_encoder
+    from fewlabels.generate.quality import load_images, sample_quality
+    from fewlabels.generate.run import GenerateConfig, reference_images
+
+    with _guard():
+        if max_images < 2:
+            raise ConfigError("--max-images must be at least 2")
+        net, _ = load_encoder(encoder)
+        real, where = reference_images(GenerateConfig(data=reference, strict=strict))
+        fake = load_images(images, strict=strict)
+        q = sample_quality(net, real, fake, k=k, max_images=max_images)
+        _echo_quality({**q, "reference": where})
 
 
 @data_app.command("inspect")
@@ -558,6 +755,108 @@ def data_inspect(
         plot_contact_sheet(imgs, labels, ds.class_names, path, title=ds.name)
         typer.echo(f"fingerprint {ds.fingerprint or '-'}")
         typer.echo(f"contact sheet: {path}")
+
+
+@app.command("select")
+def select_cmd(
+    data: DataOpt = "digits",
+    budget: Annotated[int, typer.Option(help="How many images to send for labelling.")] = 100,
+    strategy: Annotated[
+        str,
+        typer.Option(
+            help="random, class_balanced, representative, typiclust, probcover, entropy, "
+            "margin or coreset (see docs/selection.md)."
+        ),
+    ] = "typiclust",
+    encoder: Annotated[
+        Path | None,
+        typer.Option(
+            help="Self-supervised encoder (model.pt, checkpoint.pt or run folder, e.g. from "
+            "`fewlabels pretrain`) whose features the strategy uses; default: raw pixels."
+        ),
+    ] = None,
+    labels: LabelsOpt = None,
+    source_labels: SourceLabelsOpt = True,
+    delta: Annotated[
+        float | None, typer.Option(help="probcover: ball radius (default: estimated).")
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the strategy (random draws, k-means, the probe).")
+    ] = 0,
+    out: Annotated[Path, typer.Option(help="Request CSV to write.")] = Path("to_label.csv"),
+    strict: Annotated[bool, typer.Option(help="Refuse corrupt images.")] = False,
+) -> None:
+    """Pick unlabeled images to send for labelling; writes their ids and paths to a CSV."""
+    from fewlabels.select.request import request_labels
+
+    with _guard():
+        options = {"delta": delta} if delta is not None else {}
+        if options and strategy.lower() != "probcover":
+            raise ConfigError("--delta only applies to --strategy probcover")
+        req = request_labels(
+            data,
+            budget,
+            strategy,
+            out,
+            encoder=encoder,
+            labels_file=labels,
+            source_labels=source_labels,
+            seed=seed,
+            strict=strict,
+            options=options,
+        )
+        for r in req.rows[:10]:
+            extra = f"  {r['predicted']}" if r["predicted"] else ""
+            typer.echo(f"{r['rank']:>5}  {r['id']}  {r['score'] or '-'}{extra}")
+        if len(req.rows) > 10:
+            typer.echo(f"  ... {len(req.rows) - 10} more")
+        feats = "pixels" if encoder is None else str(encoder)
+        typer.echo(
+            f"picked {len(req.rows)} of {req.candidates} unlabeled images ({req.labeled} "
+            f"labeled) with {req.rows[0]['strategy']} on {feats} features in {req.seconds:.1f}s"
+        )
+        typer.echo(f"wrote {req.out}; fill its label column, then: fewlabels data add-labels {out}")
+
+
+@data_app.command("add-labels")
+def data_add_labels(
+    returned: Annotated[
+        Path, typer.Argument(help="The request CSV from `fewlabels select`, labels filled in.")
+    ],
+    data: Annotated[
+        str | None, typer.Option(help="Data spec (default: the one the request was made on).")
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels",
+            "--into",
+            help="Labels file to add to, created if missing (default: the request's, else "
+            "labels.csv beside it).",
+        ),
+    ] = None,
+    strict: Annotated[bool, typer.Option(help="Refuse corrupt images.")] = False,
+) -> None:
+    """Check returned labels (ids, class names, duplicates) and add them to the labels file."""
+    from fewlabels.data import load_dataset
+    from fewlabels.select.labels import Universe, merge_labels
+    from fewlabels.select.request import read_sidecar
+
+    with _guard():
+        meta = read_sidecar(returned)
+        spec = data or meta.get("data")
+        if spec is None:
+            raise ConfigError(f"no record of the data spec of {returned}: give --data")
+        target = labels or Path(meta.get("labels") or returned.parent / "labels.csv")
+        uni = Universe(load_dataset(spec, strict=strict))
+        m = merge_labels(returned, target, uni)
+        counts = ", ".join(f"{n} {c}" for c, n in zip(uni.class_names, m.counts, strict=True))
+        typer.echo(
+            f"added {m.added} labels to {target} ({m.total} in all: {counts})"
+            + (f"; {m.already} were there already" if m.already else "")
+        )
+        if m.blank:
+            typer.echo(f"left out {m.blank} row(s) without a label")
 
 
 def _slug(name: str) -> str:

@@ -30,3 +30,7 @@ class CheckpointError(FewlabelsError):
 
 class DivergenceError(FewlabelsError):
     """Training produced a NaN or infinite loss."""
+
+
+class WriteError(FewlabelsError, OSError):
+    """A file that could not be written (disk full, no permission); the old one is kept."""

@@ -5,15 +5,22 @@ when no complete cache entry with that fingerprint exists. Entries are written i
 temporary folder and renamed into place, so a crash never leaves a half-written entry;
 a corrupt entry is rebuilt without a word. Arrays are loaded with ``mmap_mode="c"``:
 pages come from the OS page cache on demand, and the tensors are private and writable.
+
+Entries are written in one streaming pass with plain file writes (``RowWriter``), never
+through a writable memory map, so building the cache of a source larger than memory keeps
+the process's resident memory to a few batches of images (see ``build``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import mmap
 import os
 import secrets
 import shutil
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fewlabels.data import mapped
 from fewlabels.data.imageset import Dataset, ImageSet
 
 CACHE_VERSION = 1
@@ -103,7 +111,14 @@ def fingerprint(kind: str, root: Path, options: dict[str, Any], scan: Scan) -> s
 
 def to_dataset(dec: Decoded, fp: str) -> Dataset:
     """Turn decoded arrays (in memory or memmapped) into a ``Dataset`` of tensors."""
-    return _build(dec, fp, lambda a: torch.from_numpy(np.ascontiguousarray(a)))
+
+    def tensor(a: np.ndarray) -> torch.Tensor:
+        c = np.ascontiguousarray(a)
+        t = torch.from_numpy(c)
+        mapped.register(t, c)  # cache files: subsets can be read from disk on demand
+        return t
+
+    return _build(dec, fp, tensor)
 
 
 def _build(dec: Decoded, fp: str, tensor: Callable[[np.ndarray], torch.Tensor]) -> Dataset:
@@ -166,16 +181,96 @@ def _load_entry(entry: Path, fp: str) -> Decoded | None:
         return None
 
 
+_HEADER_BYTES = 128  # a fixed-size .npy v1.0 header, so the row count can be set at the end
+
+
+def _npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
+    text = repr({"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False})
+    text = text[:-1] + f", 'shape': {tuple(int(s) for s in shape)!r}, }}"
+    room = _HEADER_BYTES - 10  # magic, version and length come first; a newline ends it
+    if len(text) >= room:
+        raise ValueError(f"shape {shape} does not fit a {_HEADER_BYTES}-byte .npy header")
+    return (
+        b"\x93NUMPY\x01\x00" + room.to_bytes(2, "little") + (text.ljust(room - 1) + "\n").encode()
+    )
+
+
+class RowWriter:
+    """Appends rows to a ``.npy`` file with plain writes; ``close`` fixes the row count.
+
+    The file is never memory-mapped while it is written, so its pages sit in the OS page
+    cache, not in this process's resident memory.
+    """
+
+    def __init__(self, path: Path, row_shape: tuple[int, ...], dtype: Any = np.uint8) -> None:
+        self.path, self.row_shape, self.dtype = Path(path), tuple(row_shape), np.dtype(dtype)
+        self.rows = 0
+        self._f = open(self.path, "wb")  # noqa: SIM115 (closed in close())
+        self._f.write(_npy_header((0, *self.row_shape), self.dtype))
+
+    def append(self, rows: np.ndarray) -> None:
+        """Write rows of shape (k, *row_shape)."""
+        rows = np.ascontiguousarray(rows, dtype=self.dtype)
+        if rows.shape[1:] != self.row_shape:
+            raise ValueError(f"rows of shape {rows.shape[1:]} for a file of {self.row_shape}")
+        self._f.write(memoryview(rows.reshape(-1)).cast("B"))
+        self.rows += rows.shape[0]
+
+    def widen(self, channels: int) -> None:
+        """Turn the 1-channel (N, 1, H, W) rows written so far into ``channels`` copies."""
+        if self.row_shape[0] != 1:
+            raise ValueError(f"only 1-channel rows can be widened, not {self.row_shape}")
+        self._f.flush()
+        old, new_shape = self.path.with_suffix(".narrow"), (channels, *self.row_shape[1:])
+        self._f.close()
+        os.replace(self.path, old)
+        n, self.rows = self.rows, 0
+        self.row_shape = new_shape
+        self._f = open(self.path, "wb")  # noqa: SIM115 (closed in close())
+        self._f.write(_npy_header((0, *new_shape), self.dtype))
+        row = int(np.prod(new_shape[1:]))
+        step = max(1, _CHUNK_BYTES // max(1, row * channels))
+        with open(old, "rb") as f:
+            for start in range(0, n, step):
+                k = min(step, n - start)
+                f.seek(_HEADER_BYTES + start * row)
+                x = np.fromfile(f, np.uint8, k * row).reshape(k, 1, *new_shape[1:])
+                self.append(np.broadcast_to(x, (k, *new_shape)))
+        old.unlink()
+
+    def close(self) -> None:
+        """Write the final shape into the header and flush the file."""
+        if self._f.closed:
+            return
+        self._f.seek(0)
+        self._f.write(_npy_header((self.rows, *self.row_shape), self.dtype))
+        self._f.close()
+
+
+def _drop_pages(arr: np.ndarray) -> None:
+    """Unmap the pages of the memory map behind ``arr`` (if any) that reading it touched."""
+    base: Any = arr
+    while base is not None and not isinstance(base, np.memmap):
+        base = getattr(base, "base", None)
+    m = getattr(base, "_mmap", None)
+    if isinstance(m, mmap.mmap) and hasattr(m, "madvise"):
+        with contextlib.suppress(OSError, ValueError):
+            m.madvise(mmap.MADV_DONTNEED)
+
+
 def _write_array(path: Path, arr: np.ndarray) -> None:
-    """Write ``arr`` as .npy in chunks, so a memmap view is never copied whole into memory."""
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=arr.dtype, shape=arr.shape)
-    if arr.shape[0]:
-        row = max(1, arr[0].nbytes)
-        step = max(1, _CHUNK_BYTES // row)
-        for i in range(0, arr.shape[0], step):
-            out[i : i + step] = arr[i : i + step]
-    out.flush()
-    del out
+    """Write ``arr`` as .npy in chunks with plain writes; a memmap source is read chunk by
+    chunk and its pages are dropped as it goes, so neither side grows resident memory."""
+    w = RowWriter(path, arr.shape[1:], arr.dtype)
+    try:
+        if arr.shape[0]:
+            row = max(1, arr[0].nbytes)
+            step = max(1, _CHUNK_BYTES // row)
+            for i in range(0, arr.shape[0], step):
+                w.append(arr[i : i + step])
+                _drop_pages(arr)
+    finally:
+        w.close()
 
 
 def store(root: Path, fp: str, dec: Decoded) -> Decoded:
@@ -183,10 +278,24 @@ def store(root: Path, fp: str, dec: Decoded) -> Decoded:
 
     If the cache folder cannot be written, warn and return ``dec`` unchanged.
     """
+    return build(root, fp, lambda _folder: dec)
+
+
+def build(root: Path, fp: str, decode: Callable[[Path | None], Decoded]) -> Decoded:
+    """Decode a source into a new cache entry ``root/fp`` and return it reloaded (memmapped).
+
+    ``decode(folder)`` may stream its arrays straight into ``folder/{part}_images.npy`` and
+    ``{part}_labels.npy`` (with ``RowWriter``); arrays it returns in memory are written
+    here. The entry is assembled in a temporary folder and renamed into place. If the cache
+    cannot be written, warn and return ``decode(None)``: the data, uncached, in memory.
+    """
     entry = root / fp
     tmp = root / f".tmp-{fp[:16]}-{os.getpid()}-{secrets.token_hex(4)}"
+    dec: Decoded | None = None
+    _remove_abandoned(root)
     try:
         tmp.mkdir(parents=True)
+        dec = decode(tmp)
         meta: dict[str, Any] = {
             "version": CACHE_VERSION,
             "fingerprint": fp,
@@ -199,8 +308,13 @@ def store(root: Path, fp: str, dec: Decoded) -> Decoded:
             part: Part | None = getattr(dec, name)
             if part is None:
                 continue
-            _write_array(tmp / f"{name}_images.npy", np.asarray(part.images, dtype=np.uint8))
-            _write_array(tmp / f"{name}_labels.npy", np.asarray(part.labels, dtype=np.int64))
+            for what, arr, dtype in (
+                ("images", part.images, np.uint8),
+                ("labels", part.labels, np.int64),
+            ):
+                path = tmp / f"{name}_{what}.npy"
+                if not (isinstance(arr, np.memmap) and _same(arr, path)):
+                    _write_array(path, np.asarray(arr, dtype=dtype))
             meta["parts"][name] = {
                 "shape": list(part.images.shape),
                 "ids": part.ids,
@@ -226,9 +340,48 @@ def store(root: Path, fp: str, dec: Decoded) -> Decoded:
             f"could not write the data cache in {root} ({e}); using the data uncached",
             stacklevel=3,
         )
+        if dec is None or _inside(dec, tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+            dec = decode(None)
         return dec
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     done = load(root, fp)
     return done if done is not None else dec
+
+
+def _remove_abandoned(root: Path, idle_s: float = 600.0) -> None:
+    """Remove temporary entries (``.tmp-FP-PID-X``) of builds whose process is gone here
+    and that nothing has written to for ``idle_s`` (a cache folder may be shared by hosts)."""
+    try:
+        tmps = [p for p in root.iterdir() if p.name.startswith(".tmp-")]
+    except OSError:
+        return
+    for p in tmps:
+        try:
+            pid = int(p.name.split("-")[2])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            try:
+                newest = max([p.stat().st_mtime] + [f.stat().st_mtime for f in p.iterdir()])
+            except OSError:
+                continue
+            if time.time() - newest > idle_s:
+                shutil.rmtree(p, ignore_errors=True)
+        except (ValueError, IndexError, OSError):
+            continue
+
+
+def _inside(dec: Decoded, folder: Path) -> bool:
+    """Whether any of ``dec``'s arrays are memory maps of files in ``folder``."""
+    for name in PARTS:
+        part: Part | None = getattr(dec, name)
+        for arr in (part.images, part.labels) if part is not None else ():
+            if isinstance(arr, np.memmap) and _same(arr, folder / Path(str(arr.filename)).name):
+                return True
+    return False
+
+
+def _same(arr: np.memmap, path: Path) -> bool:
+    return arr.filename is not None and Path(str(arr.filename)).resolve() == path.resolve()

@@ -70,18 +70,52 @@ def scan(kind: str, path: Path, options: dict[str, Any]) -> Scan:
     return Scan(base, files, {"train": train, "test": test})
 
 
-def _read(path: Path, label_bytes: int, label_at: int, num_classes: int) -> tuple[Any, Any]:
-    raw = np.fromfile(path, dtype=np.uint8)
+def parse_records(
+    raw: np.ndarray | bytes, name: str | Path, label_bytes: int, label_at: int, num_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split CIFAR binary records (``label_bytes`` label bytes + 3x32x32) into images, labels.
+
+    ``name`` is the file named in errors; any malformed input is a one-line ``DataError``.
+    """
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        raw = np.frombuffer(raw, dtype=np.uint8)
     rec = label_bytes + IMAGE_BYTES
+    if raw.size == 0:
+        raise DataError(f"CIFAR file {name} is empty (0 bytes)")
     if raw.size % rec:
-        raise DataError(f"truncated CIFAR file {path}: {raw.size} bytes is not a multiple of {rec}")
+        n, extra = divmod(raw.size, rec)
+        raise DataError(
+            f"CIFAR file {name} is truncated or has extra bytes: {raw.size} bytes is not a "
+            f"multiple of {rec} ({n} records + {extra} bytes)"
+        )
     recs = raw.reshape(-1, rec)
     labels = recs[:, label_at].astype(np.int64)
-    if labels.size and int(labels.max()) >= num_classes:
+    if int(labels.max()) >= num_classes:
+        k = int(np.argmax(labels >= num_classes))
         raise DataError(
-            f"label {int(labels.max())} in {path} is out of range for {num_classes} classes"
+            f"label {int(labels[k])} of record {k} in {name} is out of range for "
+            f"{num_classes} classes (0..{num_classes - 1})"
         )
     return recs[:, label_bytes:].reshape(-1, 3, 32, 32), labels
+
+
+def parse_names(data: bytes, name: str | Path, n: int) -> list[str]:
+    """Class names, one a line (blank lines ignored); exactly ``n`` of them."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{name} is not UTF-8 text (bad byte at offset {e.start})") from None
+    found = [ln.strip() for ln in text.splitlines()]
+    found = [ln for ln in found if ln]
+    if len(found) != n:
+        raise DataError(f"{name} lists {len(found)} class names, not {n}")
+    return found
+
+
+def _read(path: Path, label_bytes: int, label_at: int, num_classes: int) -> tuple[Any, Any]:
+    return parse_records(
+        np.fromfile(path, dtype=np.uint8), path, label_bytes, label_at, num_classes
+    )
 
 
 def _part(base: Path, files: list[str], lay: _Layout, label_at: int, n: int) -> Part:
@@ -103,11 +137,7 @@ def decode(kind: str, sc: Scan, options: dict[str, Any], strict: bool) -> Decode
     label_at = 1 if kind == "cifar100" and options.get("label", "fine") == "fine" else 0
     names = CIFAR10_NAMES if kind == "cifar10" else [str(i) for i in range(n)]
     if (sc.root / names_file).is_file():
-        found = [ln.strip() for ln in (sc.root / names_file).read_text().splitlines()]
-        found = [ln for ln in found if ln]
-        if len(found) != n:
-            raise DataError(f"{sc.root / names_file} lists {len(found)} class names, not {n}")
-        names = found
+        names = parse_names((sc.root / names_file).read_bytes(), sc.root / names_file, n)
     train = _part(sc.root, sc.plan["train"], lay, label_at, n)
     test = _part(sc.root, [sc.plan["test"]], lay, label_at, n) if sc.plan["test"] else None
     return Decoded(kind, list(names), train, test)

@@ -16,21 +16,25 @@ from __future__ import annotations
 
 import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from fewlabels.data.cache import Decoded, Part, Scan, file_stat
+from fewlabels.data.cache import Decoded, Part, RowWriter, Scan, file_stat
 from fewlabels.data.imageset import UNLABELED
 from fewlabels.errors import DataError
 
 EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif"})
 _GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 _SPLIT_NAMES = frozenset({"train", "test", "val", "unlabeled"})
+_PARTS = ("train", "test", "unlabeled")
+MIN_SIDE = 4  # smaller images (a 1x1 thumbnail, ...) are refused unless resized with size=N
 
 
 @dataclass
@@ -95,17 +99,29 @@ def walk_images(top: Path) -> tuple[list[Path], list[tuple[str, str]]]:
 
 
 def _class_dirs(d: Path, exclude: frozenset[str] = frozenset({"unlabeled"})) -> list[str]:
+    def is_dir(e: os.DirEntry) -> bool:
+        try:
+            return e.is_dir()  # follows symlinks
+        except OSError:  # a symlink loop or a vanished entry is no class folder
+            return False
+
     try:
         with os.scandir(d) as it:
-            names = [e.name for e in it if not e.name.startswith(".") and e.is_dir()]
+            names = [e.name for e in it if not e.name.startswith(".") and is_dir(e)]
     except OSError as e:
         raise DataError(f"cannot read folder {d}: {e.strerror}") from None
     return sorted(n for n in names if n not in exclude)
 
 
 def _loose_images(d: Path) -> int:
+    def is_file(e: os.DirEntry) -> bool:
+        try:
+            return e.is_file()
+        except OSError:  # a symlink loop
+            return False
+
     with os.scandir(d) as it:
-        return sum(1 for e in it if e.is_file() and is_image_file(e.name))
+        return sum(1 for e in it if is_image_file(e.name) and is_file(e))
 
 
 def _rel(p: Path, root: Path) -> str:
@@ -135,24 +151,50 @@ def _is_tiny(root: Path) -> bool:
     return (root / "train").is_dir() and (root / "val" / "val_annotations.txt").is_file()
 
 
-def _tiny_val(plan: _Plan, root: Path) -> None:
-    ann = root / "val" / "val_annotations.txt"
-    index = {c: k for k, c in enumerate(plan.class_names)}
-    items = []
-    for n, line in enumerate(ann.read_text().splitlines(), 1):
+def parse_val_annotations(
+    data: bytes, source: str | Path, index: dict[str, int]
+) -> list[tuple[str, int]]:
+    """(file name, label) per line of Tiny-ImageNet's ``val_annotations.txt``.
+
+    Lines are ``file<TAB>wnid[<TAB>box...]``; ``index`` maps wnids to labels. File names
+    must be plain names (no folders). Anything else is a one-line ``DataError``.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{source} is not UTF-8 text (bad byte at offset {e.start})") from None
+    out: list[tuple[str, int]] = []
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         fields = line.split("\t") if "\t" in line else line.split()
         if len(fields) < 2:
-            raise DataError(f"{ann}:{n}: expected 'file<TAB>wnid<TAB>box', got {line[:60]!r}")
+            raise DataError(f"{source}:{n}: expected 'file<TAB>wnid<TAB>box', got {line[:60]!r}")
         fname, wnid = fields[0].strip(), fields[1].strip()
         if wnid not in index:
-            raise DataError(f"{ann}:{n}: class {wnid!r} is not among the train/ class folders")
+            raise DataError(
+                f"{source}:{n}: class {wnid[:60]!r} is not among the train/ class folders"
+            )
+        if not fname or fname in (".", "..") or any(c in fname for c in "/\\\0"):
+            raise DataError(f"{source}:{n}: {fname[:60]!r} is not a plain file name")
+        out.append((fname, index[wnid]))
+    return out
+
+
+def _tiny_val(plan: _Plan, root: Path) -> None:
+    ann = root / "val" / "val_annotations.txt"
+    index = {c: k for k, c in enumerate(plan.class_names)}
+    items = []
+    for fname, label in parse_val_annotations(ann.read_bytes(), ann, index):
         path = root / "val" / "images" / fname
-        if not path.is_file():
+        try:
+            present = path.is_file()
+        except OSError:  # e.g. a name too long for the file system
+            present = False
+        if not present:
             plan.skipped.append((str(path), "listed in val_annotations.txt but missing"))
             continue
-        items.append(_Item(path, _rel(path, root), index[wnid], "test"))
+        items.append(_Item(path, _rel(path, root), label, "test"))
     items.sort(key=lambda it: it.id)
     plan.items.extend(items)
 
@@ -206,9 +248,23 @@ def make_plan(root: Path, options: dict[str, Any], force_tiny: bool = False) -> 
             )
         unl = _unlabeled_dir(root, options, root / "unlabeled")
     if unl is not None:
+        before = len(plan.items)
         _add_tree(plan, unl, root if unl.is_relative_to(root) else unl, UNLABELED, "unlabeled")
+        if len(plan.items) == before and (options.get("unlabeled") or unl.name == "unlabeled"):
+            raise DataError(f"the unlabeled folder {unl} holds no images")
     if not plan.items:
         raise DataError(f"no images found in {root}")
+    counts = [0] * len(plan.class_names)
+    for it in plan.items:
+        if it.split == "train":
+            counts[it.label] += 1
+    empty = [c for c, n in zip(plan.class_names, counts, strict=True) if n == 0]
+    if empty:
+        more = f" (and {len(empty) - 1} more)" if len(empty) > 1 else ""
+        raise DataError(
+            f"class folder {empty[0]!r}{more} in {root} holds no images; add images or "
+            "remove the folder"
+        )
     return plan
 
 
@@ -232,7 +288,11 @@ def _decode_one(path: Path, size: int | None) -> tuple[np.ndarray, bool] | str:
         with Image.open(path) as im:
             if size:
                 im.draft(None, (size, size))  # JPEG: decode at a reduced scale when possible
-            if im.mode in _GRAY_MODES:
+            if im.mode.startswith("I;16") or im.mode == "I":
+                # 16-bit (or 32-bit) grey: keep the top 8 bits of 16 (convert("L") would clip)
+                a = np.asarray(im).astype(np.int64)
+                out, color = Image.fromarray((a.clip(0, 65535) >> 8).astype(np.uint8)), False
+            elif im.mode in _GRAY_MODES:
                 out, color = im.convert("L"), False
             else:
                 out, color = im.convert("RGB"), True
@@ -251,48 +311,120 @@ def _decode_one(path: Path, size: int | None) -> tuple[np.ndarray, bool] | str:
         return f"{type(e).__name__}: {e}"
 
 
-def decode(kind: str, sc: Scan, options: dict[str, Any], strict: bool) -> Decoded:
-    """Decode every image with a thread pool; unreadable files are listed in ``skipped``."""
+_AHEAD = 64  # images decoded ahead of the writer: bounds the memory the pass holds
+
+
+class _Rows:
+    """One part's images, streamed to a cache file (``folder`` given) or kept in memory."""
+
+    def __init__(self, path: Path | None, row_shape: tuple[int, ...], capacity: int) -> None:
+        self.writer = RowWriter(path, row_shape) if path is not None else None
+        self.array = np.empty((capacity, *row_shape), np.uint8) if path is None else None
+        self.n = 0
+        self.labels: list[int] = []
+        self.ids: list[str] = []
+
+    def append(self, img: np.ndarray, label: int, id_: str) -> None:
+        if self.writer is not None:
+            if img.shape != self.writer.row_shape:  # a grey image among colour ones
+                img = np.broadcast_to(img, self.writer.row_shape)
+            self.writer.append(img[None])
+        else:
+            assert self.array is not None
+            self.array[self.n] = img
+        self.n += 1
+        self.labels.append(label)
+        self.ids.append(id_)
+
+    def widen(self) -> None:
+        if self.writer is not None:
+            self.writer.widen(3)
+        else:
+            assert self.array is not None
+            self.array = np.repeat(self.array, 3, axis=1)
+
+    def part(self) -> Part:
+        y = np.array(self.labels, np.int64)
+        if self.writer is not None:
+            self.writer.close()
+            x = np.load(self.writer.path, mmap_mode="r")
+        else:
+            assert self.array is not None
+            x = self.array[: self.n]
+        return Part(x, y, ids=self.ids)
+
+
+def decode(
+    kind: str, sc: Scan, options: dict[str, Any], strict: bool, folder: Path | None = None
+) -> Decoded:
+    """Decode every image in one streaming pass; unreadable files are listed in ``skipped``.
+
+    A thread pool decodes at most ``_AHEAD`` images ahead of the writer, and each image goes
+    straight to ``folder/{part}_images.npy`` (the cache entry being built), so memory stays
+    flat whatever the number of images. With no ``folder`` the arrays are built in memory.
+    Images are stored with one channel until the first colour image, which widens the
+    rows written so far to three.
+    """
     plan: _Plan = sc.plan
     size = options.get("size")
     workers = min(8, (os.cpu_count() or 1) + 2)
-    with ThreadPoolExecutor(max_workers=workers) as ex:
-        results: list[Any] = list(ex.map(lambda it: _decode_one(it.path, size), plan.items))
     skipped = list(plan.skipped)
-    good: list[int] = []
+    capacity = {s: sum(1 for it in plan.items if it.split == s) for s in _PARTS}
+    rows: dict[str, _Rows] = {}
     ref: tuple[int, int] | None = None
     ref_id = ""
-    for i, (it, res) in enumerate(zip(plan.items, results, strict=True)):
-        if isinstance(res, str):
-            skipped.append((str(it.path), res))
-            continue
-        hw = res[0].shape[:2]
-        if ref is None:
-            ref, ref_id = hw, it.id
-        elif hw != ref:
-            raise DataError(
-                f"image {it.path} is {hw[1]}x{hw[0]} but {ref_id} is {ref[1]}x{ref[0]}; "
-                f"add ,size=N to the spec to resize every image to NxN"
-            )
-        good.append(i)
+    channels = 0
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as ex:
+            items = iter(plan.items)
+            pending: deque[tuple[_Item, Future]] = deque()
+            for it in islice(items, _AHEAD):
+                pending.append((it, ex.submit(_decode_one, it.path, size)))
+            while pending:
+                it, fut = pending.popleft()
+                nxt = next(items, None)
+                if nxt is not None:
+                    pending.append((nxt, ex.submit(_decode_one, nxt.path, size)))
+                res = fut.result()
+                if isinstance(res, str):
+                    skipped.append((str(it.path), res))
+                    continue
+                arr, color = res
+                hw = arr.shape[:2]
+                if ref is None:
+                    if min(hw) < MIN_SIDE:
+                        raise DataError(
+                            f"images are {hw[1]}x{hw[0]} pixels ({it.path}); fewlabels needs at "
+                            f"least {MIN_SIDE}x{MIN_SIDE}: add ,size=N to the spec to resize "
+                            "every image"
+                        )
+                    ref, ref_id, channels = hw, it.id, 3 if color else 1
+                elif hw != ref:
+                    raise DataError(
+                        f"image {it.path} is {hw[1]}x{hw[0]} but {ref_id} is "
+                        f"{ref[1]}x{ref[0]}; add ,size=N to the spec to resize every image to NxN"
+                    )
+                if color and channels == 1:
+                    channels = 3
+                    for r in rows.values():
+                        r.widen()
+                if it.split not in rows:
+                    path = folder / f"{it.split}_images.npy" if folder is not None else None
+                    rows[it.split] = _Rows(path, (channels, *ref), capacity[it.split])
+                img = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+                rows[it.split].append(img, it.label, it.id)
+    finally:
+        for r in rows.values():
+            if r.writer is not None:
+                r.writer.close()
     if ref is None:
         first = f" ({len(skipped)} unreadable, first: {skipped[0][0]})" if skipped else ""
         raise DataError(f"no readable images found in {sc.root}{first}")
-    channels = 3 if any(results[i][1] for i in good) else 1
-
-    def part(split: str) -> Part | None:
-        rows = [i for i in good if plan.items[i].split == split]
-        if not rows and split != "train":
-            return None
-        x = np.empty((len(rows), channels, *ref), np.uint8)
-        for j, i in enumerate(rows):
-            arr = results[i][0]
-            x[j] = arr if arr.ndim == 2 else arr.transpose(2, 0, 1)
-            results[i] = None  # free as we go
-        y = np.array([plan.items[i].label for i in rows], np.int64)
-        return Part(x, y, ids=[plan.items[i].id for i in rows])
-
+    if "train" not in rows:
+        path = folder / "train_images.npy" if folder is not None else None
+        rows["train"] = _Rows(path, (channels, *ref), 0)
+    parts = {s: rows[s].part() if s in rows else None for s in _PARTS}
     name = "tinyimagenet" if plan.layout == "tinyimagenet" else f"folder:{sc.root.name}"
-    train = part("train")
+    train = parts["train"]
     assert train is not None
-    return Decoded(name, list(plan.class_names), train, part("test"), part("unlabeled"), skipped)
+    return Decoded(name, list(plan.class_names), train, parts["test"], parts["unlabeled"], skipped)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from fewlabels.data import mapped
 from fewlabels.errors import DataError
 
 UNLABELED = -1
@@ -15,6 +16,9 @@ UNLABELED = -1
 @dataclass
 class ImageSet:
     """Images as a uint8 (N, C, H, W) tensor with int64 labels (``-1`` = unlabeled).
+
+    Large subsets of cached images are ``data.mapped.MappedRows`` (rows read from the cache
+    file on demand) rather than copies; they behave as tensors.
 
     ``ids`` optionally names each image (a file path or ``source:index``) so that
     predictions and label requests can point back to it.
@@ -68,10 +72,13 @@ class ImageSet:
         return self.labels != UNLABELED
 
     def subset(self, index: torch.Tensor | Sequence[int]) -> ImageSet:
-        """A new ImageSet with the rows in ``index`` (in that order)."""
+        """A new ImageSet with the rows in ``index`` (in that order); a large subset of
+        cached images stays on disk (see ``data.mapped``)."""
         idx = torch.as_tensor(index, dtype=torch.long)
         ids = [self.ids[i] for i in idx.tolist()] if self.ids is not None else None
-        return ImageSet(self.images[idx], self.labels[idx], list(self.class_names), ids)
+        lazy = mapped.lazy_rows(self.images, idx)
+        images = lazy if lazy is not None else self.images[idx]
+        return ImageSet(images, self.labels[idx], list(self.class_names), ids)
 
     def unlabel(self) -> ImageSet:
         """The same images with every label hidden."""
@@ -103,8 +110,9 @@ class ImageSet:
         ids = None
         if all(p.ids is not None for p in parts):
             ids = [i for p in parts for i in p.ids]  # type: ignore[union-attr]
+        lazy = mapped.lazy_concat([p.images for p in parts])
         return ImageSet(
-            torch.cat([p.images for p in parts]),
+            lazy if lazy is not None else torch.cat([p.images for p in parts]),
             torch.cat([p.labels for p in parts]),
             list(first.class_names),
             ids,

@@ -26,6 +26,13 @@ def _positive_int(value: str, where: str) -> int:
     return n
 
 
+def _image_side(value: str, where: str) -> int:
+    n = _positive_int(value, where)
+    if not 8 <= n <= 4096:
+        raise ConfigError(f"{where}={value!r}: expected an image side from 8 to 4096 pixels")
+    return n
+
+
 def _existing_dir(value: str, where: str) -> str:
     p = Path(value).expanduser()
     if not p.exists():
@@ -52,7 +59,7 @@ class _Source:
     usage: str = ""
 
 
-_FOLDER_OPTIONS: dict[str, OptionParser] = {"size": _positive_int, "unlabeled": _existing_dir}
+_FOLDER_OPTIONS: dict[str, OptionParser] = {"size": _image_side, "unlabeled": _existing_dir}
 SOURCES: dict[str, _Source] = {
     "digits": _Source(None, None, usage="digits"),
     "cifar10": _Source(cifar.scan, cifar.decode, usage="cifar10:FOLDER"),
@@ -136,6 +143,8 @@ def load_dataset(
     options = {k: src.options[k](v, f"{kind} option {k}") for k, v in raw.items()}
     p = Path(path).expanduser()
     if not p.exists():
+        if p.is_symlink():
+            raise DataError(f"{path} is a broken symbolic link or a symlink loop")
         raise DataError(f"no such file or directory: {path}")
     sc = src.scan(kind, p, options)
     # folder: and tinyimagenet: share entries (the layout is part of the scan)
@@ -143,6 +152,9 @@ def load_dataset(
     root = cache.cache_root(cache_dir)
     dec = cache.load(root, fp)
     if dec is None:
-        dec = cache.store(root, fp, src.decode(kind, sc, options, strict))
+        if src.scan is folder.scan:  # streams every image straight into the cache entry
+            dec = cache.build(root, fp, lambda out: folder.decode(kind, sc, options, strict, out))
+        else:
+            dec = cache.store(root, fp, src.decode(kind, sc, options, strict))
     _report_skipped(dec.skipped, strict)
     return cache.to_dataset(dec, fp)

@@ -33,30 +33,54 @@ def scan(kind: str, path: Path, options: dict[str, Any]) -> Scan:
     return Scan(base, [file_stat(base / f, f) for f in present], set(present))
 
 
-def _images(path: Path) -> np.ndarray:
-    size = path.stat().st_size
+def image_count(size: int, name: str | Path) -> int:
+    """How many 3x96x96 images a file of ``size`` bytes holds; a partial image is an error."""
+    if size == 0:
+        raise DataError(f"STL-10 file {name} is empty (0 bytes)")
     if size % IMAGE_BYTES:
+        n, extra = divmod(size, IMAGE_BYTES)
         raise DataError(
-            f"truncated STL-10 file {path}: {size} bytes is not a multiple of {IMAGE_BYTES}"
+            f"STL-10 file {name} is truncated or has extra bytes: {size} bytes is not a "
+            f"multiple of {IMAGE_BYTES} ({n} images + {extra} bytes)"
         )
-    n = size // IMAGE_BYTES
-    if n == 0:
-        return np.zeros((0, 3, SIDE, SIDE), np.uint8)
+    return size // IMAGE_BYTES
+
+
+def parse_labels(data: bytes, name: str | Path, n: int, xname: str, num_classes: int) -> np.ndarray:
+    """0-based labels from an STL-10 labels file (one byte per image, 1..num_classes)."""
+    y = np.frombuffer(data, dtype=np.uint8).astype(np.int64)
+    if len(y) != n:
+        raise DataError(f"{name} has {len(y)} labels for the {n} images in {xname}")
+    if len(y) and (int(y.min()) < 1 or int(y.max()) > num_classes):
+        raise DataError(
+            f"{name} holds labels {int(y.min())}..{int(y.max())}; STL-10 labels are "
+            f"1..{num_classes}"
+        )
+    return y - 1
+
+
+def parse_class_names(data: bytes, name: str | Path) -> list[str]:
+    """``class_names.txt``: one name a line, at least one."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{name} is not UTF-8 text (bad byte at offset {e.start})") from None
+    names = [ln.strip() for ln in text.splitlines()]
+    names = [ln for ln in names if ln]
+    if not names:
+        raise DataError(f"{name} lists no class names")
+    return names
+
+
+def _images(path: Path) -> np.ndarray:
+    n = image_count(path.stat().st_size, path)
     # memmap, not a read: the 100,000-image unlabeled file is copied once, into the cache
     x = np.memmap(path, dtype=np.uint8, mode="r", shape=(n, 3, SIDE, SIDE))
     return x.transpose(0, 1, 3, 2)  # stored column-major: (C, W, H) -> (C, H, W)
 
 
 def _labels(path: Path, n: int, xname: str, num_classes: int) -> np.ndarray:
-    y = np.fromfile(path, dtype=np.uint8).astype(np.int64)
-    if len(y) != n:
-        raise DataError(f"{path} has {len(y)} labels for the {n} images in {xname}")
-    if len(y) and (int(y.min()) < 1 or int(y.max()) > num_classes):
-        raise DataError(
-            f"{path} holds labels {int(y.min())}..{int(y.max())}; STL-10 labels are "
-            f"1..{num_classes}"
-        )
-    return y - 1
+    return parse_labels(path.read_bytes(), path, n, xname, num_classes)
 
 
 def decode(kind: str, sc: Scan, options: dict[str, Any], strict: bool) -> Decoded:
@@ -64,10 +88,8 @@ def decode(kind: str, sc: Scan, options: dict[str, Any], strict: bool) -> Decode
     present: set[str] = sc.plan
     names = list(STL10_NAMES)
     if "class_names.txt" in present:
-        names = [ln.strip() for ln in (sc.root / "class_names.txt").read_text().splitlines()]
-        names = [ln for ln in names if ln]
-        if not names:
-            raise DataError(f"{sc.root / 'class_names.txt'} lists no class names")
+        path = sc.root / "class_names.txt"
+        names = parse_class_names(path.read_bytes(), path)
 
     def labeled(split: str) -> Part | None:
         xf, yf = f"{split}_X.bin", f"{split}_y.bin"

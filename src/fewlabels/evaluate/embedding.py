@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from fewlabels.atomic import atomic_savefig
 from fewlabels.errors import ConfigError, DataError
 from fewlabels.evaluate.monitor import MAX_POINTS, load_embeddings
 
@@ -78,7 +79,7 @@ def plot_panels(points: list[dict[str, Any]], out_dir: Path, seed: int = 0) -> l
         if len(p["class_names"]) <= 20:
             ax.legend(fontsize=6, markerscale=2, loc="best", frameon=False)
         fig.tight_layout()
-        fig.savefig(out_dir / f"tsne_{p['name']}.png", dpi=110)
+        atomic_savefig(fig, out_dir / f"tsne_{p['name']}.png", dpi=110)
         plt.close(fig)
     cols = len(drawn)
     fig, axes = plt.subplots(1, cols, figsize=(3.2 * cols + 0.4, 3.6), squeeze=False)
@@ -90,7 +91,7 @@ def plot_panels(points: list[dict[str, Any]], out_dir: Path, seed: int = 0) -> l
         fig.tight_layout(rect=(0, 0.08, 1, 1))
     else:
         fig.tight_layout()
-    fig.savefig(out_dir / "tsne.png", dpi=110)
+    atomic_savefig(fig, out_dir / "tsne.png", dpi=110)
     plt.close(fig)
     return [out_dir / f"tsne_{p['name']}.png" for p, _ in drawn] + [out_dir / "tsne.png"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from fewlabels.atomic import atomic_write_text
 from fewlabels.data.imageset import ImageSet
 from fewlabels.errors import CheckpointError, DataError
 from fewlabels.evaluate.metrics import Metrics, classification_metrics, predict_logits
@@ -163,8 +165,9 @@ def predict_files(
     if out_csv is not None and rows:
         out_csv = Path(out_csv)
         out_csv.parent.mkdir(parents=True, exist_ok=True)
-        with open(out_csv, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+        buf = io.StringIO(newline="")
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+        atomic_write_text(out_csv, buf.getvalue())
     return rows, bad

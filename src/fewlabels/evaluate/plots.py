@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from fewlabels.atomic import atomic_savefig
+
 
 def plot_confusion(
     confusion: list[list[int]], class_names: list[str], path: str | Path, title: str = ""
@@ -44,7 +46,7 @@ def plot_confusion(
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    atomic_savefig(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -95,6 +97,6 @@ def plot_contact_sheet(
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    atomic_savefig(fig, path, dpi=90)
     plt.close(fig)
     return path

@@ -65,6 +65,10 @@ class ProbeConfig(BaseModel):
     out: str
     device: str = "auto"
     strict: bool = False
+    # the labeled set from a labels file, or picked by a strategy (as in RunConfig)
+    labels: str | None = None
+    source_labels: bool = True
+    select: dict[str, Any] | None = None
 
 
 @dataclass
@@ -189,6 +193,9 @@ def _prepare(cfg: ProbeConfig) -> tuple[Dataset, Splits]:
         unlabeled="none",
         val=cfg.val,
         strict=cfg.strict,
+        labels=cfg.labels,
+        source_labels=cfg.source_labels,
+        select=cfg.select,
         train=TrainConfig(seed=cfg.seed),
     )
     return prepare_data(run_cfg)

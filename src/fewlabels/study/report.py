@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import html
+import io
 import itertools
 import json
 import math
@@ -24,8 +25,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from fewlabels.atomic import atomic_savefig, atomic_write_text
 from fewlabels.errors import ConfigError
-from fewlabels.study.store import STORE_NAME, Store
+from fewlabels.study.backend import check_location, find_store, open_store
 
 CSV_COLUMNS = [
     "cell",
@@ -48,6 +50,8 @@ CSV_COLUMNS = [
     "img_per_s",
     "error",
     "run_key",
+    "strategy",
+    "synthetic",
 ]
 
 
@@ -94,6 +98,8 @@ def _rows(cells: list[dict], runs: dict[str, dict]) -> list[dict[str, Any]]:
                 "n_labeled": c["n_labeled"],
                 "n_unlabeled": c["n_unlabeled"],
                 "uses_unlabeled": c["uses_unlabeled"],
+                "strategy": c.get("strategy"),
+                "synthetic": c.get("synthetic") or 0.0,
                 "seed": c["seed"],
                 "status": status,
                 "accuracy": m.get("accuracy") if status == "done" else None,
@@ -220,7 +226,7 @@ def _panels(n: int) -> tuple[Any, list[Any]]:
 
 def _save(fig: Any, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_savefig(fig, path, dpi=100)
     plt.close(fig)
     return path
 
@@ -333,6 +339,44 @@ def plot_time_to_accuracy(groups: list[Group], path: Path) -> Path:
         ax.grid(alpha=0.3)
     if axes:
         axes[0].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_vs_budget(groups: list[Group], path: Path) -> Path:
+    """Accuracy vs labeling budget: a panel per method, a line per selection strategy."""
+    sel = [g for g in groups if g.role == "grid" and g.rows[0].get("strategy")]
+    bases: list[str] = []
+    for g in sel:
+        base = g.method.removesuffix(f" [{g.rows[0]['strategy']}]")
+        if base not in bases:
+            bases.append(base)
+    strategies = list(dict.fromkeys(g.rows[0]["strategy"] for g in sel))
+    colors = _colors(strategies)
+    fig, axes = _panels(len(bases))
+    for ax, base in zip(axes, bases, strict=True):
+        for st in strategies:
+            gs = [g for g in sel if g.method == f"{base} [{st}]"]
+            by_lab: dict[float, Group] = {}
+            for g in gs:  # the largest unlabeled amount at each budget
+                if g.n_labeled not in by_lab or g.n_unlabeled > by_lab[g.n_labeled].n_unlabeled:
+                    by_lab[g.n_labeled] = g
+            pts = [by_lab[k] for k in sorted(by_lab)]
+            if pts:
+                ax.errorbar(
+                    [g.n_labeled for g in pts],
+                    [100 * g.mean for g in pts],
+                    yerr=[100 * g.std for g in pts],
+                    marker="o",
+                    capsize=3,
+                    color=colors[st],
+                    label=st,
+                )
+        ax.set_xscale("log")
+        ax.set_title(base)
+        ax.set_xlabel("labeling budget (labels in all)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, title="selection", title_fontsize=7)
     return _save(fig, path)
 
 
@@ -593,13 +637,14 @@ ul.summary li{margin:.3em 0}.note{color:#777;font-size:.9em}
 """
 
 
-def write_report(study_dir: str | Path) -> Report:
-    """Write results.csv, report.md, report.html and the PNGs from a study's store."""
+def write_report(study_dir: str | Path, store_url: str | None = None) -> Report:
+    """Write results.csv, report.md, report.html and the PNGs from a study's store: the
+    folder's SQLite file, or the PostgreSQL database ``store_url`` (by default the one the
+    study was run with, as noted in ``store.json``)."""
     study_dir = Path(study_dir)
-    db = study_dir / STORE_NAME
-    if not db.exists():
-        raise ConfigError(f"{study_dir} holds no study ({STORE_NAME} is missing)")
-    store = Store(db)
+    url = check_location(store_url) if store_url is not None else find_store(study_dir)
+    store = open_store(study_dir, url)
+    study_dir.mkdir(parents=True, exist_ok=True)  # a report from PostgreSQL may go anywhere
     try:
         cells, runs = store.cells(), store.runs()
         name = store.get_meta("study_name") or study_dir.name
@@ -612,16 +657,24 @@ def write_report(study_dir: str | Path) -> Report:
     groups = _groups(rows)
 
     csv_path = study_dir / "results.csv"
-    with open(csv_path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: "" if r.get(k) is None else r[k] for k in CSV_COLUMNS})
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: "" if r.get(k) is None else r[k] for k in CSV_COLUMNS})
+    atomic_write_text(csv_path, buf.getvalue())
 
     fig_dir = study_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
     figures: list[tuple[str, Path]] = []
     notes: list[str] = []
+    if any(g.role == "grid" and g.rows[0].get("strategy") for g in groups):
+        figures.append(
+            (
+                "Accuracy vs labeling budget per selection strategy (mean ± std over seeds)",
+                plot_vs_budget(groups, fig_dir / "acc_vs_budget.png"),
+            )
+        )
     if any(g.role == "grid" for g in groups):
         figures.append(
             (
@@ -701,6 +754,10 @@ def write_report(study_dir: str | Path) -> Report:
             except Exception as e:  # the picture is optional; say why it is missing
                 notes.append(f"t-SNE panel unavailable: {' '.join(str(e).split())[:200]}")
     summary = _summary(groups, rows)
+    from fewlabels.study.synthetic import synthetic_section
+
+    syn = synthetic_section(groups, rows, runs, study_dir, fig_dir)
+    summary, tables, figures = summary + syn.summary, tables + syn.tables, figures + syn.figures
 
     md = [
         f"# Study {name}",
@@ -717,7 +774,7 @@ def write_report(study_dir: str | Path) -> Report:
     ]
     md += [f"_{n}_" for n in notes]
     md_path = study_dir / "report.md"
-    md_path.write_text("\n".join(md) + "\n")
+    atomic_write_text(md_path, "\n".join(md) + "\n")
 
     e = html.escape
     body = [
@@ -745,7 +802,7 @@ def write_report(study_dir: str | Path) -> Report:
         + "\n</body></html>\n"
     )
     html_path = study_dir / "report.html"
-    html_path.write_text(page)
+    atomic_write_text(html_path, page)
     return Report(html_path, md_path, csv_path, [p for _, p in figures])
 
 

@@ -12,6 +12,7 @@ import json
 import multiprocessing
 import os
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -19,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fewlabels.errors import ConfigError, FewlabelsError
-from fewlabels.study.store import STORE_NAME, Store
+from fewlabels.atomic import atomic_write_text
+from fewlabels.errors import ConfigError, FewlabelsError, WriteError
+from fewlabels.study.backend import open_store, remember
 
 Log = Callable[[str], None]
 _KEEP = (
@@ -34,6 +36,7 @@ _KEEP = (
     "labeled",
     "unlabeled",
     "protocol",
+    "extra_unlabeled",
 )
 
 
@@ -60,6 +63,14 @@ def execute_run(row: sqlite3.Row | dict[str, Any], study_dir: Path) -> tuple[dic
                     "'pretrain X then Y' needs RunConfig.init, which this version lacks"
                 )
             cfg["init"] = str(run_dir(study_dir, spec["init_from"]))
+        if spec.get("select_encoder_from") and cfg.get("select"):  # the cell's pretraining
+            cfg["select"] = {
+                **cfg["select"],
+                "encoder": str(run_dir(study_dir, spec["select_encoder_from"])),
+            }
+        if spec.get("synthetic_from"):  # the study's generated images
+            gen_dir = run_dir(study_dir, spec["synthetic_from"])
+            cfg["extra_unlabeled"] = f"folder:{gen_dir / 'samples'}"
         res = run_training(RunConfig(**cfg), progress=False, log=_quiet)
         path = out / "metrics.json"
         m = json.loads(path.read_text()) if path.exists() else {}
@@ -75,8 +86,11 @@ def execute_run(row: sqlite3.Row | dict[str, Any], study_dir: Path) -> tuple[dic
                 "probe cells need fewlabels.evaluate.probe.run_probe, which this installation lacks"
             ) from None
         ckpt = run_dir(study_dir, spec["checkpoint_from"])
+        probe_spec = dict(spec["probe"])
+        if spec.get("select_encoder_from") and probe_spec.get("select"):
+            probe_spec["select"] = {**probe_spec["select"], "encoder": str(ckpt)}
         pres = run_probe(
-            ProbeConfig(**spec["probe"], checkpoint=str(ckpt), out=str(out)),
+            ProbeConfig(**probe_spec, checkpoint=str(ckpt), out=str(out)),
             log=_quiet,
             progress=False,
         )
@@ -84,6 +98,19 @@ def execute_run(row: sqlite3.Row | dict[str, Any], study_dir: Path) -> tuple[dic
         metrics = {k: m[k] for k in _KEEP if k in m}
         metrics["train_seconds"] = round(float(pres.seconds), 2)
         curve = list(pres.curve)
+    elif row["kind"] == "generate":
+        from fewlabels.generate.run import GenerateConfig, run_generate
+
+        gres = run_generate(
+            GenerateConfig(**spec["generate"], out=str(out)), progress=False, log=_quiet
+        )
+        m = {}
+        metrics = {
+            "steps": gres.gan.steps,
+            "train_seconds": round(gres.gan.train_seconds, 2),
+            "images": gres.num,
+        }
+        curve = list(gres.gan.curve)
     else:
         raise ConfigError(f"unknown run kind {row['kind']!r}")
     if isinstance(m.get("per_class"), dict):
@@ -98,16 +125,28 @@ def execute_run(row: sqlite3.Row | dict[str, Any], study_dir: Path) -> tuple[dic
 class _Heartbeat(threading.Thread):
     """Refreshes a claim's heartbeat from its own connection while the run trains."""
 
-    def __init__(self, path: Path, key: str, worker: str, every_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        study_dir: Path,
+        store_url: str | None,
+        key: str,
+        worker: str,
+        every_s: float = 10.0,
+    ) -> None:
         super().__init__(daemon=True)
-        self.path, self.key, self.worker, self.every_s = path, key, worker, every_s
+        self.study_dir, self.store_url = study_dir, store_url
+        self.key, self.worker, self.every_s = key, worker, every_s
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        store = Store(self.path)
+        try:
+            store = open_store(self.study_dir, self.store_url)
+        except FewlabelsError:  # the worker hits the same problem when it records the run
+            return
         try:
             while not self.stopped.wait(self.every_s):
-                store.heartbeat(self.key, self.worker)
+                with contextlib.suppress(FewlabelsError, sqlite3.Error):
+                    store.heartbeat(self.key, self.worker)
         finally:
             store.close()
 
@@ -138,15 +177,19 @@ def work(
     finished_at_start: int = 0,
     stale_s: float = 120.0,
     log: Log = print,
+    store_url: str | None = None,
 ) -> int:
-    """Claim and run runs until none is left; returns how many this worker ran."""
+    """Claim and run runs until none is left; returns how many this worker ran.
+
+    ``store_url``: a PostgreSQL store (``postgresql://...``) instead of the folder's SQLite.
+    """
     import torch
 
     if threads:
         torch.set_num_threads(threads)
     study_dir = Path(study_dir)
     t_start = t_start or time.time()
-    store = Store(study_dir / STORE_NAME, stale_s=stale_s)
+    store = open_store(study_dir, store_url, stale_s=stale_s)
     ran = 0
     try:
         while True:
@@ -157,7 +200,9 @@ def work(
                     return ran
                 time.sleep(0.3)
                 continue
-            beat = _Heartbeat(store.path, row["key"], worker, every_s=min(10.0, stale_s / 4))
+            beat = _Heartbeat(
+                study_dir, store_url, row["key"], worker, every_s=min(10.0, stale_s / 4)
+            )
             beat.start()
             t0 = time.time()
             metrics: dict[str, Any] = {}
@@ -166,6 +211,10 @@ def work(
             try:
                 metrics, curve = execute_run(row, study_dir)
             except (KeyboardInterrupt, SystemExit):
+                raise
+            except WriteError:  # disk full: stop the study, the run is redone on resume
+                beat.stop()
+                store.release(row["key"], worker)
                 raise
             except Exception as e:  # a failing run is recorded and the study carries on
                 error = _one_line(e)
@@ -194,12 +243,18 @@ def work(
 
 
 def _worker_entry(
-    study_dir: str, worker: str, threads: int, t_start: float, fin0: int, stale_s: float
+    study_dir: str,
+    worker: str,
+    threads: int,
+    t_start: float,
+    fin0: int,
+    stale_s: float,
+    store_url: str | None = None,
 ) -> None:
     def log(s: str) -> None:
         print(s, flush=True)
 
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         work(
             study_dir,
             worker=worker,
@@ -208,7 +263,13 @@ def _worker_entry(
             finished_at_start=fin0,
             stale_s=stale_s,
             log=log,
+            store_url=store_url,
         )
+    except KeyboardInterrupt:
+        pass
+    except FewlabelsError as e:  # one line, like the CLI; the parent reports what is left
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 @dataclass
@@ -228,19 +289,29 @@ def run_study(
     threads: int | None = None,
     stale_s: float = 120.0,
     log: Log = print,
+    store_url: str | None = None,
 ) -> StudyOutcome:
-    """Register ``plan`` in ``out_dir``'s store and work through its runs."""
+    """Register ``plan`` in ``out_dir``'s store and work through its runs.
+
+    ``store_url`` (``postgresql://...``) keeps the store in PostgreSQL, so workers on other
+    machines that share ``out_dir`` can run the same command and take their share.
+    """
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    store = Store(out / STORE_NAME, stale_s=stale_s)
+    if store_url is not None:  # reach the database before creating anything
+        store = open_store(out, store_url, stale_s=stale_s)
+        out.mkdir(parents=True, exist_ok=True)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        store = open_store(out, store_url, stale_s=stale_s)
     try:
         store.register(plan)
         c = store.counts()
     finally:
         store.close()
-    (out / "study.yaml").write_text(plan.text)
+    atomic_write_text(out / "study.yaml", plan.text)
+    remember(out, store_url)
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     fin0 = c["done"] + c["failed"]
     log(
@@ -257,13 +328,14 @@ def run_study(
             finished_at_start=fin0,
             stale_s=stale_s,
             log=log,
+            store_url=store_url,
         )
     else:
         ctx = multiprocessing.get_context("spawn")
         procs = [
             ctx.Process(
                 target=_worker_entry,
-                args=(str(out), f"w{i}-{os.getpid()}", threads, t0, fin0, stale_s),
+                args=(str(out), f"w{i}-{os.getpid()}", threads, t0, fin0, stale_s, store_url),
             )
             for i in range(workers)
         ]
@@ -276,7 +348,7 @@ def run_study(
             for p in procs:
                 p.join(timeout=10)
             raise
-    store = Store(out / STORE_NAME, stale_s=stale_s)
+    store = open_store(out, store_url, stale_s=stale_s)
     try:
         c = store.counts()
     finally:

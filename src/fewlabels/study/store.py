@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from fewlabels.errors import ConfigError
+from fewlabels.errors import ConfigError, FewlabelsError, WriteError
 
 SCHEMA_VERSION = 1
 STORE_NAME = "study.sqlite"
@@ -60,6 +60,21 @@ def _pid_alive(pid: int | None) -> bool:
     return True
 
 
+def store_error(path: Path, e: sqlite3.Error) -> FewlabelsError:
+    """A one-line error for a failed store operation (disk full, not a database, ...)."""
+    msg = " ".join(str(e).split()) or type(e).__name__
+    if "full" in msg:
+        err = WriteError(
+            f"could not write the study store {path}: disk full ({msg}); "
+            "the last committed state is kept"
+        )
+        err.errno = 28
+        return err
+    if "not a database" in msg or "malformed" in msg:
+        return ConfigError(f"{path} is not a readable study store ({msg})")
+    return FewlabelsError(f"study store {path}: {msg}")
+
+
 class Store:
     """A study's store; open one per process (connections are not shared)."""
 
@@ -67,11 +82,25 @@ class Store:
         self.path = Path(path)
         self.stale_s = stale_s
         self.host = socket.gethostname()
-        self.conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA busy_timeout = 60000")
-        self.conn.execute("PRAGMA journal_mode = WAL")
-        self.conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            self.conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+        except sqlite3.Error as e:
+            raise store_error(self.path, e) from None
+        try:
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA busy_timeout = 60000")
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error as e:
+            self.conn.close()
+            raise store_error(self.path, e) from None
+        try:
+            self._init_schema()
+        except BaseException:
+            self.conn.close()
+            raise
+
+    def _init_schema(self) -> None:
         with self.tx():
             self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
             v = self.get_meta("schema_version")
@@ -80,7 +109,7 @@ class Store:
                     if statement.strip():
                         self.conn.execute(statement)
                 self._set_meta("schema_version", str(SCHEMA_VERSION))
-            elif int(v) > SCHEMA_VERSION:
+            elif not v.isdigit() or int(v) > SCHEMA_VERSION:
                 raise ConfigError(
                     f"{self.path} was written by a newer fewlabels (store schema {v}, this "
                     f"version reads up to {SCHEMA_VERSION}); upgrade fewlabels to read it"
@@ -92,13 +121,17 @@ class Store:
     @contextlib.contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction that takes the database's write lock at once."""
-        self.conn.execute("BEGIN IMMEDIATE")
         try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
+                    self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            raise store_error(self.path, e) from None
 
     # -- study -------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
@@ -143,6 +176,13 @@ class Store:
                 )
                 c.execute("UPDATE runs SET wanted = 1, ord = ? WHERE key = ?", (i, job.key))
             c.execute("UPDATE runs SET status = 'pending', error = NULL WHERE status = 'failed'")
+            # claims left by an earlier attempt of this very process (e.g. stopped by a full
+            # disk): no worker of it is running them now
+            c.execute(
+                "UPDATE runs SET status = 'pending', worker = NULL WHERE status = 'running' "
+                "AND host = ? AND pid = ?",
+                (self.host, os.getpid()),
+            )
             c.execute("DELETE FROM cells")
             for i, cell in enumerate(plan.cells):
                 c.execute(
@@ -229,6 +269,15 @@ class Store:
                 ),
             )
             return cur.rowcount == 1
+
+    def release(self, key: str, worker: str) -> None:
+        """Give a claimed run back (pending), e.g. when the disk is full; errors are ignored."""
+        with contextlib.suppress(FewlabelsError, sqlite3.Error), self.tx() as c:
+            c.execute(
+                "UPDATE runs SET status = 'pending', worker = NULL WHERE key = ? AND worker = ? "
+                "AND status = 'running'",
+                (key, worker),
+            )
 
     def counts(self) -> dict[str, int]:
         """Wanted runs by status."""

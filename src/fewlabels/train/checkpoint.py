@@ -3,41 +3,22 @@
 from __future__ import annotations
 
 import io
-import os
 import pickle
+import pickletools
+import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from fewlabels.atomic import atomic_write_bytes
 from fewlabels.errors import CheckpointError
 
+__all__ = ["FORMAT_VERSION", "atomic_write_bytes", "load_checkpoint", "save_checkpoint"]
+
 FORMAT_VERSION = 1
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to a temp file beside ``path``, fsync it, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
 
 
 def save_checkpoint(obj: dict[str, Any], path: str | Path) -> None:
@@ -45,6 +26,33 @@ def save_checkpoint(obj: dict[str, Any], path: str | Path) -> None:
     buf = io.BytesIO()
     torch.save({"format": FORMAT_VERSION, **obj}, buf)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def _foreign_global(path: Path, limit: int = 16 << 20) -> str | None:
+    """The first non-torch global a pickle file would import, found by reading its opcodes
+    (``pickletools`` parses, it never runs anything); None if there is none or it is no pickle.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit)
+        if zipfile.is_zipfile(io.BytesIO(data)):
+            with zipfile.ZipFile(io.BytesIO(data)) as z:
+                name = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
+                data = z.read(name) if name else b""
+        strings: list[str] = []
+        for op, arg, _ in pickletools.genops(io.BytesIO(data)):
+            found = None
+            if op.name in ("GLOBAL", "INST"):
+                found = str(arg).replace(" ", ".")
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found = ".".join(strings[-2:])
+            elif isinstance(arg, str):
+                strings.append(arg)
+            if found and not found.startswith(("torch.", "collections.OrderedDict")):
+                return found
+    except Exception:  # not a pickle, or a damaged one: no verdict
+        return None
+    return None
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -60,26 +68,32 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # e.g. torch's note on pickle protocols: not ours
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsafe content"
+        text = " ".join(str(e).split())
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        name = found.group(1) if found else _foreign_global(path)
+        if name:  # the pickle calls or builds something: refuse without running it
+            raise CheckpointError(
+                f"{path} was refused: it is not a plain-weights checkpoint (it would load "
+                f"{name[:80]}, which could run code)"
+            ) from None
+        detail = text.split("WeightsUnpickler error:")[-1].split(" Check the documentation")[0]
+        detail = detail.strip()[:80] or "unpickling failed"
         raise CheckpointError(
-            f"{path} was refused: it is not a plain-weights checkpoint ({first[:120]})"
+            f"{path} is not a readable checkpoint (truncated or corrupt: {detail})"
         ) from None
-    except (
-        RuntimeError,
-        EOFError,
-        zipfile.BadZipFile,
-        OSError,
-        ValueError,
-        KeyError,  # the weights-only unpickler reading a file that is no pickle at all
-        IndexError,
-        TypeError,
-    ) as e:
+    except MemoryError:
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint (too large or corrupt)"
+        ) from None
+    except Exception as e:  # torch raises many types for a damaged file; all mean unreadable
         raise CheckpointError(
             f"{path} is not a readable checkpoint (truncated or corrupt: {type(e).__name__})"
         ) from None
-    if not isinstance(obj, dict) or "format" not in obj:
+    if not isinstance(obj, dict) or not isinstance(obj.get("format"), int):
         raise CheckpointError(f"{path} is not a fewlabels checkpoint")
     if obj["format"] > FORMAT_VERSION:
         raise CheckpointError(

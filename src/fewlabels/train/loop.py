@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import torch.distributed as dist
 from pydantic import BaseModel, ConfigDict, field_validator
 from torch import nn
 
+from fewlabels.atomic import atomic_write_text
 from fewlabels.augment import build_policy
 from fewlabels.data.imageset import ImageSet
 from fewlabels.errors import CheckpointError, ConfigError, DivergenceError
@@ -31,8 +33,23 @@ from fewlabels.train.budget import Budget
 from fewlabels.train.checkpoint import load_checkpoint, save_checkpoint
 from fewlabels.train.distributed import DistInfo
 from fewlabels.train.ema import ModelEMA
+from fewlabels.train.feed import ImageFeed, resolve_in_memory
 from fewlabels.train.precision import autocast, resolve_precision
 from fewlabels.train.schedule import warmup_cosine
+
+# field -> (low, high, low excluded): the ranges TrainConfig accepts (high always excluded)
+_RANGES: dict[str, tuple[float, float, bool]] = {
+    "lr": (0.0, math.inf, True),
+    "weight_decay": (0.0, math.inf, False),
+    "momentum": (0.0, 1.0, False),
+    "warmup": (0.0, math.nextafter(1.0, 2.0), False),  # 1 itself allowed
+    "final_lr": (0.0, math.inf, False),
+    "evals": (0, math.inf, False),
+    "eval_batch_size": (1, math.inf, False),
+    "checkpoint_every_s": (0.0, math.inf, False),
+    "seed": (0, 2**63, False),
+    "grad_clip": (0.0, math.inf, False),
+}
 
 
 class TrainConfig(BaseModel):
@@ -79,6 +96,23 @@ class TrainConfig(BaseModel):
     def _ratio(cls, v: float) -> float:
         if not v > 0:
             raise ValueError("unlabeled batch ratio must be positive")
+        return v
+
+    @field_validator(
+        "lr", "weight_decay", "momentum", "warmup", "final_lr", "evals", "eval_batch_size",
+        "checkpoint_every_s", "seed", "grad_clip",
+    )  # fmt: skip
+    @classmethod
+    def _ranges(cls, v: float | None, info: Any) -> float | None:
+        lo, hi, lo_open = _RANGES[info.field_name]
+        if v is None:
+            return v
+        if not math.isfinite(v) or v < lo or (lo_open and v == lo) or v >= hi:
+            top = "2**63" if hi == 2**63 else f"{hi:g}"
+            span = f"{'above' if lo_open else 'at least'} {lo:g}" + (
+                f" and below {top}" if math.isfinite(hi) else ""
+            )
+            raise ValueError(f"{info.field_name} must be {span}, got {v}")
         return v
 
     @field_validator("ema")
@@ -197,8 +231,15 @@ class Trainer:
         out_dir: str | Path | None = None,
         progress: bool = True,
         log: Callable[[str], None] | None = None,
+        data_in_memory: bool | None = None,
     ) -> None:
+        """``data_in_memory``: keep the training images on the device (True), read each
+        batch from the cache file or host memory (False), or decide by size (None; the
+        ``FEWLABELS_DATA_IN_MEMORY`` environment variable, 1 or 0, overrides that)."""
         self.cfg = cfg
+        if data_in_memory is None and os.environ.get("FEWLABELS_DATA_IN_MEMORY"):
+            data_in_memory = os.environ["FEWLABELS_DATA_IN_MEMORY"].lower() not in ("0", "no")
+        self.data_in_memory = data_in_memory
         self.device = torch.device(device)
         self.dist = dist_info or DistInfo()
         self.out_dir = Path(out_dir) if out_dir is not None else None
@@ -253,9 +294,21 @@ class Trainer:
             lbs = max(self.dist.world_size, round(bs / cfg.unlabeled_batch_ratio))
             lbs -= lbs % self.dist.world_size
         ubs -= ubs % self.dist.world_size
-        lab_imgs = labeled.images.to(dev) if uses_lab and labeled is not None else None
+        in_memory = resolve_in_memory(
+            self.data_in_memory,
+            dev,
+            labeled.images if uses_lab and labeled is not None else None,
+            unlabeled.images if uses_unl and unlabeled is not None else None,
+        )
+        lab_imgs = (
+            ImageFeed(labeled.images, dev, in_memory) if uses_lab and labeled is not None else None
+        )
         lab_y = labeled.labels.to(dev) if uses_lab and labeled is not None else None
-        unl_imgs = unlabeled.images.to(dev) if uses_unl and unlabeled is not None else None
+        unl_imgs = (
+            ImageFeed(unlabeled.images, dev, in_memory)
+            if uses_unl and unlabeled is not None
+            else None
+        )
         lab_stream = IndexStream(len(labeled), lbs, cfg.seed, 1) if lab_imgs is not None else None
         unl_stream = (
             IndexStream(len(unlabeled), ubs, cfg.seed, 2)
@@ -290,14 +343,15 @@ class Trainer:
                 )
             try:
                 method.load_state_dict(state["method"])
-            except RuntimeError:
+                optimizer.load_state_dict(state["optimizer"])
+                if ema is not None and "ema" in state:
+                    ema.load_state_dict(state["ema"])
+                step, train_s = int(state["step"]), float(state["train_seconds"])
+            except (RuntimeError, KeyError, TypeError, ValueError, AttributeError):
                 raise CheckpointError(
-                    f"{ckpt_path} holds a different architecture than this run"
+                    f"{ckpt_path} holds a different architecture than this run, or is not a "
+                    "training checkpoint; use a new --out or remove it"
                 ) from None
-            optimizer.load_state_dict(state["optimizer"])
-            if ema is not None and "ema" in state:
-                ema.load_state_dict(state["ema"])
-            step, train_s = int(state["step"]), float(state["train_seconds"])
             total_steps = state.get("total_steps") or total_steps
             curve = [r for r in self._read_curve() if r["step"] <= step]
             self._write_curve(curve)
@@ -355,12 +409,12 @@ class Trainer:
             r, w = self.dist.rank, self.dist.world_size
             if lab_stream is not None and lab_imgs is not None and lab_y is not None:
                 idx = lab_stream.indices(step, r, w).to(dev)
-                x = lab_imgs[idx]
+                x = lab_imgs.take(idx)
                 batch.labeled = [p(x, gen) for p in lab_pols]
                 batch.labels = lab_y[idx]
             if unl_stream is not None and unl_imgs is not None:
                 uidx = unl_stream.indices(step, r, w).to(dev)
-                ux = unl_imgs[uidx]
+                ux = unl_imgs.take(uidx)
                 batch.unlabeled = [p(ux, gen) for p in unl_pols]
                 batch.unlabeled_index = uidx
             if self.images_per_step is None:  # images through the backbone per step
@@ -527,7 +581,7 @@ class Trainer:
         if not self.dist.is_main or self.out_dir is None:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._curve_path().write_text("".join(json.dumps(r) + "\n" for r in rows))
+        atomic_write_text(self._curve_path(), "".join(json.dumps(r) + "\n" for r in rows))
 
     def _append_curve(self, row: dict[str, Any]) -> None:
         with open(self._curve_path(), "a") as f:

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from fewlabels.atomic import atomic_write_text
 from fewlabels.data import Splits
 from fewlabels.data.imageset import ImageSet
 from fewlabels.errors import CheckpointError, ConfigError
@@ -424,7 +425,7 @@ def _write_outputs(
         "table": rows,
     }
     write_json(out / "self_training.json", summary)
-    (out / "curve.jsonl").write_text("".join(json.dumps(c) + "\n" for c in curve))
+    atomic_write_text(out / "curve.jsonl", "".join(json.dumps(c) + "\n" for c in curve))
     if final is not None:
         write_json(
             out / "metrics.json",

@@ -1,0 +1,91 @@
+"""Which results store a study uses: its folder's SQLite file, or a PostgreSQL database.
+
+``StudyStore`` is the interface the runner and the report rely on; ``study.store.Store``
+(SQLite, the default) and ``study.pgstore.PgStore`` (``--store postgresql://...``, for
+workers on several machines) implement it with the same claim semantics.
+
+A study run with ``--store URL`` records the URL, without its password, in
+``STUDY_DIR/store.json``, so ``fewlabels report STUDY_DIR`` finds the database again
+(the password then comes from ``PGPASSWORD`` or ``~/.pgpass``, as libpq reads them).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from fewlabels.atomic import atomic_write_text
+from fewlabels.errors import ConfigError
+from fewlabels.study.pgstore import PgStore, is_url, redact
+from fewlabels.study.store import STORE_NAME, Store
+
+POINTER_NAME = "store.json"
+
+
+class StudyStore(Protocol):
+    """What the runner and the report need from a results store."""
+
+    path: Any  # what messages name: a file path or a URL without its password
+    stale_s: float
+
+    def register(self, plan: Any) -> None: ...
+    def claim(self, worker: str) -> Mapping[str, Any] | None: ...
+    def heartbeat(self, key: str, worker: str) -> None: ...
+    def finish(
+        self,
+        key: str,
+        worker: str,
+        *,
+        metrics: dict[str, Any] | None = None,
+        curve: list[dict[str, Any]] | None = None,
+        seconds: float = 0.0,
+        error: str | None = None,
+    ) -> bool: ...
+    def release(self, key: str, worker: str) -> None: ...
+    def counts(self) -> dict[str, int]: ...
+    def runs(self) -> dict[str, dict[str, Any]]: ...
+    def cells(self) -> list[dict[str, Any]]: ...
+    def get_meta(self, key: str) -> str | None: ...
+    def close(self) -> None: ...
+
+
+def check_location(store: str | None) -> str | None:
+    """``store`` if it is None or a PostgreSQL URL, else a ``ConfigError``."""
+    if store is not None and not is_url(store):
+        raise ConfigError(
+            f"--store {store!r}: expected a postgresql://USER@HOST/DATABASE URL "
+            f"(leave --store out to use the study folder's {STORE_NAME})"
+        )
+    return store
+
+
+def open_store(study_dir: str | Path, store: str | None = None, *, stale_s: float = 120.0) -> Any:
+    """The store of the study in ``study_dir``: PostgreSQL at ``store`` when given, else
+    ``study_dir/study.sqlite`` (created if missing)."""
+    if check_location(store) is not None:
+        return PgStore(store, stale_s=stale_s)  # type: ignore[arg-type]
+    return Store(Path(study_dir) / STORE_NAME, stale_s=stale_s)
+
+
+def remember(study_dir: str | Path, store: str | None) -> None:
+    """Note in ``study_dir`` which store holds its results (nothing for the SQLite file)."""
+    if store is not None:
+        atomic_write_text(Path(study_dir) / POINTER_NAME, json.dumps({"url": redact(store)}))
+
+
+def find_store(study_dir: str | Path) -> str | None:
+    """The store ``study_dir`` was run with: None for its SQLite file, else the URL noted
+    by ``remember``; a folder with neither is a ``ConfigError``."""
+    d = Path(study_dir)
+    if (d / STORE_NAME).exists():
+        return None
+    pointer = d / POINTER_NAME
+    if pointer.is_file():
+        try:
+            url = json.loads(pointer.read_text())["url"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ConfigError(f"{pointer} is not a store pointer; pass --store URL") from None
+        return check_location(str(url))
+    raise ConfigError(f"{d} holds no study ({STORE_NAME} is missing)")
