@@ -54,7 +54,7 @@ class ImageFeed:
         self.shape = self.images.shape
 
     def take(self, idx: torch.Tensor) -> torch.Tensor:
-        """Rows ``idx`` (in that order) as a tensor on the device."""
+        """Rows ``idx`` (host indices, in that order) as a tensor on the device."""
         if self.in_memory:
             return self.images[idx.to(self.device)]
         x = take_sorted(self.images, idx.cpu())
