@@ -104,10 +104,16 @@ def fake_plan(n: int, name: str = "pg") -> NS:
 
 
 CLAIMER = """
-import json, random, sys, time
+import json, pathlib, random, sys, time
 from fewlabels.study.pgstore import PgStore
 url, worker, out = sys.argv[1:4]
 store = PgStore(url)
+# start together: a worker that is ready first must not drain the queue alone
+here = pathlib.Path(out).parent
+(here / (worker + ".ready")).touch()
+deadline = time.time() + 60
+while len(list(here.glob("*.ready"))) < 2 and time.time() < deadline:
+    time.sleep(0.01)
 mine = []
 while True:
     row = store.claim(worker)
