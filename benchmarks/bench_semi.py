@@ -125,6 +125,7 @@ def run_method(
         "labels_per_class": rc.labels_per_class,
         "budget": rc.train.budget,
         "backbone": rc.backbone,
+        "seed": rc.train.seed,
         "test_acc": round(m.accuracy, 4) if m else None,
         "test_macro_f1": round(m.macro_f1, 4) if m else None,
         **{f"time_to_{int(100 * a)}": time_to(res.curve, a) for a in targets},
