@@ -150,6 +150,22 @@ def test_policy_options_in_the_name() -> None:
     assert "flip" not in build_policy("strong:flip=0").description
 
 
+def test_ssl_views_leave_blur_out_at_32px_unless_asked() -> None:
+    # the CIFAR recipes drop blur; larger images keep SimCLR's / BYOL's probabilities
+    assert "blur p=0.0" in build_policy("simclr", image_size=32).description
+    assert "blur p=0.5" in build_policy("simclr", image_size=96).description
+    assert "blur p=0.5" in build_policy("simclr:blur_p=0.5", image_size=32).description
+    assert "blur p=0.0/0.0" in build_policy("twoview", image_size=32).description
+    assert "blur p=1.0/0.1" in build_policy("twoview", image_size=64).description
+    # no blur: a view with neither jitter nor grayscale is a pure crop of the image
+    x = torch.zeros(8, 3, 32, 32, dtype=torch.uint8)
+    x[:, :, ::2] = 255  # stripes that any blur would smear into greys
+    pol = build_policy("simclr:min_scale=1.0,flip=0", image_size=32, jitter=(0, 0, 0, 0))
+    v1, _ = pol(x, gen())
+    grey = ((v1 > 0.01) & (v1 < 0.99)).float().mean()
+    assert grey < 0.05, grey  # with blur_p=1.0 every pixel of these stripes turns grey
+
+
 def test_policy_accepts_float_input() -> None:
     x = images_u8()
     pol = build_policy("weak")

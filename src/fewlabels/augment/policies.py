@@ -140,14 +140,22 @@ def _two_views(
     return Policy(name, fn, ("view1", "view2"), 2, description)
 
 
+def _small(size: int) -> bool:
+    """CIFAR-sized or smaller: the SSL recipes for 32 px images (SimCLR's CIFAR-10 setup,
+    solo-learn's and lightly's CIFAR configs) leave Gaussian blur out."""
+    return size <= 32
+
+
 def _twoview(
     size: int,
     min_scale: float = 0.08,
     jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.2, 0.1),
-    blur: tuple[float, float] = (1.0, 0.1),
+    blur: tuple[float, float] | None = None,
     solarize: tuple[float, float] = (0.0, 0.2),
     flip: float = 0.5,
 ) -> Policy:
+    if blur is None:  # BYOL's (1.0, 0.1) on larger images, none at 32 px and below
+        blur = (0.0, 0.0) if _small(size) else (1.0, 0.1)
     return _two_views(
         "twoview",
         size,
@@ -166,9 +174,11 @@ def _simclr(
     size: int,
     min_scale: float = 0.08,
     jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1),
-    blur_p: float = 0.5,
+    blur_p: float | None = None,
     flip: float = 0.5,
 ) -> Policy:
+    if blur_p is None:  # SimCLR's 0.5 on larger images, none at 32 px and below
+        blur_p = 0.0 if _small(size) else 0.5
     return _two_views(
         "simclr",
         size,
