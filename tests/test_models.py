@@ -152,3 +152,31 @@ def test_timm_missing_is_a_config_error(monkeypatch):
         ConfigError, match=r"timm is not installed; pip install 'fewlabels\[timm\]'"
     ):
         build_backbone("timm:resnet18", 3, 32)
+
+
+def test_convnet_small_maps_use_the_taps_that_see_the_image() -> None:
+    # 8 px: blocks see 8, 4, 2, 1 px maps -> kernels 3, 3, 2 (no padding), 1
+    net = build_backbone("convnet", 1, 8)
+    convs = [b[0] for b in net.blocks]
+    assert [c.kernel_size[0] for c in convs] == [3, 3, 2, 1]
+    assert [c.padding[0] for c in convs] == [1, 1, 0, 0]
+    assert [b[0].kernel_size[0] for b in build_backbone("convnet", 3, 32).blocks] == [3] * 4
+    # the same function as the padded 3x3 kernels: a 3x3/pad-1 conv on a 1x1 map is its
+    # centre tap; a 3x3/stride-2/pad-1 conv on a 2x2 map is its lower-right 2x2 taps
+    torch.manual_seed(0)
+    w = torch.randn(5, 4, 3, 3)
+    x1, x2 = torch.randn(2, 4, 1, 1), torch.randn(2, 4, 2, 2)
+    full1 = torch.nn.functional.conv2d(x1, w, padding=1)
+    assert torch.allclose(full1, torch.nn.functional.conv2d(x1, w[:, :, 1:2, 1:2]), atol=1e-6)
+    full2 = torch.nn.functional.conv2d(x2, w, stride=2, padding=1)
+    assert torch.allclose(
+        full2, torch.nn.functional.conv2d(x2, w[:, :, 1:, 1:], stride=2), atol=1e-6
+    )
+    # a 1x1 final map is repeated into the 2x2 grid exactly as the average pool would
+    with torch.no_grad():
+        feats = net.eval()(torch.randn(3, 1, 8, 8))
+        last = net.blocks[-1](net.blocks[2](net.blocks[1](net.blocks[0](torch.randn(1, 1, 8, 8)))))
+    assert feats.shape == (3, 512)
+    assert torch.equal(
+        torch.flatten(net.pool(last), 1), torch.flatten(last, 1).repeat_interleave(4, 1)
+    )
