@@ -84,8 +84,9 @@ def test_fit_writes_curve_and_learns(digits, tmp_path):
     assert rows[-1]["val_acc"] > 0.5  # 40 steps on digits is far above chance (0.1)
 
 
-def test_resume_is_exact(digits, tmp_path):
-    cfg = _cfg(checkpoint_every_s=1e9)
+@pytest.mark.parametrize("optimizer", ["sgd", "lars"])
+def test_resume_is_exact(digits, tmp_path, optimizer):
+    cfg = _cfg(checkpoint_every_s=1e9, optimizer=optimizer)
     whole = _method(digits)
     Trainer(cfg, out_dir=tmp_path / "a", progress=False).fit(whole, digits.train, None, digits.test)
 

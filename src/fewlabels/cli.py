@@ -199,9 +199,15 @@ def train(
             "(fixmatch, flexmatch, pseudo_label, teacher_student)."
         ),
     ] = None,
-    optimizer: Annotated[str, typer.Option(help="sgd (Nesterov) or adamw.")] = "sgd",
+    optimizer: Annotated[
+        str, typer.Option(help="sgd (Nesterov), lars (layer-wise trust ratio) or adamw.")
+    ] = "sgd",
     lr: Annotated[
-        float | None, typer.Option(help="Peak learning rate (default: 0.1 x batch/256 for SGD).")
+        float | None,
+        typer.Option(
+            help="Peak learning rate (default: 0.1 x batch/256 for SGD, 0.3 x batch/256 for "
+            "LARS, 0.001 for AdamW)."
+        ),
     ] = None,
     weight_decay: Annotated[float | None, typer.Option(help="Weight decay.")] = None,
     warmup: Annotated[float, typer.Option(help="Warm-up fraction of the budget.")] = 0.05,

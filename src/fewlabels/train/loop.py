@@ -34,6 +34,7 @@ from fewlabels.train.checkpoint import load_checkpoint, save_checkpoint
 from fewlabels.train.distributed import DistInfo
 from fewlabels.train.ema import ModelEMA
 from fewlabels.train.feed import ImageFeed, resolve_in_memory
+from fewlabels.train.lars import LARS
 from fewlabels.train.precision import autocast, resolve_precision
 from fewlabels.train.schedule import warmup_cosine
 
@@ -49,6 +50,7 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
     "checkpoint_every_s": (0.0, math.inf, False),
     "seed": (0, 2**63, False),
     "grad_clip": (0.0, math.inf, False),
+    "lars_eta": (0.0, math.inf, True),
 }
 
 
@@ -60,7 +62,7 @@ class TrainConfig(BaseModel):
     budget: str = "10epochs"
     batch_size: int = 256
     unlabeled_batch_ratio: float = 7.0
-    optimizer: Literal["sgd", "adamw"] = "sgd"
+    optimizer: Literal["sgd", "adamw", "lars"] = "sgd"
     lr: float | None = None
     weight_decay: float | None = None
     momentum: float = 0.9
@@ -74,6 +76,8 @@ class TrainConfig(BaseModel):
     checkpoint_every_s: float = 120.0
     seed: int = 0
     grad_clip: float = 0.0
+    # LARS trust coefficient (solo-learn's CIFAR setting; the LARS paper used 0.001)
+    lars_eta: float = 0.02
     # Save val embeddings at each evaluation (embeddings/step_*.npz); None: only for
     # self-supervised methods.
     save_embeddings: bool | None = None
@@ -100,7 +104,7 @@ class TrainConfig(BaseModel):
 
     @field_validator(
         "lr", "weight_decay", "momentum", "warmup", "final_lr", "evals", "eval_batch_size",
-        "checkpoint_every_s", "seed", "grad_clip",
+        "checkpoint_every_s", "seed", "grad_clip", "lars_eta",
     )  # fmt: skip
     @classmethod
     def _ranges(cls, v: float | None, info: Any) -> float | None:
@@ -125,13 +129,15 @@ class TrainConfig(BaseModel):
     def resolved_lr(self) -> float:
         if self.lr is not None:
             return self.lr
-        # SGD: linear scaling from 0.1 at batch 256; AdamW: a common 1e-3.
-        return 0.1 * self.batch_size / 256 if self.optimizer == "sgd" else 1e-3
+        # SGD: linear scaling from 0.1 at batch 256; LARS: from 0.3 (solo-learn's CIFAR
+        # Barlow Twins / VICReg configs); AdamW: a common 1e-3.
+        base = {"sgd": 0.1, "lars": 0.3}.get(self.optimizer)
+        return 1e-3 if base is None else base * self.batch_size / 256
 
     def resolved_weight_decay(self) -> float:
         if self.weight_decay is not None:
             return self.weight_decay
-        return 5e-4 if self.optimizer == "sgd" else 0.05
+        return {"sgd": 5e-4, "lars": 1e-4, "adamw": 0.05}[self.optimizer]
 
 
 class IndexStream:
@@ -211,11 +217,15 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """SGD (Nesterov) or AdamW; no weight decay on biases and norm parameters."""
+    """SGD (Nesterov), LARS or AdamW; no weight decay on biases and norm parameters (nor
+    LARS's trust ratio: they take plain momentum SGD under LARS)."""
     groups = _param_groups(model, cfg.resolved_weight_decay())
     lr = cfg.resolved_lr()
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    if cfg.optimizer == "lars":
+        groups[1]["lars"] = False
+        return LARS(groups, lr=lr, momentum=cfg.momentum, eta=cfg.lars_eta)
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999))
 
 

@@ -1,0 +1,81 @@
+"""LARS (You, Gitman & Ginsburg 2017): SGD with a layer-wise trust ratio.
+
+Each weight's update direction ``d = grad + weight_decay * w`` is rescaled by
+``eta * ||w|| / ||d||`` (1 where either norm is 0) before momentum, so every layer moves by
+about the same fraction of its own norm whatever the scale of its gradient. BYOL, Barlow
+Twins and VICReg train with it; the losses whose terms can be large at initialisation
+(VICReg's covariance sum over an 8192-d expander) diverge under plain SGD at the same
+learning rate. Groups with ``lars=False`` (the loop passes biases and normalisation
+parameters so, as the Barlow Twins and VICReg code do) take plain momentum SGD.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+
+from fewlabels.errors import ConfigError
+
+
+class LARS(torch.optim.Optimizer):
+    """Momentum SGD whose update of each ``lars`` parameter is scaled by its trust ratio."""
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        eta: float = 0.02,
+        nesterov: bool = False,
+    ) -> None:
+        if not lr > 0:
+            raise ConfigError(f"LARS lr must be positive, got {lr}")
+        if not eta > 0:
+            raise ConfigError(f"LARS eta must be positive, got {eta}")
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "weight_decay": weight_decay,
+            "eta": eta,
+            "nesterov": nesterov,
+            "lars": True,
+        }
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        """One update of every parameter with a gradient."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            mom, wd = group["momentum"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                d = p.grad
+                if wd:
+                    d = d.add(p, alpha=wd)
+                if group["lars"]:
+                    w_norm = torch.linalg.vector_norm(p)
+                    d_norm = torch.linalg.vector_norm(d)
+                    ratio = torch.where(
+                        (w_norm > 0) & (d_norm > 0),
+                        group["eta"] * w_norm / d_norm,
+                        torch.ones_like(w_norm),
+                    )
+                    d = d.mul(ratio)
+                if mom:
+                    state = self.state[p]
+                    buf = state.get("momentum_buffer")
+                    if buf is None:
+                        buf = state["momentum_buffer"] = d.clone()
+                    else:
+                        buf.mul_(mom).add_(d)
+                    d = d.add(buf, alpha=mom) if group["nesterov"] else buf
+                p.add_(d, alpha=-group["lr"])
+        return loss

@@ -1,0 +1,109 @@
+"""LARS: the trust-ratio update against a hand computation, its exclusions, and its use
+by the loop (defaults, exact resume, a VICReg run that plain SGD cannot keep finite)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from fewlabels.data.digits import load_digits_dataset
+from fewlabels.errors import ConfigError
+from fewlabels.methods import Batch, build_method
+from fewlabels.models import Network
+from fewlabels.train.lars import LARS
+from fewlabels.train.loop import TrainConfig, build_optimizer
+
+
+def _norm(xs: list[float]) -> float:
+    return math.sqrt(sum(x * x for x in xs))
+
+
+def test_one_step_is_the_trust_ratio_times_the_decayed_gradient():
+    w0, g = [3.0, -4.0], [0.5, 1.0]  # ||w|| = 5
+    lr, eta, wd = 0.1, 0.02, 0.01
+    p = torch.nn.Parameter(torch.tensor(w0))
+    p.grad = torch.tensor(g)
+    LARS([p], lr=lr, momentum=0.0, weight_decay=wd, eta=eta).step()
+    d = [gi + wd * wi for gi, wi in zip(g, w0, strict=True)]
+    ratio = eta * _norm(w0) / _norm(d)
+    want = [wi - lr * ratio * di for wi, di in zip(w0, d, strict=True)]
+    assert p.tolist() == pytest.approx(want, rel=1e-6)
+    # every layer moves by lr * eta of its own norm, whatever its gradient's scale
+    moved = _norm([a - b for a, b in zip(p.tolist(), w0, strict=True)])
+    assert moved == pytest.approx(lr * eta * _norm(w0), rel=1e-4)
+
+
+def test_gradient_scale_does_not_change_the_step():
+    steps = []
+    for scale in (1e-3, 1.0, 1e4):
+        p = torch.nn.Parameter(torch.tensor([1.0, 2.0, 2.0]))
+        p.grad = torch.tensor([0.1, -0.2, 0.3]) * scale
+        LARS([p], lr=0.5, momentum=0.0, eta=0.01).step()
+        steps.append(p.detach().clone())
+    assert torch.allclose(steps[0], steps[1]) and torch.allclose(steps[1], steps[2])
+
+
+def test_excluded_group_and_zero_norms_take_plain_sgd_with_momentum():
+    a = torch.nn.Parameter(torch.tensor([1.0, 1.0]))  # excluded (a bias, say)
+    z = torch.nn.Parameter(torch.zeros(2))  # zero weight: the trust ratio falls back to 1
+    opt = LARS([{"params": [a], "lars": False}, {"params": [z]}], lr=0.1, momentum=0.9, eta=0.02)
+    for _ in range(2):
+        a.grad = torch.tensor([1.0, -2.0])
+        z.grad = torch.tensor([1.0, -2.0])
+        opt.step()
+    # momentum SGD: buf1 = g, buf2 = 0.9 g + g; total move = lr * (1 + 1.9) * g
+    want = [1.0 - 0.1 * 2.9 * 1.0, 1.0 + 0.1 * 2.9 * 2.0]
+    assert a.tolist() == pytest.approx(want)
+    # z: step 1 is plain (ratio 1, zero norm); step 2 sees a non-zero weight again
+    assert torch.all(torch.isfinite(z)) and z.abs().sum() > 0
+
+
+def test_bad_settings_are_config_errors():
+    p = torch.nn.Parameter(torch.ones(2))
+    with pytest.raises(ConfigError, match="eta"):
+        LARS([p], lr=0.1, eta=0.0)
+    with pytest.raises(ConfigError, match="lr"):
+        LARS([p], lr=0.0)
+    with pytest.raises(ValueError, match="lars_eta"):
+        TrainConfig(optimizer="lars", lars_eta=-1)
+
+
+def test_loop_builds_lars_with_norms_and_biases_excluded():
+    cfg = TrainConfig(optimizer="lars", batch_size=512)
+    assert cfg.resolved_lr() == pytest.approx(0.6) and cfg.resolved_weight_decay() == 1e-4
+    net = Network("convnet", 1, 8, 10)
+    opt = build_optimizer(net, cfg)
+    assert isinstance(opt, LARS)
+    decay, no_decay = opt.param_groups
+    assert decay["lars"] and decay["weight_decay"] == 1e-4 and decay["eta"] == 0.02
+    assert not no_decay["lars"] and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim > 1 for p in decay["params"]) and all(p.ndim <= 1 for p in no_decay["params"])
+
+
+def _vicreg_losses(optimizer: str, lr: float, steps: int = 30) -> list[float]:
+    ds = load_digits_dataset()
+    x = ds.train.images[:128].float() / 255
+    torch.manual_seed(0)
+    method = build_method("vicreg", Network("convnet", 1, 8, 10), projector=(256, 256))
+    opt = build_optimizer(method, TrainConfig(optimizer=optimizer, lr=lr, weight_decay=0.0))
+    g = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(steps):
+        v1 = x + 0.1 * torch.randn(x.shape, generator=g)
+        v2 = x + 0.1 * torch.randn(x.shape, generator=g)
+        loss = method.step(Batch(unlabeled=[(v1, v2)]))["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
+def test_vicreg_with_lars_stays_finite_and_learns_where_sgd_blows_up():
+    sgd = _vicreg_losses("sgd", lr=1.0)
+    lars = _vicreg_losses("lars", lr=1.0)
+    assert not all(math.isfinite(v) and v < 1e4 for v in sgd), sgd
+    assert all(math.isfinite(v) for v in lars)
+    assert sum(lars[-5:]) / 5 < sum(lars[:5]) / 5
