@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from fewlabels.data.imageset import ImageSet
 from fewlabels.methods import build_method
 from fewlabels.models import Network
+from fewlabels.train.budget import Budget
 from fewlabels.train.loop import TrainConfig, Trainer
 from fewlabels.train.precision import autocast, resolve_precision
 from fewlabels.train.run import RunConfig, run_training
@@ -41,6 +42,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
 SEMI = ["pseudo_label", "fixmatch", "flexmatch", "freematch", "softmatch", "mean_teacher"]
+# teacher_student (reports 000/002/003) is a run-level method: a supervised teacher, then
+# ``rounds`` students on the labels plus the teacher's confident pseudo-labels. The bench
+# splits the method's budget evenly over teacher and students, so its total is --budget.
+SELF_TRAINING = "teacher_student"
 
 # CIFAR-10, 250 labels: the supervised scenario of bench_supervised.py (cifar-250) for
 # the baseline; the semi-supervised methods take the same network and optimiser with the
@@ -113,23 +118,43 @@ def run_method(
 ) -> dict[str, Any]:
     cfg = json.loads(json.dumps(base))
     cfg["train"].update(extra.get("train", {}))
-    if method == "supervised":
+    if method in ("supervised", SELF_TRAINING):
         cfg["train"].update(extra.get("supervised", {}))
     cfg["method"] = method
-    cfg["method_kwargs"] = extra.get("method_kwargs", {}).get(method, {})
+    cfg["method_kwargs"] = dict(extra.get("method_kwargs", {}).get(method, {}))
+    budget = cfg["train"]["budget"]  # the method's whole budget, as reported
+    if method == SELF_TRAINING:
+        rounds = extra.get("rounds", 1)
+        cfg["method_kwargs"]["rounds"] = rounds
+        total = Budget.parse(cfg["train"]["budget"])
+        if total.kind != "seconds":
+            raise SystemExit(f"{SELF_TRAINING} needs a time budget, got {total.kind}")
+        cfg["train"]["budget"] = f"{total.amount / (rounds + 1):g}s"
     cfg["out"] = str(out / (method + ("-init" if cfg.get("init") else "")))
     shutil.rmtree(cfg["out"], ignore_errors=True)  # a fresh run, never a resumed one
     rc = RunConfig(**cfg)
     res = run_training(rc, progress=False, log=lambda s: None)
     m = res.metrics
+    st: dict[str, Any] = {}
+    if method == SELF_TRAINING:
+        summary = json.loads((Path(rc.out) / "self_training.json").read_text())
+        st = {
+            "rounds": summary["rounds"],
+            "threshold": summary["threshold"],
+            "pseudo_labels": [
+                {k: r[k] for k in ("kept", "pseudo_label_accuracy")} for r in summary["table"][1:]
+            ],
+        }
     return {
         "method": method,
         "data": rc.data.split(":")[0],
         "labels_per_class": rc.labels_per_class,
-        "budget": rc.train.budget,
+        "budget": budget,
         "backbone": rc.backbone,
         "seed": rc.train.seed,
-        "mu": rc.train.unlabeled_batch_ratio if method != "supervised" else None,
+        "mu": rc.train.unlabeled_batch_ratio
+        if method not in ("supervised", SELF_TRAINING)
+        else None,
         "ema": rc.train.ema,
         "init": rc.init,
         "test_acc": round(m.accuracy, 4) if m else None,
@@ -139,6 +164,7 @@ def run_method(
         "steps": res.steps,
         "train_s": round(res.train_seconds, 1),
         "wall_s": round(res.wall_seconds, 1),
+        **st,
     }
 
 
@@ -200,7 +226,7 @@ def step_speed(backbone: str, batch: int, ratio: float, size: int, steps: int) -
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--methods", nargs="+", default=["supervised", *SEMI])
+    ap.add_argument("--methods", nargs="+", default=["supervised", *SEMI, SELF_TRAINING])
     ap.add_argument("--budget", help="training budget per method (default 10m; digits 60s)")
     ap.add_argument("--digits", action="store_true", help="digits, 5 labels per class, 60 s")
     ap.add_argument("--step-speed", action="store_true", help="FixMatch step vs bare backbone")
@@ -209,6 +235,7 @@ def main() -> None:
     ap.add_argument("--mu", type=float, help="unlabeled batch ratio (default 7; digits 4)")
     ap.add_argument("--init", help="start from this pretrained run or model (e.g. a SimCLR run)")
     ap.add_argument("--steps", type=int, default=10, help="timed steps (step-speed)")
+    ap.add_argument("--rounds", type=int, default=1, help="teacher_student students")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-semi")
@@ -230,7 +257,10 @@ def main() -> None:
     if args.init:
         base["init"] = args.init
     targets = (0.9, 0.95) if args.digits else (0.4, 0.5)
-    extra = {"method_kwargs": DIGITS_KWARGS} if args.digits else {"supervised": CIFAR_SUPERVISED}
+    extra: dict[str, Any] = (
+        {"method_kwargs": DIGITS_KWARGS} if args.digits else {"supervised": CIFAR_SUPERVISED}
+    )
+    extra["rounds"] = args.rounds
     out = args.out / ("digits" if args.digits else "cifar10")
     for method in args.methods:
         row = run_method(method, base, out, targets, extra)
