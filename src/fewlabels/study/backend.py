@@ -1,8 +1,9 @@
 """Which results store a study uses: its folder's SQLite file, or a PostgreSQL database.
 
-``StudyStore`` is the interface the runner and the report rely on; ``study.store.Store``
-(SQLite, the default) and ``study.pgstore.PgStore`` (``--store postgresql://...``, for
-workers on several machines) implement it with the same claim semantics.
+``StudyStore`` (``sqlstore.SqlStore``) is the interface the runner and the report rely on;
+``study.store.Store`` (SQLite, the default) and ``study.pgstore.PgStore``
+(``--store postgresql://...``, for workers on several machines) are its two back ends,
+sharing one implementation of the claim semantics.
 
 A study run with ``--store URL`` records the URL, without its password, in
 ``STUDY_DIR/store.json``, so ``fewlabels report STUDY_DIR`` finds the database again
@@ -12,43 +13,19 @@ A study run with ``--store URL`` records the URL, without its password, in
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
 
 from fewlabels.atomic import atomic_write_text
 from fewlabels.errors import ConfigError
 from fewlabels.study.pgstore import PgStore, is_url, redact
+from fewlabels.study.sqlstore import SqlStore
 from fewlabels.study.store import STORE_NAME, Store
 
 POINTER_NAME = "store.json"
 
 
-class StudyStore(Protocol):
-    """What the runner and the report need from a results store."""
-
-    path: Any  # what messages name: a file path or a URL without its password
-    stale_s: float
-
-    def register(self, plan: Any) -> None: ...
-    def claim(self, worker: str) -> Mapping[str, Any] | None: ...
-    def heartbeat(self, key: str, worker: str) -> None: ...
-    def finish(
-        self,
-        key: str,
-        worker: str,
-        *,
-        metrics: dict[str, Any] | None = None,
-        curve: list[dict[str, Any]] | None = None,
-        seconds: float = 0.0,
-        error: str | None = None,
-    ) -> bool: ...
-    def release(self, key: str, worker: str) -> None: ...
-    def counts(self) -> dict[str, int]: ...
-    def runs(self) -> dict[str, dict[str, Any]]: ...
-    def cells(self) -> list[dict[str, Any]]: ...
-    def get_meta(self, key: str) -> str | None: ...
-    def close(self) -> None: ...
+# the interface the runner and the report rely on: both back ends share its code
+StudyStore = SqlStore
 
 
 def check_location(store: str | None) -> str | None:
@@ -61,7 +38,9 @@ def check_location(store: str | None) -> str | None:
     return store
 
 
-def open_store(study_dir: str | Path, store: str | None = None, *, stale_s: float = 120.0) -> Any:
+def open_store(
+    study_dir: str | Path, store: str | None = None, *, stale_s: float = 120.0
+) -> SqlStore:
     """The store of the study in ``study_dir``: PostgreSQL at ``store`` when given, else
     ``study_dir/study.sqlite`` (created if missing)."""
     if check_location(store) is not None:
