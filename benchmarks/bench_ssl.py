@@ -33,6 +33,11 @@ CIFAR = f"cifar10:{DATA / 'cifar10'}"
 
 # lightly's CIFAR-10 benchmark settings (SGD, lr 0.06 x batch/256, momentum 0.9, wd 5e-4).
 TRAIN = {"batch_size": 256, "optimizer": "sgd", "lr": 0.06, "weight_decay": 5e-4, "evals": 5}
+# VICReg and Barlow Twins train with LARS (solo-learn's CIFAR configs: lr 0.3 x batch/256,
+# eta 0.02, weight decay 1e-4): VICReg's loss blows up under SGD at lr 0.06.
+METHOD_TRAIN: dict[str, dict[str, Any]] = {
+    m: {"optimizer": "lars", "lr": 0.3, "weight_decay": 1e-4} for m in ("vicreg", "barlow_twins")
+}
 
 
 def ssl_methods() -> list[str]:
@@ -61,13 +66,15 @@ def probes(ckpt: Path, out: Path, seed: int) -> dict[str, Any]:
 def pretrain(method: str, args: argparse.Namespace) -> dict[str, Any]:
     out = args.out / method
     shutil.rmtree(out, ignore_errors=True)  # a fresh run, never a resumed one
+    train = {**TRAIN, **METHOD_TRAIN.get(method, {})}
+    train["lr"] *= args.batch_size / TRAIN["batch_size"]
     cfg = RunConfig(
         data=CIFAR,
         labels_per_class=25,
         val="train:0.1",
         backbone=args.backbone,
         method=method,
-        train={**TRAIN, "budget": args.budget, "seed": args.seed, "batch_size": args.batch_size},
+        train={**train, "budget": args.budget, "seed": args.seed, "batch_size": args.batch_size},
         out=str(out),
     )
     res = run_training(cfg, progress=False, log=lambda s: None)
@@ -76,6 +83,8 @@ def pretrain(method: str, args: argparse.Namespace) -> dict[str, Any]:
         "method": method,
         "backbone": args.backbone,
         "budget": args.budget,
+        "optimizer": cfg.train.optimizer,
+        "lr": cfg.train.lr,
         "pretrain_steps": res.steps,
         "pretrain_s": round(res.train_seconds, 1),
         "online_probe_val_acc": last.get("val_acc"),

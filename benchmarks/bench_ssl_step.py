@@ -30,6 +30,9 @@ from fewlabels.models import Network
 from fewlabels.train.loop import TrainConfig, Trainer
 from fewlabels.train.precision import autocast, resolve_precision
 
+# trained with LARS, as in bench_ssl.py (VICReg's loss blows up under SGD at this lr)
+LARS_METHODS = ("vicreg", "barlow_twins")
+
 
 def ssl_methods() -> list[str]:
     """Every registered method whose kind is self-supervised."""
@@ -79,7 +82,11 @@ def loop_rate(
     method = build_method(method_name, Network(backbone, 3, size, 10))
     views = sum(build_policy(p, image_size=size).num_views for p in method.views["unlabeled"])
     cfg = TrainConfig(
-        budget=f"{steps + warmup}steps", batch_size=batch, precision=precision, evals=1
+        budget=f"{steps + warmup}steps",
+        batch_size=batch,
+        precision=precision,
+        evals=1,
+        optimizer="lars" if method_name in LARS_METHODS else "sgd",
     )
     res = Trainer(cfg, progress=False).fit(method, None, data, None)
     return batch * views / statistics.median(res.step_seconds[warmup:]), views
