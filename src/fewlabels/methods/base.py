@@ -8,6 +8,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from fewlabels.errors import ConfigError
+
 
 @dataclass
 class Batch:
@@ -57,7 +59,12 @@ class Method(nn.Module):
 
     def setup(self, *, num_labeled: int, num_unlabeled: int, num_classes: int) -> None:
         """Called once by the loop before any checkpoint is loaded: size per-sample buffers
-        (FlexMatch's prediction memory) here so ``load_state_dict`` can restore them."""
+        (FlexMatch's prediction memory) here so ``load_state_dict`` can restore them. The
+        default refuses an empty unlabeled pool when the method has unlabeled views."""
+        if self.views.get("unlabeled") and num_unlabeled < 1:
+            raise ConfigError(
+                f"method {self.name!r} needs unlabeled images and the unlabeled pool is empty"
+            )
 
     def after_step(self) -> None:
         """Hook after each optimiser step (momentum encoders, queues); default nothing."""

@@ -94,10 +94,7 @@ class WeakStrong(Method):
         self.views = {"labeled": (weak,), "unlabeled": (weak, strong)}
 
     def setup(self, *, num_labeled: int, num_unlabeled: int, num_classes: int) -> None:
-        if num_unlabeled < 1:
-            raise ConfigError(
-                f"method {self.name!r} needs unlabeled images and the unlabeled pool is empty"
-            )
+        super().setup(num_labeled=num_labeled, num_unlabeled=num_unlabeled, num_classes=num_classes)
         self.masking.setup(num_unlabeled=num_unlabeled, num_classes=num_classes)
 
     def extra_loss(

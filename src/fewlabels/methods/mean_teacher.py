@@ -89,12 +89,6 @@ class MeanTeacher(Method):
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
         self.views = {"labeled": (augment,), "unlabeled": (augment, augment)}
 
-    def setup(self, *, num_labeled: int, num_unlabeled: int, num_classes: int) -> None:
-        if num_unlabeled < 1:
-            raise ConfigError(
-                f"method {self.name!r} needs unlabeled images and the unlabeled pool is empty"
-            )
-
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         xl = batch.labeled[0]
         u1, u2 = batch.unlabeled[0], batch.unlabeled[1]

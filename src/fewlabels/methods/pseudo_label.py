@@ -64,12 +64,6 @@ class PseudoLabel(Method):
         self.label_smoothing = float(label_smoothing)
         self.views = {"labeled": (augment,), "unlabeled": (augment,)}
 
-    def setup(self, *, num_labeled: int, num_unlabeled: int, num_classes: int) -> None:
-        if num_unlabeled < 1:
-            raise ConfigError(
-                f"method {self.name!r} needs unlabeled images and the unlabeled pool is empty"
-            )
-
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         xl, xu = batch.labeled[0], batch.unlabeled[0]
         n = xl.shape[0]
