@@ -9,17 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import invoke
+from cli_helpers import one_line_error as _one_line_error
 from PIL import Image
-from typer.testing import CliRunner
 
-from fewlabels.cli import app
 from fewlabels.train.checkpoint import load_checkpoint, save_checkpoint
-
-runner = CliRunner()
-
-
-def invoke(*args: str):
-    return runner.invoke(app, list(args), catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")
@@ -32,14 +26,6 @@ def trained(tmp_path_factory) -> Path:
     assert r.exit_code == 0, r.output
     assert "test accuracy" in r.output and "test macro-F1" in r.output
     return out
-
-
-def _one_line_error(r, needle: str) -> None:
-    assert r.exit_code == 2, r.output
-    lines = [ln for ln in r.output.strip().splitlines() if ln.strip()]
-    assert lines[-1].startswith("error: "), r.output
-    assert needle.lower() in lines[-1].lower(), lines[-1]
-    assert "Traceback" not in r.output
 
 
 def test_train_writes_a_complete_run_folder(trained):

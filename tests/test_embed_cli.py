@@ -7,24 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
+from cli_helpers import invoke
+from cli_helpers import one_line_error as _one_line_error
 
-from fewlabels.cli import app
 from fewlabels.train.checkpoint import save_checkpoint
-
-runner = CliRunner()
-
-
-def invoke(*args: str):
-    return runner.invoke(app, list(args), catch_exceptions=False)
-
-
-def _one_line_error(r, needle: str) -> None:
-    assert r.exit_code == 2, r.output
-    lines = [ln for ln in r.output.strip().splitlines() if ln.strip()]
-    assert lines[-1].startswith("error: "), r.output
-    assert needle.lower() in lines[-1].lower(), lines[-1]
-    assert "Traceback" not in r.output
 
 
 @pytest.fixture(scope="module")

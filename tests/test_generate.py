@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from typer.testing import CliRunner
+from cli_helpers import invoke
+from cli_helpers import one_line_error as _one_line_error
 
-from fewlabels.cli import app
 from fewlabels.data import load_dataset
 from fewlabels.errors import ConfigError
 from fewlabels.generate import GANConfig, frechet_distance, knn_precision_recall, train_gan
@@ -20,19 +20,7 @@ from fewlabels.generate.diffaugment import cutout, diff_augment, translation
 from fewlabels.generate.train import load_generator
 from fewlabels.train.checkpoint import load_checkpoint
 
-runner = CliRunner()
 TINY = {"batch_size": 16, "z_dim": 16, "width": 8, "precision": "fp32", "checkpoint_every_s": 0}
-
-
-def invoke(*args: str):
-    return runner.invoke(app, list(args), catch_exceptions=False)
-
-
-def _one_line_error(r, needle: str) -> None:
-    assert r.exit_code == 2, r.output
-    lines = [ln for ln in r.output.strip().splitlines() if ln.strip()]
-    assert lines[-1].startswith("error: ") and needle.lower() in lines[-1].lower(), r.output
-    assert "Traceback" not in r.output
 
 
 def blobs(n: int = 48, size: int = 16, seed: int = 0) -> torch.Tensor:

@@ -10,28 +10,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
+from cli_helpers import invoke
+from cli_helpers import one_line_error as _one_line_error
 
-from fewlabels.cli import app
 from fewlabels.data import load_dataset
 from fewlabels.errors import ConfigError, DataError
 from fewlabels.select.labels import Universe, apply_labels, merge_labels, parse_labels
 from fewlabels.select.simulate import SelectConfig, select_splits
 
 torch.set_num_threads(1)
-runner = CliRunner()
-
-
-def invoke(*args: str):
-    return runner.invoke(app, list(args), catch_exceptions=False)
-
-
-def _one_line_error(r, needle: str) -> None:
-    assert r.exit_code == 2, r.output
-    lines = [ln for ln in r.output.strip().splitlines() if ln.strip()]
-    assert lines[-1].startswith("error: "), r.output
-    assert needle.lower() in lines[-1].lower(), lines[-1]
-    assert "Traceback" not in r.output
 
 
 @pytest.fixture(scope="module")

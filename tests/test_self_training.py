@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from cli_helpers import one_line_error as _one_line_error
+from cli_helpers import runner
 from torch import nn
-from typer.testing import CliRunner
 
 from fewlabels.cli import app
 from fewlabels.data import load_dataset
@@ -22,17 +23,7 @@ from fewlabels.train.run import RunConfig, run_training
 from fewlabels.train.self_training import accounting, parse_settings, pseudo_label
 from fewlabels.train.warm_start import apply_init, read_init
 
-runner = CliRunner()
 TRAIN = {"batch_size": 64, "precision": "fp32", "evals": 2, "seed": 0}
-
-
-def _one_line_error(r, needle: str) -> str:
-    assert r.exit_code == 2, r.output
-    lines = [ln for ln in r.output.strip().splitlines() if ln.strip()]
-    assert lines[-1].startswith("error: "), r.output
-    assert needle.lower() in lines[-1].lower(), lines[-1]
-    assert "Traceback" not in r.output
-    return lines[-1]
 
 
 @pytest.fixture(scope="module")
