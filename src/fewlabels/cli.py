@@ -721,6 +721,22 @@ def quality(
         _echo_quality({**q, "reference": where})
 
 
+@app.command()
+def methods(
+    kind: Annotated[
+        str | None,
+        typer.Option(help="Only this kind: supervised, self-supervised or semi-supervised."),
+    ] = None,
+    markdown: Annotated[bool, typer.Option(help="Print docs/methods.md's Markdown.")] = False,
+) -> None:
+    """List every method with its paper, views and options (method_kwargs) with defaults."""
+    from fewlabels.methods.catalog import as_markdown, as_text, describe
+
+    with _guard():
+        found = describe(kind)
+        typer.echo(as_markdown(found) if markdown else as_text(found), nl=False)
+
+
 @data_app.command("inspect")
 def data_inspect(
     spec: Annotated[str, typer.Argument(help="Data spec, e.g. cifar10:PATH or folder:PATH.")],
