@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from cli_helpers import invoke
 from cli_helpers import one_line_error as _one_line_error
 
+from fewlabels.evaluate.embedding import umap_2d
 from fewlabels.train.checkpoint import save_checkpoint
 
 
@@ -79,6 +82,34 @@ def test_embed_draws_one_panel_per_saved_point(pretrained, tmp_path):
     assert "test accuracy" in r.output
 
 
+def test_embed_umap_panels_and_a_missing_extra(pretrained, tmp_path, monkeypatch):
+    pytest.importorskip("umap")
+    r = invoke("embed", str(pretrained), "--plot", "umap", "--out", str(tmp_path))
+    assert r.exit_code == 0, r.output
+    names = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert names == ["umap.png", "umap_step_000008.png", "umap_step_000016.png"]
+    monkeypatch.setitem(sys.modules, "umap", None)  # as if umap-learn were not installed
+    out = tmp_path / "none"
+    _one_line_error(
+        invoke("embed", str(pretrained), "--plot", "umap", "--out", str(out)), "fewlabels[umap]"
+    )
+    assert not out.exists()
+
+
+def test_umap_keeps_separated_clusters_apart():
+    pytest.importorskip("umap")
+    from sklearn.neighbors import KNeighborsClassifier
+
+    g = np.random.default_rng(0)
+    centres = g.normal(0, 10, (3, 20))
+    labels = np.repeat(np.arange(3), 60)
+    x = centres[labels] + g.normal(0, 1, (180, 20))
+    xy = umap_2d(x, seed=0)
+    assert xy.shape == (180, 2) and np.isfinite(xy).all()
+    knn = KNeighborsClassifier(5).fit(xy[::2], labels[::2])
+    assert knn.score(xy[1::2], labels[1::2]) > 0.95
+
+
 def test_embed_a_bare_checkpoint_on_data(pretrained, tmp_path):
     r = invoke("embed", str(pretrained / "model.pt"), "--data", "digits", "--out", str(tmp_path))
     assert r.exit_code == 0, r.output
@@ -102,7 +133,7 @@ def test_one_line_errors(pretrained, tmp_path):
         invoke("probe", str(pretrained), "--finetune-blocks", "9", "--protocol", "finetune"),
         "blocks",
     )
-    _one_line_error(invoke("embed", str(pretrained), "--plot", "umap"), "umap")
+    _one_line_error(invoke("embed", str(pretrained), "--plot", "pca"), "choose from tsne, umap")
     _one_line_error(invoke("embed", str(empty)), "--data")
     _one_line_error(
         invoke("probe", str(pretrained), "--data", "npz:" + str(tmp_path / "missing.npz")),

@@ -509,7 +509,9 @@ def embed(
     source: Annotated[
         Path, typer.Argument(help="A run folder (its saved embeddings) or a checkpoint.")
     ],
-    plot: Annotated[str, typer.Option(help="Projection: tsne.")] = "tsne",
+    plot: Annotated[
+        str, typer.Option(help="Projection: tsne, or umap (needs the umap extra: umap-learn).")
+    ] = "tsne",
     data: Annotated[
         str | None,
         typer.Option(help="Data spec: compute the embedding of a checkpoint on its images."),
@@ -520,7 +522,7 @@ def embed(
     seed: SeedOpt = 0,
     strict: Annotated[bool, typer.Option(help="Refuse corrupt images.")] = False,
 ) -> None:
-    """Draw t-SNE pictures of embeddings, one panel per saved point of training."""
+    """Draw t-SNE (or UMAP) pictures of embeddings, one panel per saved point of training."""
     from fewlabels.evaluate.embedding import embed_pictures
 
     with _guard():

@@ -1,10 +1,12 @@
-"""Embedding pictures: t-SNE of validation features, one panel per point of training.
+"""Embedding pictures: t-SNE (or UMAP) of validation features, one panel per point of
+training.
 
 A self-supervised run saves ``embeddings/step_XXXXXX.npz`` (features and labels of a fixed
 subset of validation images) at every evaluation; ``embed_pictures`` draws each as a PNG
 panel coloured by class and titled with the step, the training seconds and the kNN
-accuracy, plus ``tsne.png`` with all panels side by side: clusters forming as training
-goes on. For a bare checkpoint, the panel comes from features computed on a data source.
+accuracy, plus ``tsne.png`` (``umap.png``) with all panels side by side: clusters forming
+as training goes on. For a bare checkpoint, the panel comes from features computed on a
+data source. UMAP needs the optional ``umap`` extra (umap-learn).
 """
 
 from __future__ import annotations
@@ -24,18 +26,25 @@ from fewlabels.atomic import atomic_savefig
 from fewlabels.errors import ConfigError, DataError
 from fewlabels.evaluate.monitor import MAX_POINTS, load_embeddings
 
-PLOTS = ("tsne",)
+PLOTS = ("tsne", "umap")
 
 
-def tsne_2d(features: np.ndarray, seed: int = 0) -> np.ndarray:
-    """2-D t-SNE of ``features`` (PCA to 50 dimensions first when they are wider)."""
+def _reduce(features: np.ndarray, seed: int) -> np.ndarray:
+    """Centred float32 features, PCA to 50 dimensions first when they are wider."""
     from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
 
     x = np.asarray(features, dtype=np.float32)
     x = x - x.mean(0, keepdims=True)
     if x.shape[1] > 50 and len(x) > 50:
         x = PCA(n_components=50, random_state=seed).fit_transform(x)
+    return x
+
+
+def tsne_2d(features: np.ndarray, seed: int = 0) -> np.ndarray:
+    """2-D t-SNE of ``features`` (PCA to 50 dimensions first when they are wider)."""
+    from sklearn.manifold import TSNE
+
+    x = _reduce(features, seed)
     n = len(x)
     if n < 5:
         raise DataError(f"t-SNE needs at least 5 points, got {n}")
@@ -43,6 +52,35 @@ def tsne_2d(features: np.ndarray, seed: int = 0) -> np.ndarray:
     return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(
         x
     )
+
+
+def _umap_module() -> Any:
+    try:
+        import umap
+    except ImportError:
+        raise ConfigError(
+            "--plot umap needs umap-learn: pip install 'fewlabels[umap]' (or use --plot tsne)"
+        ) from None
+    return umap
+
+
+def umap_2d(features: np.ndarray, seed: int = 0) -> np.ndarray:
+    """2-D UMAP of ``features`` (15 neighbours, or fewer for small sets; PCA to 50 first)."""
+    x = _reduce(features, seed)
+    n = len(x)
+    if n < 5:
+        raise DataError(f"UMAP needs at least 5 points, got {n}")
+    reducer = _umap_module().UMAP(
+        n_components=2, n_neighbors=min(15, n - 1), random_state=seed, n_jobs=1
+    )
+    return np.asarray(reducer.fit_transform(x))
+
+
+def project_2d(features: np.ndarray, plot: str = "tsne", seed: int = 0) -> np.ndarray:
+    """The 2-D picture coordinates of ``features`` by ``plot`` (tsne or umap)."""
+    if plot == "umap":
+        return umap_2d(features, seed)
+    return tsne_2d(features, seed)
 
 
 def _title(info: dict[str, Any]) -> str:
@@ -67,19 +105,22 @@ def _draw(ax: Any, xy: np.ndarray, labels: np.ndarray, class_names: list[str], t
     ax.set_yticks([])
 
 
-def plot_panels(points: list[dict[str, Any]], out_dir: Path, seed: int = 0) -> list[Path]:
-    """One PNG per point (``tsne_<name>.png``) and ``tsne.png`` with every panel in a row."""
+def plot_panels(
+    points: list[dict[str, Any]], out_dir: Path, seed: int = 0, plot: str = "tsne"
+) -> list[Path]:
+    """One PNG per point (``<plot>_<name>.png``) and ``<plot>.png`` with every panel in a
+    row (``plot``: tsne or umap)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     drawn = []
     for p in points:
-        xy = tsne_2d(p["features"], seed)
+        xy = project_2d(p["features"], plot, seed)
         drawn.append((p, xy))
         fig, ax = plt.subplots(figsize=(4.2, 4.2))
         _draw(ax, xy, p["labels"], p["class_names"], _title(p))
         if len(p["class_names"]) <= 20:
             ax.legend(fontsize=6, markerscale=2, loc="best", frameon=False)
         fig.tight_layout()
-        atomic_savefig(fig, out_dir / f"tsne_{p['name']}.png", dpi=110)
+        atomic_savefig(fig, out_dir / f"{plot}_{p['name']}.png", dpi=110)
         plt.close(fig)
     cols = len(drawn)
     fig, axes = plt.subplots(1, cols, figsize=(3.2 * cols + 0.4, 3.6), squeeze=False)
@@ -91,9 +132,9 @@ def plot_panels(points: list[dict[str, Any]], out_dir: Path, seed: int = 0) -> l
         fig.tight_layout(rect=(0, 0.08, 1, 1))
     else:
         fig.tight_layout()
-    atomic_savefig(fig, out_dir / "tsne.png", dpi=110)
+    atomic_savefig(fig, out_dir / f"{plot}.png", dpi=110)
     plt.close(fig)
-    return [out_dir / f"tsne_{p['name']}.png" for p, _ in drawn] + [out_dir / "tsne.png"]
+    return [out_dir / f"{plot}_{p['name']}.png" for p, _ in drawn] + [out_dir / f"{plot}.png"]
 
 
 def _checkpoint_points(
@@ -145,13 +186,12 @@ def embed_pictures(
 ) -> list[Path]:
     """Draw the embeddings of a run folder (its saved points) or of a checkpoint on ``data``.
 
-    Returns the PNG paths written (one per point, then the overview ``tsne.png``).
+    Returns the PNG paths written (one per point, then the overview ``<plot>.png``).
     """
     if plot not in PLOTS:
-        raise ConfigError(
-            f"plot {plot!r} is not available; choose from {', '.join(PLOTS)} "
-            "(UMAP needs umap-learn, which fewlabels does not install)"
-        )
+        raise ConfigError(f"plot {plot!r} is not available; choose from {', '.join(PLOTS)}")
+    if plot == "umap":
+        _umap_module()  # a missing extra is an error before any work
     src = Path(source)
     if not src.exists():
         raise ConfigError(f"{src} does not exist")
@@ -168,4 +208,4 @@ def embed_pictures(
         points = _checkpoint_points(src, data, strict, seed)
         base = src if src.is_dir() else src.parent
         out_dir = Path(out) if out is not None else base / "embeddings"
-    return plot_panels(points, out_dir, seed)
+    return plot_panels(points, out_dir, seed, plot)
