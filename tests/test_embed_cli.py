@@ -12,7 +12,8 @@ import torch
 from cli_helpers import invoke
 from cli_helpers import one_line_error as _one_line_error
 
-from fewlabels.evaluate.embedding import umap_2d
+from fewlabels.errors import ConfigError
+from fewlabels.evaluate.embedding import project_2d, umap_2d
 from fewlabels.train.checkpoint import save_checkpoint
 
 
@@ -104,10 +105,21 @@ def test_umap_keeps_separated_clusters_apart():
     centres = g.normal(0, 10, (3, 20))
     labels = np.repeat(np.arange(3), 60)
     x = centres[labels] + g.normal(0, 1, (180, 20))
-    xy = umap_2d(x, seed=0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        xy = umap_2d(x, seed=0)
+        assert torch.get_num_threads() == 1  # numba's OpenMP layer does not leak into torch
+    finally:
+        torch.set_num_threads(threads)
     assert xy.shape == (180, 2) and np.isfinite(xy).all()
     knn = KNeighborsClassifier(5).fit(xy[::2], labels[::2])
     assert knn.score(xy[1::2], labels[1::2]) > 0.95
+
+
+def test_project_2d_refuses_an_unknown_picture():
+    with pytest.raises(ConfigError, match="unknown plot 'pca'"):
+        project_2d(np.zeros((10, 4)), "pca")
 
 
 def test_embed_a_bare_checkpoint_on_data(pretrained, tmp_path):

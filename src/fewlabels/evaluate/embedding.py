@@ -73,14 +73,22 @@ def umap_2d(features: np.ndarray, seed: int = 0) -> np.ndarray:
     reducer = _umap_module().UMAP(
         n_components=2, n_neighbors=min(15, n - 1), random_state=seed, n_jobs=1
     )
-    return np.asarray(reducer.fit_transform(x))
+    threads = torch.get_num_threads()
+    try:
+        return np.asarray(reducer.fit_transform(x))
+    finally:
+        # numba's OpenMP layer resets the process's OpenMP thread count, which torch
+        # shares: put torch's back, or later training here runs (and rounds) differently
+        torch.set_num_threads(threads)
 
 
 def project_2d(features: np.ndarray, plot: str = "tsne", seed: int = 0) -> np.ndarray:
     """The 2-D picture coordinates of ``features`` by ``plot`` (tsne or umap)."""
     if plot == "umap":
         return umap_2d(features, seed)
-    return tsne_2d(features, seed)
+    if plot == "tsne":
+        return tsne_2d(features, seed)
+    raise ConfigError(f"unknown plot {plot!r}: choose tsne or umap")
 
 
 def _title(info: dict[str, Any]) -> str:
