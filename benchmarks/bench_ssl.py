@@ -34,7 +34,7 @@ CIFAR = f"cifar10:{DATA / 'cifar10'}"
 # lightly's CIFAR-10 benchmark settings (SGD, lr 0.06 x batch/256, momentum 0.9, wd 5e-4).
 TRAIN = {"batch_size": 256, "optimizer": "sgd", "lr": 0.06, "weight_decay": 5e-4, "evals": 5}
 # VICReg and Barlow Twins train with LARS (solo-learn's CIFAR configs: lr 0.3 x batch/256,
-# eta 0.02, weight decay 1e-4): VICReg's loss blows up under SGD at lr 0.06.
+# eta 0.02 with clip_lr, weight decay 1e-4): VICReg's loss blows up under SGD at lr 0.06.
 METHOD_TRAIN: dict[str, dict[str, Any]] = {
     m: {"optimizer": "lars", "lr": 0.3, "weight_decay": 1e-4} for m in ("vicreg", "barlow_twins")
 }
@@ -85,6 +85,7 @@ def pretrain(method: str, args: argparse.Namespace) -> dict[str, Any]:
         "budget": args.budget,
         "optimizer": cfg.train.optimizer,
         "lr": cfg.train.lr,
+        **({"lars_clip": cfg.train.lars_clip} if cfg.train.optimizer == "lars" else {}),
         "pretrain_steps": res.steps,
         "pretrain_s": round(res.train_seconds, 1),
         "online_probe_val_acc": last.get("val_acc"),

@@ -35,6 +35,26 @@ def test_one_step_is_the_trust_ratio_times_the_decayed_gradient():
     assert moved == pytest.approx(lr * eta * _norm(w0), rel=1e-4)
 
 
+def test_clip_caps_a_layers_rate_at_the_global_lr():
+    w0 = [3.0, -4.0]  # ||w|| = 5
+    eta = 0.02
+    # a large gradient: eta ||w|| / ||d|| = 0.1 / 50 = 0.002, below lr = 0.1, so the
+    # layer's rate 0.002 is used as is: the step is eta ||w|| in norm (0.1)
+    # a tiny gradient: eta ||w|| / ||d|| = 0.1 / 0.05 = 2 > lr, so it is capped at lr:
+    # the step is lr * d, as plain SGD would take
+    for g, want_norm in (([30.0, 40.0], eta * 5.0), ([0.03, 0.04], 0.1 * 0.05)):
+        p = torch.nn.Parameter(torch.tensor(w0))
+        p.grad = torch.tensor(g)
+        LARS([p], lr=0.1, momentum=0.0, eta=eta, clip=True).step()
+        moved = _norm([a - b for a, b in zip(p.tolist(), w0, strict=True)])
+        assert moved == pytest.approx(want_norm, rel=1e-5)
+    # unclipped, the same large gradient moves lr * eta * ||w|| = 0.01
+    p = torch.nn.Parameter(torch.tensor(w0))
+    p.grad = torch.tensor([30.0, 40.0])
+    LARS([p], lr=0.1, momentum=0.0, eta=eta, clip=False).step()
+    assert _norm([a - b for a, b in zip(p.tolist(), w0, strict=True)]) == pytest.approx(0.01)
+
+
 def test_gradient_scale_does_not_change_the_step():
     steps = []
     for scale in (1e-3, 1.0, 1e4):
@@ -78,6 +98,12 @@ def test_loop_builds_lars_with_norms_and_biases_excluded():
     assert isinstance(opt, LARS)
     decay, no_decay = opt.param_groups
     assert decay["lars"] and decay["weight_decay"] == 1e-4 and decay["eta"] == 0.02
+    assert (
+        decay["clip"]
+        and not build_optimizer(net, cfg.model_copy(update={"lars_clip": False})).param_groups[0][
+            "clip"
+        ]
+    )
     assert not no_decay["lars"] and no_decay["weight_decay"] == 0.0
     assert all(p.ndim > 1 for p in decay["params"]) and all(p.ndim <= 1 for p in no_decay["params"])
 

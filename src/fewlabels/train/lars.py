@@ -5,8 +5,12 @@ Each weight's update direction ``d = grad + weight_decay * w`` is rescaled by
 about the same fraction of its own norm whatever the scale of its gradient. BYOL, Barlow
 Twins and VICReg train with it; the losses whose terms can be large at initialisation
 (VICReg's covariance sum over an 8192-d expander) diverge under plain SGD at the same
-learning rate. Groups with ``lars=False`` (the loop passes biases and normalisation
-parameters so, as the Barlow Twins and VICReg code do) take plain momentum SGD.
+learning rate. With ``clip`` (solo-learn's ``clip_lr``, on in its CIFAR configs) the trust
+ratio is read as a layer's own learning rate and capped at the global one: the factor on
+``d`` becomes ``min(eta * ||w|| / (lr * ||d||), 1)``, so a layer moves by at most ``eta`` of
+its norm per step, and never by more than plain SGD would. Groups with ``lars=False`` (the
+loop passes biases and normalisation parameters so, as the Barlow Twins and VICReg code do)
+take plain momentum SGD.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class LARS(torch.optim.Optimizer):
         weight_decay: float = 0.0,
         eta: float = 0.02,
         nesterov: bool = False,
+        clip: bool = False,
     ) -> None:
         if not lr > 0:
             raise ConfigError(f"LARS lr must be positive, got {lr}")
@@ -41,6 +46,7 @@ class LARS(torch.optim.Optimizer):
             "weight_decay": weight_decay,
             "eta": eta,
             "nesterov": nesterov,
+            "clip": clip,
             "lars": True,
         }
         super().__init__(params, defaults)
@@ -68,6 +74,8 @@ class LARS(torch.optim.Optimizer):
                         group["eta"] * w_norm / d_norm,
                         torch.ones_like(w_norm),
                     )
+                    if group["clip"]:
+                        ratio = torch.clamp(ratio / group["lr"], max=1.0)
                     d = d.mul(ratio)
                 if mom:
                     state = self.state[p]

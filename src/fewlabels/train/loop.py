@@ -66,7 +66,7 @@ class TrainConfig(BaseModel):
     lr: float | None = None
     weight_decay: float | None = None
     momentum: float = 0.9
-    nesterov: bool = True
+    nesterov: bool = True  # sgd only (LARS and AdamW take plain momentum)
     warmup: float = 0.05
     final_lr: float = 0.0
     ema: float = 0.0
@@ -78,6 +78,9 @@ class TrainConfig(BaseModel):
     grad_clip: float = 0.0
     # LARS trust coefficient (solo-learn's CIFAR setting; the LARS paper used 0.001)
     lars_eta: float = 0.02
+    # Cap each layer's LARS rate at the global lr (solo-learn's clip_lr, on in its CIFAR
+    # configs); false: the LARS paper's unclipped trust ratio times the lr.
+    lars_clip: bool = True
     # Save val embeddings at each evaluation (embeddings/step_*.npz); None: only for
     # self-supervised methods.
     save_embeddings: bool | None = None
@@ -225,7 +228,7 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     if cfg.optimizer == "lars":
         groups[1]["lars"] = False
-        return LARS(groups, lr=lr, momentum=cfg.momentum, eta=cfg.lars_eta)
+        return LARS(groups, lr=lr, momentum=cfg.momentum, eta=cfg.lars_eta, clip=cfg.lars_clip)
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999))
 
 
