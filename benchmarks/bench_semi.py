@@ -102,6 +102,7 @@ DIGITS_KWARGS: dict[str, dict[str, Any]] = {
     "pseudo_label": {"augment": NOFLIP_WEAK},
     **{m: {"weak": NOFLIP_WEAK, "strong": NOFLIP_STRONG} for m in SEMI[1:5]},
     "mean_teacher": {"augment": NOFLIP_WEAK},
+    SELF_TRAINING: {"label_smoothing": 0.0, "augment": NOFLIP_WEAK},  # its teacher: supervised
 }
 
 
@@ -126,10 +127,7 @@ def run_method(
     if method == SELF_TRAINING:
         rounds = extra.get("rounds", 1)
         cfg["method_kwargs"]["rounds"] = rounds
-        total = Budget.parse(cfg["train"]["budget"])
-        if total.kind != "seconds":
-            raise SystemExit(f"{SELF_TRAINING} needs a time budget, got {total.kind}")
-        cfg["train"]["budget"] = f"{total.amount / (rounds + 1):g}s"
+        cfg["train"]["budget"] = str(Budget.parse(budget).split(rounds + 1))
     cfg["out"] = str(out / (method + ("-init" if cfg.get("init") else "")))
     shutil.rmtree(cfg["out"], ignore_errors=True)  # a fresh run, never a resumed one
     rc = RunConfig(**cfg)

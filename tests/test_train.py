@@ -64,6 +64,13 @@ def test_budget_parsing_and_schedule():
     assert Budget.parse("2epochs").total_steps(4.5) == 9
     with pytest.raises(ConfigError):
         Budget.parse("ten minutes")
+    assert str(Budget.parse("10m").split(2)) == "300s"
+    assert str(Budget.parse("9steps").split(2)) == "4steps"
+    assert str(Budget.parse("1steps").split(3)) == "1steps"
+    assert str(Budget.parse("3epochs").split(2)) == "1.5epochs"
+    assert str(Budget.parse("200kimg").split(4)) == "50000img"
+    with pytest.raises(ConfigError, match="0 parts"):
+        Budget.parse("10m").split(0)
     assert warmup_cosine(0.0, 0.1) == 0.0
     assert warmup_cosine(0.1, 0.1) == pytest.approx(1.0)
     assert warmup_cosine(1.0, 0.1) == pytest.approx(0.0)

@@ -72,6 +72,15 @@ class Budget:
         """Steps that put this ``images`` budget through the backbone (at least one)."""
         return max(1, math.ceil(self.amount / max(1, images_per_step)))
 
+    def split(self, parts: int) -> Budget:
+        """An equal share of this budget for each of ``parts`` runs (a step budget rounds
+        down, to at least one step per part)."""
+        if parts < 1:
+            raise ConfigError(f"cannot split a budget into {parts} parts")
+        if self.kind == "steps":
+            return Budget("steps", float(max(1, int(self.amount) // parts)))
+        return Budget(self.kind, self.amount / parts)
+
     def __str__(self) -> str:
         if self.kind == "images":
             return f"{self.amount:g}img"
