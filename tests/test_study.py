@@ -8,12 +8,14 @@ import os
 import random
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -208,7 +210,8 @@ def test_concurrent_claims_never_give_a_run_twice(tmp_path):
     assert store.counts()["done"] == len(plan.jobs)
 
 
-def test_a_dead_workers_claim_is_taken_back(tmp_path):
+def _a_claim_and_a_dead_pid(tmp_path: Path) -> tuple[Any, Store, Any, int]:
+    """A registered study, one run claimed, and the pid of a process that has exited."""
     plan = load_study(write(tmp_path / "a.yaml", BASE), check_data=False)
     store = Store(tmp_path / STORE_NAME, stale_s=3600)
     store.register(plan)
@@ -216,12 +219,36 @@ def test_a_dead_workers_claim_is_taken_back(tmp_path):
     assert row is not None
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    store.conn.execute("UPDATE runs SET pid = ? WHERE key = ?", (dead.pid, row["key"]))
+    return plan, store, row, dead.pid
+
+
+def test_a_dead_workers_claim_is_taken_back(tmp_path):
+    _, store, row, dead_pid = _a_claim_and_a_dead_pid(tmp_path)
+    store.conn.execute("UPDATE runs SET pid = ? WHERE key = ?", (dead_pid, row["key"]))
     again = store.claim("w1")
     assert again is not None and again["key"] == row["key"]
     assert again["attempts"] == 2
     assert not store.finish(row["key"], "w0")  # the old claim can no longer record
     assert store.finish(row["key"], "w1", metrics={})
+
+
+def test_a_claim_from_another_pid_namespace_is_not_judged_by_this_ones_pids(tmp_path):
+    """A worker in another container with the same host name records another host
+    (boot and pid namespace added), so a pid that is free here does not free its claim;
+    a process of this machine's namespace records the same host as this one."""
+    plan, store, row, dead_pid = _a_claim_and_a_dead_pid(tmp_path)
+    elsewhere = socket.gethostname()  # the same name, seen from another namespace
+    assert store.host.startswith(elsewhere) and store.host != elsewhere
+    store.conn.execute(
+        "UPDATE runs SET pid = ?, host = ? WHERE key = ?", (dead_pid, elsewhere, row["key"])
+    )
+    store.register(plan)  # neither register nor claim frees it: it is not ours to judge
+    nxt = store.claim("w1")
+    assert nxt is None or nxt["key"] != row["key"]
+    assert store.runs()[row["key"]]["status"] == "running"
+    code = "from fewlabels.study.sqlstore import process_host; print(process_host())"
+    here = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert here.stdout.strip() == store.host
 
 
 # -- running -------------------------------------------------------------------------------

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from fewlabels.errors import ConfigError, FewlabelsError, WriteError
-from fewlabels.study.sqlstore import SqlStore
+from fewlabels.study.sqlstore import SqlStore, process_host
 from fewlabels.study.store import SCHEMA_VERSION
 
 URL_SCHEMES = ("postgresql://", "postgres://")
@@ -96,7 +95,7 @@ class PgStore(SqlStore):
         self.url = url
         self.path = redact(url)  # what messages name
         self.stale_s = stale_s
-        self.host = socket.gethostname()
+        self.host = process_host()
         self._errors = (psycopg.Error,)
         try:
             self.conn = psycopg.connect(

@@ -16,13 +16,29 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from fewlabels.errors import ConfigError, FewlabelsError
 
 STATUSES = ("pending", "running", "done", "failed")
+
+
+def process_host() -> str:
+    """Where this process's pid means something: the host name, plus (on Linux) the boot
+    and the pid namespace. Two containers that share a host name, or a machine that has
+    rebooted, are then different hosts, so a pid is only checked (or its claims freed)
+    where it names the same process."""
+    name = socket.gethostname()
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+        ns = os.readlink("/proc/self/ns/pid").strip("pid:[]")
+    except OSError:
+        return name
+    return f"{name}/{boot}/{ns}"
 
 
 def _pid_alive(pid: int | None) -> bool:

@@ -8,13 +8,12 @@ takes the database's write lock at once, so claims happen one at a time.
 from __future__ import annotations
 
 import contextlib
-import socket
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 from fewlabels.errors import ConfigError, FewlabelsError, WriteError
-from fewlabels.study.sqlstore import SqlStore, _pid_alive
+from fewlabels.study.sqlstore import SqlStore, _pid_alive, process_host
 
 __all__ = ["SCHEMA_VERSION", "STORE_NAME", "Store", "_pid_alive", "store_error"]
 
@@ -70,7 +69,7 @@ class Store(SqlStore):
     def __init__(self, path: str | Path, *, stale_s: float = 120.0) -> None:
         self.path = Path(path)
         self.stale_s = stale_s
-        self.host = socket.gethostname()
+        self.host = process_host()
         try:
             self.conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
         except sqlite3.Error as e:
