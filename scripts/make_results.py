@@ -348,6 +348,13 @@ def render_semi(rows: list[dict[str, Any]]) -> list[str]:
             )
             if budget == "30m":
                 line += f" (target +20: {'met' if gain >= 20 else 'not met'})"
+            scratch = [r for r in semi if not r.get("init")]
+            if best.get("init") and scratch:
+                b0 = max(scratch, key=lambda r: r["test_acc"])
+                line += (
+                    f"; from scratch: {b0['method']} {_pct(b0['test_acc'])}, "
+                    f"{100 * (b0['test_acc'] - sup[-1]['test_acc']):+.1f} points"
+                )
             out.append(line + ".")
         out.append("")
     digits: dict[tuple, dict[str, Any]] = {}
@@ -372,6 +379,102 @@ def render_semi(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def _seconds(budget: str) -> float:
+    """A wall-clock budget (``600s``, ``10m``, ``1h``) in seconds; inf for other kinds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        return float(budget[:-1]) * units[budget[-1]]
+    except (KeyError, ValueError):
+        return float("inf")
+
+
+def render_ssl(rows: list[dict[str, Any]]) -> list[str]:
+    """Each method's linear and kNN probe (latest run per method, budget and backbone)
+    against the random-init encoder, the targets in words, and the probe's speed."""
+    out: list[str] = []
+    runs: dict[tuple, dict[str, Any]] = {}
+    rand: dict[str, dict[str, Any]] = {}
+    speed: list[dict[str, Any]] = []
+    for r in rows:
+        if r.get("mode") == "probe-speed":
+            speed.append(r)
+        elif r.get("method") == "random-init":
+            rand[r["backbone"]] = r
+        elif r.get("method") and r.get("budget"):
+            runs[(r["budget"], r["backbone"], r["method"])] = r
+    sup: dict[str, dict[str, Any]] = {}
+    for r in load(RESULTS / "semi.jsonl") if (RESULTS / "semi.jsonl").exists() else []:
+        if r.get("data") == "cifar10" and r.get("method") == "supervised":
+            best = sup.get(r["backbone"])
+            if best is None or r["test_acc"] > best["test_acc"]:
+                sup[r["backbone"]] = r
+    if runs:
+        out += [
+            "Latest run of each method, budget and backbone (linear: logistic regression on "
+            "frozen features; kNN: cosine, k = 200):",
+            "",
+            "| budget | backbone | method | optimizer (lr) | steps | linear acc | linear F1 | "
+            "kNN acc | kNN F1 | linear vs random init | measured |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        ordered = sorted(
+            runs.values(), key=lambda r: (r["budget"], r["backbone"], -(r["linear_acc"] or 0))
+        )
+        for r in ordered:
+            base = rand.get(r["backbone"])
+            gain = (
+                f"{100 * (r['linear_acc'] - base['linear_acc']):+.1f} points" if base else "-"
+            )
+            opt = f"{r['optimizer']} ({r['lr']:g})" if r.get("optimizer") else "-"
+            out.append(
+                f"| {r['budget']} | {r['backbone']} | {r['method']} | {opt} | "
+                f"{r['pretrain_steps']:,} | {_pct(r['linear_acc'])} | "
+                f"{fmt(r['linear_macro_f1'])} | {_pct(r['knn_acc'])} | {fmt(r['knn_macro_f1'])} "
+                f"| {gain} | {r.get('date', '?')} @ {r.get('commit', '?')} |"
+            )
+        out.append("")
+    for backbone, base in rand.items():
+        out.append(
+            f"- Random-init {backbone}: linear {_pct(base['linear_acc'])}, kNN "
+            f"{_pct(base['knn_acc'])}."
+        )
+        mine = [r for r in runs.values() if r["backbone"] == backbone]
+        if mine:
+            above = sorted(r["method"] for r in mine if r["linear_acc"] > base["linear_acc"])
+            below = sorted(r["method"] for r in mine if r["linear_acc"] <= base["linear_acc"])
+            out.append(
+                f"- Above the random-init linear probe: {len(above)} of {len(mine)} runs"
+                + (f" (not: {', '.join(below)})" if below else "")
+                + "."
+            )
+    budget_ok = [r for r in runs.values() if _seconds(r["budget"]) <= 1800]
+    if budget_ok:
+        best = max(budget_ok, key=lambda r: r["linear_acc"])
+        line = (
+            f"- Best linear probe within 30 minutes: {best['method']} ({best['budget']}, "
+            f"{best['backbone']}) {_pct(best['linear_acc'])} (target 60%: "
+            f"{'met' if best['linear_acc'] >= 0.6 else 'not met'})"
+        )
+        s_row = sup.get(best["backbone"])
+        if s_row:
+            gain = 100 * (best["linear_acc"] - s_row["test_acc"])
+            line += (
+                f"; the supervised 250-label baseline ({s_row['budget']}) "
+                f"{_pct(s_row['test_acc'])}: {gain:+.1f} points (target +15: "
+                f"{'met' if gain >= 15 else 'not met'})"
+            )
+        out.append(line + ".")
+    for r in speed:
+        out.append(
+            f"- Feature extraction + linear probe for {r['images']:,} images "
+            f"({r['backbone']}, {r['precision']}): {r['total_s']:.1f} s "
+            f"({r['extract_s']:.1f} s extraction at {r['extract_img_per_s']:,.0f} images/s, "
+            f"{r['probe_fit_s']:.1f} s fit; target < {r['target_s']} s: "
+            f"{'met' if r['total_s'] < r['target_s'] else 'not met'})."
+        )
+    return [*out, "", "All recorded rows:", "", *table(rows)]
+
+
 def _groups(rows: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in rows:
@@ -381,6 +484,7 @@ def _groups(rows: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
 
 RENDERERS = {
     "semi": render_semi,
+    "ssl": render_ssl,
     "select": render_select,
     "generate": render_generate,
     "cache": render_cache,
