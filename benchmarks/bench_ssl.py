@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from fewlabels.errors import FewlabelsError
 from fewlabels.evaluate.probe import ProbeConfig, run_probe
 from fewlabels.methods import METHODS
 from fewlabels.train.run import RunConfig, build_network, export_model, prepare_data, run_training
@@ -163,7 +164,12 @@ def main() -> None:
         ap.error(f"not self-supervised methods: {', '.join(unknown)}; choose from {ssl_methods()}")
     if not args.no_pretrain:
         for m in args.methods or ssl_methods():
-            print(json.dumps(pretrain(m, args)), flush=True)
+            try:
+                row = pretrain(m, args)
+            except FewlabelsError as e:  # a method that diverges is a result, not a crash
+                row = {"method": m, "backbone": args.backbone, "budget": args.budget}
+                row["error"] = str(e)
+            print(json.dumps(row), flush=True)
     if args.random_init:
         print(json.dumps(random_init(args)), flush=True)
 

@@ -402,6 +402,8 @@ def render_ssl(rows: list[dict[str, Any]]) -> list[str]:
             rand[r["backbone"]] = r
         elif r.get("method") and r.get("budget"):
             runs[(r["budget"], r["backbone"], r["method"])] = r
+    failed = {k: r for k, r in runs.items() if r.get("error")}
+    runs = {k: r for k, r in runs.items() if not r.get("error")}
     sup: dict[str, dict[str, Any]] = {}
     for r in load(RESULTS / "semi.jsonl") if (RESULTS / "semi.jsonl").exists() else []:
         if r.get("data") == "cifar10" and r.get("method") == "supervised":
@@ -422,9 +424,7 @@ def render_ssl(rows: list[dict[str, Any]]) -> list[str]:
         )
         for r in ordered:
             base = rand.get(r["backbone"])
-            gain = (
-                f"{100 * (r['linear_acc'] - base['linear_acc']):+.1f} points" if base else "-"
-            )
+            gain = f"{100 * (r['linear_acc'] - base['linear_acc']):+.1f} points" if base else "-"
             opt = f"{r['optimizer']} ({r['lr']:g})" if r.get("optimizer") else "-"
             out.append(
                 f"| {r['budget']} | {r['backbone']} | {r['method']} | {opt} | "
@@ -439,14 +439,18 @@ def render_ssl(rows: list[dict[str, Any]]) -> list[str]:
             f"{_pct(base['knn_acc'])}."
         )
         mine = [r for r in runs.values() if r["backbone"] == backbone]
+        mine += [r for r in failed.values() if r["backbone"] == backbone]
         if mine:
-            above = sorted(r["method"] for r in mine if r["linear_acc"] > base["linear_acc"])
-            below = sorted(r["method"] for r in mine if r["linear_acc"] <= base["linear_acc"])
+            acc = base["linear_acc"]
+            above = sorted(r["method"] for r in mine if r.get("linear_acc", 0) > acc)
+            below = sorted(r["method"] for r in mine if r.get("linear_acc", 0) <= acc)
             out.append(
                 f"- Above the random-init linear probe: {len(above)} of {len(mine)} runs"
                 + (f" (not: {', '.join(below)})" if below else "")
                 + "."
             )
+    for (budget, backbone, method), r in sorted(failed.items()):
+        out.append(f"- {method} ({budget}, {backbone}) did not complete: {r['error']}")
     budget_ok = [r for r in runs.values() if _seconds(r["budget"]) <= 1800]
     if budget_ok:
         best = max(budget_ok, key=lambda r: r["linear_acc"])

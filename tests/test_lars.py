@@ -47,12 +47,14 @@ def test_clip_caps_a_layers_rate_at_the_global_lr():
         p.grad = torch.tensor(g)
         LARS([p], lr=0.1, momentum=0.0, eta=eta, clip=True).step()
         moved = _norm([a - b for a, b in zip(p.tolist(), w0, strict=True)])
-        assert moved == pytest.approx(want_norm, rel=1e-5)
+        assert moved == pytest.approx(want_norm, abs=2e-6)
     # unclipped, the same large gradient moves lr * eta * ||w|| = 0.01
     p = torch.nn.Parameter(torch.tensor(w0))
     p.grad = torch.tensor([30.0, 40.0])
     LARS([p], lr=0.1, momentum=0.0, eta=eta, clip=False).step()
-    assert _norm([a - b for a, b in zip(p.tolist(), w0, strict=True)]) == pytest.approx(0.01)
+    assert _norm([a - b for a, b in zip(p.tolist(), w0, strict=True)]) == pytest.approx(
+        0.01, abs=2e-6
+    )
 
 
 def test_gradient_scale_does_not_change_the_step():
