@@ -57,6 +57,33 @@ def test_clip_caps_a_layers_rate_at_the_global_lr():
     )
 
 
+def test_clip_edge_cases_zero_norm_lr_above_one_and_lr_zero():
+    # a zero weight takes the plain step (factor 1) even where lr > 1 would cap 1 / lr
+    z = torch.nn.Parameter(torch.zeros(2))
+    z.grad = torch.tensor([1.0, 2.0])
+    LARS([z], lr=2.0, momentum=0.0, clip=True).step()
+    assert z.tolist() == [-2.0, -4.0]
+    # at lr 0 (a warm-up's first step) nothing moves and no raw gradient enters momentum
+    p = torch.nn.Parameter(torch.tensor([3.0, -4.0]))
+    opt = LARS([p], lr=0.1, momentum=0.9, eta=0.02, clip=True)
+    opt.param_groups[0]["lr"] = 0.0
+    p.grad = torch.tensor([300.0, 400.0])
+    opt.step()
+    assert p.tolist() == [3.0, -4.0] and "momentum_buffer" not in opt.state[p]
+    opt.param_groups[0]["lr"] = 0.1
+    opt.step()  # the first real step is bounded by eta * ||w|| = 0.1, not lr * ||g|| = 50
+    assert _norm([a - b for a, b in zip(p.tolist(), [3.0, -4.0], strict=True)]) < 0.1 + 1e-5
+
+
+def test_a_state_saved_before_clip_existed_loads_unclipped():
+    p = torch.nn.Parameter(torch.ones(2))
+    saved = LARS([p], lr=0.1).state_dict()
+    del saved["param_groups"][0]["clip"]
+    opt = LARS([p], lr=0.1, clip=True)
+    opt.load_state_dict(saved)
+    assert opt.param_groups[0]["clip"] is False
+
+
 def test_gradient_scale_does_not_change_the_step():
     steps = []
     for scale in (1e-3, 1.0, 1e4):

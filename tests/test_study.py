@@ -232,6 +232,7 @@ def test_a_dead_workers_claim_is_taken_back(tmp_path):
     assert store.finish(row["key"], "w1", metrics={})
 
 
+@pytest.mark.skipif(not Path("/proc/self/ns/pid").exists(), reason="no Linux pid namespaces")
 def test_a_claim_from_another_pid_namespace_is_not_judged_by_this_ones_pids(tmp_path):
     """A worker in another container with the same host name records another host
     (boot and pid namespace added), so a pid that is free here does not free its claim;

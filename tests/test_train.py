@@ -12,7 +12,7 @@ from fewlabels.errors import CheckpointError, ConfigError, DivergenceError
 from fewlabels.methods.supervised import Supervised
 from fewlabels.models import Network
 from fewlabels.train.budget import Budget
-from fewlabels.train.checkpoint import load_checkpoint
+from fewlabels.train.checkpoint import load_checkpoint, save_checkpoint
 from fewlabels.train.loop import IndexStream, TrainConfig, Trainer
 from fewlabels.train.schedule import warmup_cosine
 
@@ -69,6 +69,11 @@ def test_budget_parsing_and_schedule():
     assert str(Budget.parse("1steps").split(3)) == "1steps"
     assert str(Budget.parse("3epochs").split(2)) == "1.5epochs"
     assert str(Budget.parse("200kimg").split(4)) == "50000img"
+    for text in ("2mimg", "0.5s", "2h", "7steps", "1.25epochs", "3mimg"):
+        for parts in (1, 2, 3):
+            share = Budget.parse(text).split(parts)
+            back = Budget.parse(str(share))  # parses: no exponent, whatever the size
+            assert back.kind == share.kind and back.amount == pytest.approx(share.amount)
     with pytest.raises(ConfigError, match="0 parts"):
         Budget.parse("10m").split(0)
     assert warmup_cosine(0.0, 0.1) == 0.0
@@ -124,6 +129,30 @@ def test_resume_with_other_settings_is_refused(digits, tmp_path):
         Trainer(_cfg(batch_size=32), out_dir=tmp_path, progress=False).fit(
             _method(digits), digits.train, None, None
         )
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "lars"])
+def test_a_checkpoint_from_before_a_setting_existed(digits, tmp_path, optimizer):
+    """Settings added later take their defaults for an older checkpoint, so it resumes;
+    an older LARS run was unclipped, so resuming it clipped is refused."""
+    cfg = _cfg(optimizer=optimizer)
+    Trainer(cfg, out_dir=tmp_path, progress=False).fit(
+        _method(digits), digits.train, None, None, stop_at_step=2
+    )
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    del state["train_config"]["lars_clip"], state["train_config"]["lars_eta"]
+    for group in state["optimizer"]["param_groups"]:  # as the optimiser saved them then
+        group.pop("clip", None)
+    save_checkpoint(state, tmp_path / "checkpoint.pt")
+    resume = Trainer(cfg, out_dir=tmp_path, progress=False)
+    if optimizer == "sgd":
+        assert resume.fit(_method(digits), digits.train, None, None).steps == 12
+    else:
+        with pytest.raises(CheckpointError, match="other training settings"):
+            resume.fit(_method(digits), digits.train, None, None)
+        unclipped = _cfg(optimizer=optimizer, lars_clip=False)
+        done = Trainer(unclipped, out_dir=tmp_path, progress=False)
+        assert done.fit(_method(digits), digits.train, None, None).steps == 12
 
 
 def test_time_budget_stops_on_time(digits):

@@ -82,8 +82,8 @@ class Budget:
         return Budget(self.kind, self.amount / parts)
 
     def __str__(self) -> str:
-        if self.kind == "images":
-            return f"{self.amount:g}img"
-        if self.kind == "seconds":
-            return f"{self.amount:g}s"
-        return f"{self.amount:g}{self.kind}"
+        """The budget as ``parse`` reads it back (no exponent: ``1000000img``)."""
+        a = self.amount
+        num = str(int(a)) if a == int(a) else f"{a:.6f}".rstrip("0")
+        unit = {"images": "img", "seconds": "s"}.get(self.kind, self.kind)
+        return f"{num}{unit}"

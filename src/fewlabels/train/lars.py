@@ -7,8 +7,11 @@ Twins and VICReg train with it; the losses whose terms can be large at initialis
 (VICReg's covariance sum over an 8192-d expander) diverge under plain SGD at the same
 learning rate. With ``clip`` (solo-learn's ``clip_lr``, on in its CIFAR configs) the trust
 ratio is read as a layer's own learning rate and capped at the global one: the factor on
-``d`` becomes ``min(eta * ||w|| / (lr * ||d||), 1)``, so a layer moves by at most ``eta`` of
-its norm per step, and never by more than plain SGD would. Groups with ``lars=False`` (the
+``d`` becomes ``min(eta * ||w|| / (lr * ||d||), 1)`` (1 where a norm is 0), so each step's
+new contribution moves a layer by at most ``eta`` of its norm, and never by more than plain
+SGD's would (momentum adds up past contributions, as in SGD). A step at lr 0 (the first of
+a warm-up) changes nothing under clip, momentum included: its cap would be infinite and
+would let the raw gradient into the momentum. Groups with ``lars=False`` (the
 loop passes biases and normalisation parameters so, as the Barlow Twins and VICReg code do)
 take plain momentum SGD.
 """
@@ -51,6 +54,11 @@ class LARS(torch.optim.Optimizer):
         }
         super().__init__(params, defaults)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:  # optimiser states saved before clip existed
+            group.setdefault("clip", False)
+
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         """One update of every parameter with a gradient."""
@@ -67,16 +75,14 @@ class LARS(torch.optim.Optimizer):
                 if wd:
                     d = d.add(p, alpha=wd)
                 if group["lars"]:
+                    if group["clip"] and group["lr"] == 0:
+                        continue
                     w_norm = torch.linalg.vector_norm(p)
                     d_norm = torch.linalg.vector_norm(d)
-                    ratio = torch.where(
-                        (w_norm > 0) & (d_norm > 0),
-                        group["eta"] * w_norm / d_norm,
-                        torch.ones_like(w_norm),
-                    )
+                    ratio = group["eta"] * w_norm / d_norm
                     if group["clip"]:
                         ratio = torch.clamp(ratio / group["lr"], max=1.0)
-                    d = d.mul(ratio)
+                    d = d.mul(torch.where((w_norm > 0) & (d_norm > 0), ratio, 1.0))
                 if mom:
                     state = self.state[p]
                     buf = state.get("momentum_buffer")

@@ -143,6 +143,17 @@ class TrainConfig(BaseModel):
         return {"sgd": 5e-4, "lars": 1e-4, "adamw": 0.05}[self.optimizer]
 
 
+def with_train_defaults(saved: Any) -> Any:
+    """Saved training settings with the settings added since they were written filled in
+    by their defaults (which keep the old behaviour), so older runs still resume."""
+    if not isinstance(saved, dict):
+        return saved
+    filled = {**TrainConfig().model_dump(), **saved}
+    if "lars_clip" not in saved:  # LARS before lars_clip existed was unclipped
+        filled["lars_clip"] = saved.get("optimizer") != "lars"
+    return filled
+
+
 class IndexStream:
     """Step-indexed sampling without replacement: epoch ``e`` is a seeded permutation.
 
@@ -349,7 +360,7 @@ class Trainer:
         ckpt_path = self.out_dir / "checkpoint.pt" if self.out_dir else None
         if resume and ckpt_path is not None and ckpt_path.exists():
             state = load_checkpoint(ckpt_path, map_location=dev)
-            if state.get("train_config") != cfg.model_dump():
+            if with_train_defaults(state.get("train_config")) != cfg.model_dump():
                 raise CheckpointError(
                     f"{ckpt_path} was written with other training settings; "
                     "use a new --out or remove it"

@@ -23,7 +23,7 @@ from fewlabels.select.labels import apply_labels
 from fewlabels.select.simulate import SelectConfig, select_splits
 from fewlabels.train.checkpoint import atomic_write_bytes, save_checkpoint
 from fewlabels.train.distributed import DistInfo, init_distributed, pick_device
-from fewlabels.train.loop import TrainConfig, Trainer, barrier
+from fewlabels.train.loop import TrainConfig, Trainer, barrier, with_train_defaults
 from fewlabels.train.warm_start import apply_init, architecture, read_init
 
 
@@ -216,6 +216,8 @@ def check_resumable(cfg: RunConfig) -> None:
     if not isinstance(old, dict):
         return
     new = json.loads(json.dumps(cfg.model_dump(), default=str))
+    if isinstance(old.get("train"), dict):
+        old["train"] = json.loads(json.dumps(with_train_defaults(old["train"]), default=str))
     for key in _RESUME_KEYS:
         a, b = old.get(key), new.get(key)
         if key in old and a != b:
