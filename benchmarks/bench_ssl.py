@@ -64,34 +64,46 @@ def probes(ckpt: Path, out: Path, seed: int) -> dict[str, Any]:
     return row
 
 
-def pretrain(method: str, args: argparse.Namespace) -> dict[str, Any]:
-    out = args.out / method
-    shutil.rmtree(out, ignore_errors=True)  # a fresh run, never a resumed one
+def bench_config(method: str, args: argparse.Namespace) -> RunConfig:
+    """The pretraining run of ``method``: its optimiser settings, the bench's budget."""
     train = {**TRAIN, **METHOD_TRAIN.get(method, {})}
     train["lr"] *= args.batch_size / TRAIN["batch_size"]
-    cfg = RunConfig(
+    return RunConfig(
         data=CIFAR,
         labels_per_class=25,
         val="train:0.1",
         backbone=args.backbone,
         method=method,
         train={**train, "budget": args.budget, "seed": args.seed, "batch_size": args.batch_size},
-        out=str(out),
+        out=str(args.out / method),
     )
+
+
+def settings(cfg: RunConfig) -> dict[str, Any]:
+    """What a row says of the run's optimiser."""
+    t = cfg.train
+    return {
+        "method": cfg.method,
+        "backbone": cfg.backbone,
+        "budget": t.budget,
+        "optimizer": t.optimizer,
+        "lr": t.lr,
+        **({"lars_clip": t.lars_clip} if t.optimizer == "lars" else {}),
+    }
+
+
+def pretrain(cfg: RunConfig) -> dict[str, Any]:
+    out = Path(cfg.out)
+    shutil.rmtree(out, ignore_errors=True)  # a fresh run, never a resumed one
     res = run_training(cfg, progress=False, log=lambda s: None)
     last = res.curve[-1] if res.curve else {}
     return {
-        "method": method,
-        "backbone": args.backbone,
-        "budget": args.budget,
-        "optimizer": cfg.train.optimizer,
-        "lr": cfg.train.lr,
-        **({"lars_clip": cfg.train.lars_clip} if cfg.train.optimizer == "lars" else {}),
+        **settings(cfg),
         "pretrain_steps": res.steps,
         "pretrain_s": round(res.train_seconds, 1),
         "online_probe_val_acc": last.get("val_acc"),
         "knn_monitor_val_acc": last.get("knn_acc"),
-        **probes(out, out, args.seed),
+        **probes(out, out, cfg.train.seed),
     }
 
 
@@ -164,11 +176,11 @@ def main() -> None:
         ap.error(f"not self-supervised methods: {', '.join(unknown)}; choose from {ssl_methods()}")
     if not args.no_pretrain:
         for m in args.methods or ssl_methods():
+            cfg = bench_config(m, args)
             try:
-                row = pretrain(m, args)
+                row = pretrain(cfg)
             except FewlabelsError as e:  # a method that diverges is a result, not a crash
-                row = {"method": m, "backbone": args.backbone, "budget": args.budget}
-                row["error"] = str(e)
+                row = {**settings(cfg), "error": str(e)}
             print(json.dumps(row), flush=True)
     if args.random_init:
         print(json.dumps(random_init(args)), flush=True)

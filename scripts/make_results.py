@@ -380,12 +380,16 @@ def render_semi(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _seconds(budget: str) -> float:
-    """A wall-clock budget (``600s``, ``10m``, ``1h``) in seconds; inf for other kinds."""
-    units = {"s": 1, "m": 60, "h": 3600}
+    """A wall-clock budget (``600s``, ``10m``, ``30min``, ``1h``) in seconds; inf for the
+    other kinds (steps, epochs, images) and for text that is not a budget."""
+    from fewlabels.errors import ConfigError
+    from fewlabels.train.budget import Budget
+
     try:
-        return float(budget[:-1]) * units[budget[-1]]
-    except (KeyError, ValueError):
+        b = Budget.parse(budget)
+    except ConfigError:
         return float("inf")
+    return b.amount if b.kind == "seconds" else float("inf")
 
 
 def render_ssl(rows: list[dict[str, Any]]) -> list[str]:
@@ -450,7 +454,8 @@ def render_ssl(rows: list[dict[str, Any]]) -> list[str]:
                 + "."
             )
     for (budget, backbone, method), r in sorted(failed.items()):
-        out.append(f"- {method} ({budget}, {backbone}) did not complete: {r['error']}")
+        opt = f", {r['optimizer']} lr {r['lr']:g}" if r.get("optimizer") else ""
+        out.append(f"- {method} ({budget}, {backbone}{opt}) did not complete: {r['error']}")
     budget_ok = [r for r in runs.values() if _seconds(r["budget"]) <= 1800]
     if budget_ok:
         best = max(budget_ok, key=lambda r: r["linear_acc"])
