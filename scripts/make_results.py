@@ -430,6 +430,9 @@ def render_ssl(rows: list[dict[str, Any]]) -> list[str]:
             base = rand.get(r["backbone"])
             gain = f"{100 * (r['linear_acc'] - base['linear_acc']):+.1f} points" if base else "-"
             opt = f"{r['optimizer']} ({r['lr']:g})" if r.get("optimizer") else "-"
+            proj = (r.get("method_kwargs") or {}).get("projector")
+            if proj:
+                opt += f", projector {'-'.join(str(d) for d in proj)}"
             out.append(
                 f"| {r['budget']} | {r['backbone']} | {r['method']} | {opt} | "
                 f"{r['pretrain_steps']:,} | {_pct(r['linear_acc'])} | "
