@@ -50,14 +50,16 @@ SECTIONS: dict[str, tuple[str, str, str]] = {
         "probes on 25 labels per class, 10,000 test images; targets: every method above a "
         "random-init encoder, the best linear probe >= 0.60 within 30 minutes of pretraining "
         "and >= 15 points above the supervised 250-label baseline",
-        "python benchmarks/bench_ssl.py --budget 10m",
+        "python benchmarks/bench_ssl.py --backbone fastnet-s --budget 10m (--random-init "
+        "--no-pretrain for the baseline, --probe-speed for the timing)",
     ),
     "semi": (
         "Semi-supervised training against supervised",
         "CIFAR-10 with 25 labels per class (the other training images unlabeled), 10 minutes "
         "per method (target: the best method >= 20 points above supervised at 30 minutes); "
         "digits with 5 labels per class, 60 s per method, target >= 0.95",
-        "python benchmarks/bench_semi.py --budget 10m; python benchmarks/bench_semi.py --digits",
+        "python benchmarks/bench_semi.py --backbone fastnet-s --mu 3 --budget 10m (add "
+        "--init RUN for the self-supervised init); python benchmarks/bench_semi.py --digits",
     ),
     "data": (
         "Data loading",
