@@ -432,6 +432,8 @@ def render_ssl(rows: list[dict[str, Any]]) -> list[str]:
             base = rand.get(r["backbone"])
             gain = f"{100 * (r['linear_acc'] - base['linear_acc']):+.1f} points" if base else "-"
             opt = f"{r['optimizer']} ({r['lr']:g})" if r.get("optimizer") else "-"
+            if r.get("grad_clip"):
+                opt += f", grad norm <= {r['grad_clip']:g}"
             proj = (r.get("method_kwargs") or {}).get("projector")
             if proj:
                 opt += f", projector {'-'.join(str(d) for d in proj)}"
