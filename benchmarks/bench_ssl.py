@@ -36,22 +36,20 @@ CIFAR = f"cifar10:{DATA / 'cifar10'}"
 TRAIN = {"batch_size": 256, "optimizer": "sgd", "lr": 0.06, "weight_decay": 5e-4, "evals": 5}
 # VICReg and Barlow Twins train with LARS (solo-learn's CIFAR configs: lr 0.3 x batch/256,
 # eta 0.02 with clip_lr, weight decay 1e-4): VICReg's loss blows up under SGD at lr 0.06.
+LARS_CIFAR = {"optimizer": "lars", "lr": 0.3, "weight_decay": 1e-4}
 METHOD_TRAIN: dict[str, dict[str, Any]] = {
-    **{
-        m: {"optimizer": "lars", "lr": 0.3, "weight_decay": 1e-4}
-        for m in ("vicreg", "barlow_twins")
-    },
-    # BYOL too (solo-learn's CIFAR config: LARS lr 1.0, eta 0.02 with clip_lr, wd 1e-5): under
-    # the SGD above it made 747 steps in 10 minutes to 24.7%, below the random-init probe
-    "byol": {"optimizer": "lars", "lr": 1.0, "weight_decay": 1e-5},
+    "barlow_twins": LARS_CIFAR,
     # VICReg's loss still became inf at step 25 of 10 minutes with those settings and a
     # 2048-wide projector (suspected, not isolated: biases and norms, outside LARS, take
     # plain SGD steps on its large gradients); with the gradient norm clipped at 1 it
     # completes and leads the 10-minute table (43.0% linear)
-    "vicreg": {"optimizer": "lars", "lr": 0.3, "weight_decay": 1e-4, "grad_clip": 1.0},
+    "vicreg": {**LARS_CIFAR, "grad_clip": 1.0},
+    # BYOL too (solo-learn's CIFAR config: LARS lr 1.0, eta 0.02 with clip_lr, wd 1e-5): under
+    # the SGD above it made 747 steps in 10 minutes to 24.7%, below the random-init probe
+    "byol": {"optimizer": "lars", "lr": 1.0, "weight_decay": 1e-5},
     # and DINO (solo-learn's CIFAR config: LARS lr 0.3, eta 0.02 with clip_lr, wd 1e-6):
     # under the SGD above it made 669 steps in 10 minutes to 23.3%, below random init
-    "dino": {"optimizer": "lars", "lr": 0.3, "weight_decay": 1e-6},
+    "dino": {**LARS_CIFAR, "weight_decay": 1e-6},
 }
 # ... and with those configs' 2048-wide projectors: the papers' 8192-wide ones make ~120
 # steps in 10 minutes on 2 CPU cores (Barlow Twins: below the random-init probe), and a
