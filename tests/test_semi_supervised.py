@@ -237,6 +237,23 @@ def test_bad_options_are_config_errors():
             build_method(name, _net(), **kw)
 
 
+@pytest.mark.parametrize("name", ["fixmatch", "flexmatch", "pseudo_label", "mean_teacher"])
+@pytest.mark.parametrize("bad", [-1.0, float("nan")])
+def test_negative_or_nan_unlabeled_weight_is_refused(name, bad):
+    with pytest.raises(ConfigError, match="lambda_u must be >= 0") as e:
+        build_method(name, _net(), lambda_u=bad)
+    assert "\n" not in str(e.value)
+    assert build_method(name, _net(), lambda_u=0.0).lambda_u == 0.0
+
+
+@pytest.mark.parametrize("name", ["pseudo_label", "mean_teacher"])
+@pytest.mark.parametrize("bad", [-0.1, 1.5])
+def test_rampup_outside_the_budget_is_refused(name, bad):
+    with pytest.raises(ConfigError, match=r"rampup must be a fraction of the budget in \[0, 1\]"):
+        build_method(name, _net(), rampup=bad)
+    assert build_method(name, _net(), rampup=1.0).rampup == 1.0
+
+
 def test_cli_threshold_and_unlabeled_ratio_errors_are_one_line(tmp_path):
     from typer.testing import CliRunner
 

@@ -37,6 +37,7 @@ from fewlabels.methods.masking import (
     DistributionAlignment,
     FixedThreshold,
     Masking,
+    check_weight,
 )
 from fewlabels.methods.supervised import supervised_loss
 from fewlabels.models import Network
@@ -80,8 +81,6 @@ class WeakStrong(Method):
         alignment: DistributionAlignment | None = None,
     ) -> None:
         super().__init__()
-        if lambda_u < 0:
-            raise ConfigError(f"lambda_u must be >= 0, got {lambda_u}")
         if not 0.0 <= label_smoothing < 1.0:
             raise ConfigError(f"label smoothing must be in [0, 1), got {label_smoothing}")
         if getattr(network, "num_classes", 1) < 1:
@@ -89,7 +88,7 @@ class WeakStrong(Method):
         self.network = network
         self.masking = masking
         self.alignment = alignment
-        self.lambda_u = float(lambda_u)
+        self.lambda_u = check_weight(lambda_u)
         self.label_smoothing = float(label_smoothing)
         self.views = {"labeled": (weak,), "unlabeled": (weak, strong)}
 

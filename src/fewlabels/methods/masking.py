@@ -52,6 +52,22 @@ def check_threshold(threshold: float) -> float:
     return t
 
 
+def check_weight(lambda_u: float) -> float:
+    """The unlabeled loss weight as a float when it is >= 0, else a one-line ConfigError."""
+    w = float(lambda_u)
+    if not w >= 0:  # also refuses NaN
+        raise ConfigError(f"lambda_u must be >= 0, got {lambda_u}")
+    return w
+
+
+def check_rampup(rampup: float) -> float:
+    """A ramp-up length as a fraction of the budget in [0, 1], else a one-line ConfigError."""
+    r = float(rampup)
+    if not 0.0 <= r <= 1.0:
+        raise ConfigError(f"rampup must be a fraction of the budget in [0, 1], got {rampup}")
+    return r
+
+
 def check_momentum(m: float, what: str = "EMA momentum") -> float:
     """``m`` as a float when it lies in [0, 1), else a one-line ConfigError."""
     m = float(m)

@@ -21,6 +21,7 @@ import torch
 from fewlabels.errors import ConfigError
 from fewlabels.methods.base import Batch, Method
 from fewlabels.methods.heads import frozen_copy, momentum_update
+from fewlabels.methods.masking import check_rampup, check_weight
 from fewlabels.methods.supervised import supervised_loss
 from fewlabels.models import Network
 
@@ -76,15 +77,12 @@ class MeanTeacher(Method):
         augment: str = "weak",
     ) -> None:
         super().__init__()
-        if lambda_u < 0:
-            raise ConfigError(f"lambda_u must be >= 0, got {lambda_u}")
         if not 0.0 < ema < 1.0:
             raise ConfigError(f"teacher EMA decay must be in (0, 1), got {ema}")
-        if not 0.0 <= rampup <= 1.0:
-            raise ConfigError(f"rampup must be a fraction of the budget in [0, 1], got {rampup}")
         self.network = network
         self.teacher = frozen_copy(network)
-        self.lambda_u, self.ema, self.rampup = float(lambda_u), float(ema), float(rampup)
+        self.lambda_u, self.rampup = check_weight(lambda_u), check_rampup(rampup)
+        self.ema = float(ema)
         self.label_smoothing = float(label_smoothing)
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
         self.views = {"labeled": (augment,), "unlabeled": (augment, augment)}

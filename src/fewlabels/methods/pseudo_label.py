@@ -14,10 +14,9 @@ from typing import ClassVar
 
 import torch
 
-from fewlabels.errors import ConfigError
 from fewlabels.methods.base import Batch, Method
 from fewlabels.methods.fixmatch import pseudo_label_loss
-from fewlabels.methods.masking import FixedThreshold
+from fewlabels.methods.masking import FixedThreshold, check_rampup, check_weight
 from fewlabels.methods.supervised import supervised_loss
 from fewlabels.models import Network
 
@@ -53,14 +52,10 @@ class PseudoLabel(Method):
         augment: str = "weak",
     ) -> None:
         super().__init__()
-        if lambda_u < 0:
-            raise ConfigError(f"lambda_u must be >= 0, got {lambda_u}")
-        if not 0.0 <= rampup <= 1.0:
-            raise ConfigError(f"rampup must be a fraction of the budget in [0, 1], got {rampup}")
         self.network = network
         self.masking = FixedThreshold(threshold)
-        self.lambda_u = float(lambda_u)
-        self.rampup = float(rampup)
+        self.lambda_u = check_weight(lambda_u)
+        self.rampup = check_rampup(rampup)
         self.label_smoothing = float(label_smoothing)
         self.views = {"labeled": (augment,), "unlabeled": (augment,)}
 
