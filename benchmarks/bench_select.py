@@ -80,7 +80,8 @@ def features(args: argparse.Namespace, ds: Any) -> tuple[dict[str, Any], dict[st
         metrics = (args.encoder if args.encoder.is_dir() else args.encoder.parent) / "metrics.json"
         if steps is None and metrics.is_file():
             steps = json.loads(metrics.read_text()).get("steps")
-        info["ssl_encoder"] = f"{meta.get('method') or 'simclr'} {args.backbone}, {steps} steps"
+        method = meta.get("method") or "unknown method"
+        info["ssl_encoder"] = f"{method} {args.backbone}, {steps} steps"
         net = net.to(memory_format=torch.channels_last)
         prec = resolve_precision("auto", torch.device("cpu"))
         t0 = time.perf_counter()
