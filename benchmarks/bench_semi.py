@@ -20,6 +20,7 @@ Modes (each result is one JSON line):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import statistics
@@ -155,6 +156,7 @@ def run_method(
         else None,
         "ema": rc.train.ema,
         "init": rc.init,
+        **init_cost(rc.init),
         "test_acc": round(m.accuracy, 4) if m else None,
         "test_macro_f1": round(m.macro_f1, 4) if m else None,
         **{f"time_to_{int(100 * a)}": time_to(res.curve, a) for a in targets},
@@ -164,6 +166,23 @@ def run_method(
         "wall_s": round(res.wall_seconds, 1),
         **st,
     }
+
+
+def init_cost(init: str | None) -> dict[str, Any]:
+    """What the init encoder cost: its method and pretraining seconds, from the metrics.json
+    of the run it came from (nothing when that is not known)."""
+    if not init:
+        return {}
+    path = Path(init)
+    run = path if path.is_dir() else path.parent
+    out: dict[str, Any] = {}
+    for key, file, field in (
+        ("init_method", "config.json", "method"),
+        ("init_pretrain_s", "metrics.json", "train_seconds"),
+    ):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            out[key] = json.loads((run / file).read_text())[field]
+    return out
 
 
 def step_speed(backbone: str, batch: int, ratio: float, size: int, steps: int) -> dict:
