@@ -186,26 +186,32 @@ def init_cost(init: str | None) -> dict[str, Any]:
 
 
 def step_speed(backbone: str, batch: int, ratio: float, size: int, steps: int) -> dict:
-    """FixMatch loop step (B labeled + 2 x mu B unlabeled views) vs bare backbone steps on
-    ``B (1 + 2 mu)`` random images, both in the precision ``auto`` picks."""
+    """FixMatch loop step (B labeled + 2 x mu B unlabeled views, the CIFAR bench's optimiser
+    and EMA) vs bare backbone steps with the same optimiser on ``B (1 + 2 mu)`` random
+    images, both in the precision ``auto`` picks."""
     precision = resolve_precision("auto", torch.device("cpu"))
+    train = CIFAR["train"]
     n_img = batch + 2 * round(batch * ratio)
     torch.manual_seed(0)
     net = Network(backbone, 3, size, 10).to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    opt = torch.optim.AdamW(net.parameters(), lr=train["lr"], weight_decay=train["weight_decay"])
     x = torch.rand(n_img, 3, size, size).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (n_img,))
-    times = []
-    for i in range(steps + 3):
-        t0 = time.perf_counter()
-        with autocast(precision, torch.device("cpu")):
-            loss = F.cross_entropy(net(x).float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if i >= 3:
-            times.append(time.perf_counter() - t0)
-    bare = n_img / statistics.median(times)
+
+    def bare_rate() -> float:
+        times = []
+        for i in range(steps + 3):
+            t0 = time.perf_counter()
+            with autocast(precision, torch.device("cpu")):
+                loss = F.cross_entropy(net(x).float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if i >= 3:
+                times.append(time.perf_counter() - t0)
+        return n_img / statistics.median(times)
+
+    before = bare_rate()
 
     g = torch.Generator().manual_seed(0)
     n = 2048
@@ -222,11 +228,17 @@ def step_speed(backbone: str, batch: int, ratio: float, size: int, steps: int) -
         unlabeled_batch_ratio=ratio,
         precision=precision,
         evals=0,
-        optimizer="sgd",
+        optimizer=train["optimizer"],
+        lr=train["lr"],
+        weight_decay=train["weight_decay"],
+        ema=train["ema"],
     )
     trainer = Trainer(cfg, progress=False)
     res = trainer.fit(method, lab, unl, None)
     loop = n_img / statistics.median(res.step_seconds[3:])
+    # timed again after the loop, and the faster of the two kept: a bare rate held down by
+    # warm-up or a busy moment would flatter the ratio
+    bare = max(before, bare_rate())
     return {
         "mode": "step-speed",
         "backbone": backbone,
@@ -234,6 +246,8 @@ def step_speed(backbone: str, batch: int, ratio: float, size: int, steps: int) -
         "mu": ratio,
         "images_per_step": n_img,
         "precision": precision,
+        "optimizer": train["optimizer"],
+        "ema": train["ema"],
         "bare_img_s": round(bare, 1),
         "fixmatch_img_s": round(loop, 1),
         "ratio": round(loop / bare, 3),
@@ -251,7 +265,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64, help="labeled batch (step-speed)")
     ap.add_argument("--mu", type=float, help="unlabeled batch ratio (default 7; digits 4)")
     ap.add_argument("--init", help="start from this pretrained run or model (e.g. a SimCLR run)")
-    ap.add_argument("--steps", type=int, default=10, help="timed steps (step-speed)")
+    ap.add_argument("--steps", type=int, default=20, help="timed steps (step-speed)")
     ap.add_argument("--rounds", type=int, default=1, help="teacher_student students")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)

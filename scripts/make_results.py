@@ -390,17 +390,20 @@ def render_semi(rows: list[dict[str, Any]]) -> list[str]:
     if speed:
         out += [
             "FixMatch step throughput: the full loop step (B labeled + 2 x mu B unlabeled views: "
-            "sampling, batched weak and strong augmentation, EMA) against bare backbone steps "
-            "on the same number of images (target ratio >= 0.9):",
+            "sampling, batched weak and strong augmentation, the method, the optimiser, the EMA "
+            "when one is kept) against bare backbone steps with the same optimiser on the same "
+            "number of images (target ratio >= 0.9; rows without an optimiser: SGD in both, no "
+            "EMA):",
             "",
-            "| backbone | labeled batch | mu | images/step | precision | bare img/s | "
-            "FixMatch img/s | ratio | measured |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| backbone | labeled batch | mu | images/step | precision | optimizer | EMA | "
+            "bare img/s | FixMatch img/s | ratio | measured |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in speed:
             out.append(
                 f"| {r['backbone']} | {r['labeled_batch']} | {fmt(r['mu'])} | "
-                f"{r['images_per_step']} | {r['precision']} | {fmt(r['bare_img_s'])} | "
+                f"{r['images_per_step']} | {r['precision']} | {r.get('optimizer', 'sgd')} | "
+                f"{fmt(r.get('ema'))} | {fmt(r['bare_img_s'])} | "
                 f"{fmt(r['fixmatch_img_s'])} | {fmt(r['ratio'])} "
                 f"({'met' if r['ratio'] >= r['target'] else 'not met'}) | "
                 f"{r.get('date', '?')} @ {r.get('commit', '?')} |"
