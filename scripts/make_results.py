@@ -305,15 +305,18 @@ def render_semi(rows: list[dict[str, Any]]) -> list[str]:
     for r in rows:
         if r.get("data") == "cifar10" and "method" in r:
             key = (r["budget"], r["backbone"], r["method"], r.get("init"), r.get("mu"))
+            key += (r.get("auto_precision"),)  # two machines' runs are separate cells
             cifar[key] = r  # the latest measurement of each cell
     if cifar:
         out += [
             "CIFAR-10, 250 labels, the other training images unlabeled (latest run of each "
-            "cell; time to 40/50% = first validation evaluation at or above it):",
+            "cell; time to 40/50% = first validation evaluation at or above it; precision = what "
+            "`auto` trained in on the machine, where recorded: a CPU with native bf16 runs about "
+            "twice the steps of one without, so budgets compare only within one precision):",
             "",
-            "| budget | backbone | method | init | mu | test acc | macro-F1 | time to 40% | "
-            "time to 50% | steps | measured |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| budget | backbone | precision | method | init | mu | test acc | macro-F1 | "
+            "time to 40% | time to 50% | steps | measured |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         budget_s = {}
         for r in cifar.values():
@@ -331,13 +334,14 @@ def render_semi(rows: list[dict[str, Any]]) -> list[str]:
                 method += f" ({r['rounds']} round(s), threshold {r['threshold']:g}: {kept})"
             init = Path(r["init"]).name + " encoder" if r.get("init") else "-"
             out.append(
-                f"| {r['budget']} | {r['backbone']} | {method} | {init} | {fmt(r.get('mu'))} | "
+                f"| {r['budget']} | {r['backbone']} | {fmt(r.get('auto_precision'))} | {method} | "
+                f"{init} | {fmt(r.get('mu'))} | "
                 f"{_pct(r['test_acc'])} | {fmt(r['test_macro_f1'])} | "
                 f"{_secs(r.get('time_to_40'))} | {_secs(r.get('time_to_50'))} | "
                 f"{r['steps']:,} | {r.get('date', '?')} @ {r.get('commit', '?')} |"
             )
         out.append("")
-        for (budget, backbone), group in _groups(ordered).items():
+        for (budget, backbone, precision), group in _groups(ordered).items():
             sup = [r for r in group if r["method"] == "supervised"]
             semi = [r for r in group if r["method"] != "supervised"]
             if not sup or not semi:
@@ -351,8 +355,9 @@ def render_semi(rows: list[dict[str, Any]]) -> list[str]:
                 init = (
                     f" from the {Path(best['init']).name} encoder ({spent} pretraining not counted)"
                 )
+            where = f"{budget}, {backbone}" + (f", {precision}" if precision else "")
             line = (
-                f"- {budget}, {backbone}: best {best['method']}{init} "
+                f"- {where}: best {best['method']}{init} "
                 f"{_pct(best['test_acc'])} vs supervised {_pct(sup[-1]['test_acc'])}: "
                 f"{gain:+.1f} points"
             )
@@ -417,13 +422,19 @@ def _same_compute(rows: list[dict[str, Any]]) -> list[str]:
     """Runs started from a pretrained encoder whose pretraining time is recorded, against
     the supervised run whose budget equals pretraining + training (within 2%)."""
     out = []
-    sup = {(r["backbone"], _seconds(r["budget"])): r for r in rows if r["method"] == "supervised"}
+    sup = {
+        (r["backbone"], r.get("auto_precision"), _seconds(r["budget"])): r
+        for r in rows
+        if r["method"] == "supervised"
+    }
     for r in rows:
         if r["method"] == "supervised" or not r.get("init_pretrain_s"):
             continue
         total = _seconds(r["budget"]) + r["init_pretrain_s"]
         match = [
-            v for (b, t), v in sup.items() if b == r["backbone"] and abs(t - total) <= 0.02 * t
+            v
+            for (b, p, t), v in sup.items()
+            if (b, p) == (r["backbone"], r.get("auto_precision")) and abs(t - total) <= 0.02 * t
         ]
         if not match:
             continue
@@ -469,23 +480,31 @@ def render_ssl(rows: list[dict[str, Any]]) -> list[str]:
         elif r.get("method") == "random-init":
             rand[r["backbone"]] = r
         elif r.get("method") and r.get("budget"):
-            runs[(r["budget"], r["backbone"], r["method"])] = r
+            runs[(r["budget"], r["backbone"], r["method"], r.get("auto_precision"))] = r
     failed = {k: r for k, r in runs.items() if r.get("error")}
     runs = {k: r for k, r in runs.items() if not r.get("error")}
-    sup: dict[str, dict[str, Any]] = {}
+    # the supervised baseline: the best CIFAR-10 run within 30 minutes per backbone and
+    # precision (budgets compare only on machines that train at the same speed)
+    sup: dict[tuple, dict[str, Any]] = {}
     for r in load(RESULTS / "semi.jsonl") if (RESULTS / "semi.jsonl").exists() else []:
-        if r.get("data") == "cifar10" and r.get("method") == "supervised":
-            best = sup.get(r["backbone"])
+        if (
+            r.get("data") == "cifar10"
+            and r.get("method") == "supervised"
+            and _seconds(r["budget"]) <= 1800
+        ):
+            key = (r["backbone"], r.get("auto_precision"))
+            best = sup.get(key)
             if best is None or r["test_acc"] > best["test_acc"]:
-                sup[r["backbone"]] = r
+                sup[key] = r
     if runs:
         out += [
-            "Latest run of each method, budget and backbone (linear: logistic regression on "
-            "frozen features; kNN: cosine, k = 200):",
+            "Latest run of each method, budget, backbone and precision (linear: logistic "
+            "regression on frozen features; kNN: cosine, k = 200; precision: what `auto` "
+            "trained in, where recorded):",
             "",
-            "| budget | backbone | method | optimizer (lr) | steps | linear acc | linear F1 | "
-            "kNN acc | kNN F1 | linear vs random init | measured |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| budget | backbone | precision | method | optimizer (lr) | steps | linear acc | "
+            "linear F1 | kNN acc | kNN F1 | linear vs random init | measured |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         ordered = sorted(
             runs.values(), key=lambda r: (r["budget"], r["backbone"], -(r["linear_acc"] or 0))
@@ -500,8 +519,8 @@ def render_ssl(rows: list[dict[str, Any]]) -> list[str]:
             if proj:
                 opt += f", projector {'-'.join(str(d) for d in proj)}"
             out.append(
-                f"| {r['budget']} | {r['backbone']} | {r['method']} | {opt} | "
-                f"{r['pretrain_steps']:,} | {_pct(r['linear_acc'])} | "
+                f"| {r['budget']} | {r['backbone']} | {fmt(r.get('auto_precision'))} | "
+                f"{r['method']} | {opt} | {r['pretrain_steps']:,} | {_pct(r['linear_acc'])} | "
                 f"{fmt(r['linear_macro_f1'])} | {_pct(r['knn_acc'])} | {fmt(r['knn_macro_f1'])} "
                 f"| {gain} | {r.get('date', '?')} @ {r.get('commit', '?')} |"
             )
@@ -522,7 +541,7 @@ def render_ssl(rows: list[dict[str, Any]]) -> list[str]:
                 + (f" (not: {', '.join(below)})" if below else "")
                 + "."
             )
-    for (budget, backbone, method), r in sorted(failed.items()):
+    for (budget, backbone, method, _), r in sorted(failed.items(), key=lambda kv: kv[0][:3]):
         opt = f", {r['optimizer']} lr {r['lr']:g}" if r.get("optimizer") else ""
         out.append(f"- {method} ({budget}, {backbone}{opt}) did not complete: {r['error']}")
     budget_ok = [r for r in runs.values() if _seconds(r["budget"]) <= 1800]
@@ -533,11 +552,11 @@ def render_ssl(rows: list[dict[str, Any]]) -> list[str]:
             f"{best['backbone']}) {_pct(best['linear_acc'])} (target 60%: "
             f"{'met' if best['linear_acc'] >= 0.6 else 'not met'})"
         )
-        s_row = sup.get(best["backbone"])
+        s_row = sup.get((best["backbone"], best.get("auto_precision")))
         if s_row:
             gain = 100 * (best["linear_acc"] - s_row["test_acc"])
             line += (
-                f"; the supervised 250-label baseline ({s_row['budget']}) "
+                f"; the supervised 250-label baseline ({s_row['budget']}, same precision) "
                 f"{_pct(s_row['test_acc'])}: {gain:+.1f} points (target +15: "
                 f"{'met' if gain >= 15 else 'not met'})"
             )
@@ -556,7 +575,7 @@ def render_ssl(rows: list[dict[str, Any]]) -> list[str]:
 def _groups(rows: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in rows:
-        groups.setdefault((r["budget"], r["backbone"]), []).append(r)
+        groups.setdefault((r["budget"], r["backbone"], r.get("auto_precision")), []).append(r)
     return groups
 
 

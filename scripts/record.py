@@ -2,8 +2,9 @@
 
 Every JSON line the command prints is echoed and appended to
 ``benchmarks/results/NAME.jsonl`` with where and when it was measured (CPU model, thread
-count, torch version, commit, date), so ``scripts/make_results.py`` can rebuild
-``docs/results.md`` from measurements alone. Other output passes through untouched.
+count, the precision ``auto`` picks, torch version, commit, date), so
+``scripts/make_results.py`` can rebuild ``docs/results.md`` from measurements alone. Other
+output passes through untouched.
 """
 
 from __future__ import annotations
@@ -38,11 +39,17 @@ def machine() -> dict[str, str | int]:
         commit = ""
     import torch
 
+    from fewlabels.train.precision import resolve_precision
+
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
+    device = torch.device("cuda" if gpu else "cpu")
     return {
         "cpu": cpu,
         "cores": os.cpu_count() or 0,
         "gpu": gpu,
+        # what precision "auto" trains in here: two CPUs with the same model name can differ
+        # (one with native bf16 ran the same fastnet-s steps about twice as fast)
+        "auto_precision": resolve_precision("auto", device),
         "torch": torch.__version__,
         "commit": commit,
         "date": dt.date.today().isoformat(),
