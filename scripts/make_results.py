@@ -318,9 +318,6 @@ def render_semi(rows: list[dict[str, Any]]) -> list[str]:
             "time to 40% | time to 50% | steps | measured |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
-        budget_s = {}
-        for r in cifar.values():
-            budget_s[r["budget"]] = r.get("train_s") or 0
         ordered = sorted(
             cifar.values(), key=lambda r: (r["budget"] != "10m", r["budget"], -r["test_acc"])
         )
