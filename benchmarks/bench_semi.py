@@ -185,10 +185,14 @@ def init_cost(init: str | None) -> dict[str, Any]:
     return out
 
 
-def step_speed(backbone: str, batch: int, ratio: float, size: int, steps: int) -> dict:
-    """FixMatch loop step (B labeled + 2 x mu B unlabeled views, the CIFAR bench's optimiser
+def step_speed(
+    backbone: str, batch: int, ratio: float, size: int, steps: int, rounds: int = 4
+) -> dict:
+    """FixMatch loop steps (B labeled + 2 x mu B unlabeled views, the CIFAR bench's optimiser
     and EMA) vs bare backbone steps with the same optimiser on ``B (1 + 2 mu)`` random
-    images, both in the precision ``auto`` picks."""
+    images, both in the precision ``auto`` picks, timed in alternating rounds (bare, loop,
+    bare, loop, ...) so that a machine whose speed drifts slows both alike; each rate is the
+    median over all its rounds' steps."""
     precision = resolve_precision("auto", torch.device("cpu"))
     train = CIFAR["train"]
     n_img = batch + 2 * round(batch * ratio)
@@ -198,20 +202,17 @@ def step_speed(backbone: str, batch: int, ratio: float, size: int, steps: int) -
     x = torch.rand(n_img, 3, size, size).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (n_img,))
 
-    def bare_rate() -> float:
+    def bare_times(k: int) -> list[float]:
         times = []
-        for i in range(steps + 3):
+        for _ in range(k):
             t0 = time.perf_counter()
             with autocast(precision, torch.device("cpu")):
                 loss = F.cross_entropy(net(x).float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            if i >= 3:
-                times.append(time.perf_counter() - t0)
-        return n_img / statistics.median(times)
-
-    before = bare_rate()
+            times.append(time.perf_counter() - t0)
+        return times
 
     g = torch.Generator().manual_seed(0)
     n = 2048
@@ -222,23 +223,31 @@ def step_speed(backbone: str, batch: int, ratio: float, size: int, steps: int) -
     unl = ImageSet(images[512:], labels[512:], names).unlabel()
     torch.manual_seed(0)
     method = build_method("fixmatch", Network(backbone, 3, size, 10))
-    cfg = TrainConfig(
-        budget=f"{steps + 3}steps",
-        batch_size=batch,
-        unlabeled_batch_ratio=ratio,
-        precision=precision,
-        evals=0,
-        optimizer=train["optimizer"],
-        lr=train["lr"],
-        weight_decay=train["weight_decay"],
-        ema=train["ema"],
-    )
-    trainer = Trainer(cfg, progress=False)
-    res = trainer.fit(method, lab, unl, None)
-    loop = n_img / statistics.median(res.step_seconds[3:])
-    # timed again after the loop, and the faster of the two kept: a bare rate held down by
-    # warm-up or a busy moment would flatter the ratio
-    bare = max(before, bare_rate())
+
+    def loop_times(k: int) -> list[float]:
+        cfg = TrainConfig(
+            budget=f"{k + 1}steps",
+            batch_size=batch,
+            unlabeled_batch_ratio=ratio,
+            precision=precision,
+            evals=0,
+            optimizer=train["optimizer"],
+            lr=train["lr"],
+            weight_decay=train["weight_decay"],
+            ema=train["ema"],
+        )
+        res = Trainer(cfg, progress=False).fit(method, lab, unl, None)
+        return res.step_seconds[1:]  # the first step of a fit carries its set-up
+
+    bare_times(3)  # warm-up: allocator, first-call dispatch
+    loop_times(3)
+    tb: list[float] = []
+    tl: list[float] = []
+    for _ in range(rounds):
+        tb += bare_times(steps)
+        tl += loop_times(steps)
+    bare = n_img / statistics.median(tb)
+    loop = n_img / statistics.median(tl)
     return {
         "mode": "step-speed",
         "backbone": backbone,
@@ -248,6 +257,8 @@ def step_speed(backbone: str, batch: int, ratio: float, size: int, steps: int) -
         "precision": precision,
         "optimizer": train["optimizer"],
         "ema": train["ema"],
+        "rounds": rounds,
+        "steps_per_round": steps,
         "bare_img_s": round(bare, 1),
         "fixmatch_img_s": round(loop, 1),
         "ratio": round(loop / bare, 3),
@@ -265,7 +276,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64, help="labeled batch (step-speed)")
     ap.add_argument("--mu", type=float, help="unlabeled batch ratio (default 7; digits 4)")
     ap.add_argument("--init", help="start from this pretrained run or model (e.g. a SimCLR run)")
-    ap.add_argument("--steps", type=int, default=20, help="timed steps (step-speed)")
+    ap.add_argument("--steps", type=int, default=20, help="timed steps per round (step-speed)")
+    ap.add_argument("--speed-rounds", type=int, default=4, help="alternating rounds (step-speed)")
     ap.add_argument("--rounds", type=int, default=1, help="teacher_student students")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
@@ -273,7 +285,14 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.step_speed:
-        row = step_speed(args.backbone or "fastnet", args.batch, args.mu or 7.0, 32, args.steps)
+        row = step_speed(
+            args.backbone or "fastnet",
+            args.batch,
+            args.mu or 7.0,
+            32,
+            args.steps,
+            args.speed_rounds,
+        )
         print(json.dumps(row), flush=True)
         return
     base = DIGITS if args.digits else CIFAR
