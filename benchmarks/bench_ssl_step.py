@@ -6,11 +6,14 @@ correct setting: forward + cross-entropy through a linear layer + backward + SGD
 bf16. The loop step is ``Trainer.fit`` on a uint8 ImageSet resident in memory: index
 sampling, gathering, the method's batched augmentation, its heads and loss, backward,
 the optimiser, the schedule and ``after_step``. Images/s count source images x views
-(a ``denoise`` pair or a single autoencoder view counts once). Prints one JSON line per
-method: {"method", "backbone", "batch", "bare_two_view_img_s", "loop_img_s", "ratio",
-"target": 0.9}.
+(a ``denoise`` pair or a single autoencoder view counts once). Each method runs with the
+settings ``bench_ssl.py`` pretrains it with (optimiser, learning rate, gradient clip,
+projector widths). Bare and loop steps are timed in alternating rounds (loop, bare, loop,
+bare, ...), each rate the median over all its rounds' steps, so a drifting machine slows
+both alike. Prints one JSON line per method: {"method", "backbone", "batch",
+"bare_two_view_img_s", "loop_img_s", "ratio", "target": 0.9, ...}.
 
-    python benchmarks/bench_ssl_step.py --methods simclr byol vae --backbone convnet
+    python benchmarks/bench_ssl_step.py --methods simclr byol vae --backbone fastnet-s
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from bench_ssl import METHOD_KWARGS, METHOD_TRAIN, TRAIN
 
 from fewlabels.augment import build_policy
 from fewlabels.data.imageset import ImageSet
@@ -30,66 +34,72 @@ from fewlabels.models import Network
 from fewlabels.train.loop import TrainConfig, Trainer
 from fewlabels.train.precision import autocast, resolve_precision
 
-# trained with LARS, as in bench_ssl.py (VICReg's loss blows up under SGD at this lr)
-LARS_METHODS = ("vicreg", "barlow_twins")
-
 
 def ssl_methods() -> list[str]:
     """Every registered method whose kind is self-supervised."""
     return [n for n, c in METHODS.items() if getattr(c, "kind", "") == "self-supervised"]
 
 
-def bare_two_view_rate(
-    backbone: str, batch: int, size: int, steps: int, warmup: int, precision: str
-) -> float:
-    torch.manual_seed(0)
-    net = Network(backbone, 3, size, 10).to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True)
-    x = torch.rand(2 * batch, 3, size, size).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (2 * batch,))
-    dev = torch.device("cpu")
-    times = []
-    for i in range(steps + warmup):
-        t0 = time.perf_counter()
-        with autocast(precision, dev):
-            loss = F.cross_entropy(net(x).float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return 2 * batch / statistics.median(times)
+class BareTwoView:
+    """The yardstick: forward + cross-entropy + backward + SGD on ``2 x batch`` float images."""
+
+    def __init__(self, backbone: str, batch: int, size: int, precision: str) -> None:
+        torch.manual_seed(0)
+        self.net = Network(backbone, 3, size, 10).to(memory_format=torch.channels_last)
+        self.opt = torch.optim.SGD(self.net.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+        x = torch.rand(2 * batch, 3, size, size)
+        self.x = x.contiguous(memory_format=torch.channels_last)
+        self.y = torch.randint(0, 10, (2 * batch,))
+        self.precision = precision
+
+    def times(self, steps: int) -> list[float]:
+        out = []
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            with autocast(self.precision, torch.device("cpu")):
+                loss = F.cross_entropy(self.net(self.x).float(), self.y)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            out.append(time.perf_counter() - t0)
+        return out
 
 
-def loop_rate(
-    method_name: str,
-    backbone: str,
-    batch: int,
-    size: int,
-    steps: int,
-    warmup: int,
-    precision: str,
-) -> tuple[float, int]:
-    """(source images x views per second, views) of ``Trainer.fit`` on resident images."""
-    g = torch.Generator().manual_seed(0)
-    n = 4096
-    data = ImageSet(
-        torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g),
-        torch.full((n,), -1, dtype=torch.long),
-        [str(i) for i in range(10)],
-    )
-    torch.manual_seed(0)
-    method = build_method(method_name, Network(backbone, 3, size, 10))
-    views = sum(build_policy(p, image_size=size).num_views for p in method.views["unlabeled"])
-    cfg = TrainConfig(
-        budget=f"{steps + warmup}steps",
-        batch_size=batch,
-        precision=precision,
-        evals=1,
-        optimizer="lars" if method_name in LARS_METHODS else "sgd",
-    )
-    res = Trainer(cfg, progress=False).fit(method, None, data, None)
-    return batch * views / statistics.median(res.step_seconds[warmup:]), views
+class LoopSteps:
+    """``Trainer.fit`` of one method on resident uint8 images, with bench_ssl's settings."""
+
+    def __init__(self, name: str, backbone: str, batch: int, size: int, precision: str) -> None:
+        g = torch.Generator().manual_seed(0)
+        n = 4096
+        self.data = ImageSet(
+            torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g),
+            torch.full((n,), -1, dtype=torch.long),
+            [str(i) for i in range(10)],
+        )
+        torch.manual_seed(0)
+        self.method = build_method(
+            name, Network(backbone, 3, size, 10), **METHOD_KWARGS.get(name, {})
+        )
+        self.views = sum(
+            build_policy(p, image_size=size).num_views for p in self.method.views["unlabeled"]
+        )
+        train = {**TRAIN, **METHOD_TRAIN.get(name, {})}
+        self.train = {
+            k: train[k] for k in ("optimizer", "lr", "weight_decay", "grad_clip") if k in train
+        }
+        self.train["lr"] *= batch / TRAIN["batch_size"]
+        self.batch, self.precision = batch, precision
+
+    def times(self, steps: int) -> list[float]:
+        cfg = TrainConfig(
+            budget=f"{steps + 1}steps",
+            batch_size=self.batch,
+            precision=self.precision,
+            evals=0,
+            **self.train,
+        )
+        res = Trainer(cfg, progress=False).fit(self.method, None, self.data, None)
+        return res.step_seconds[1:]  # the first step of a fit carries its set-up
 
 
 def main() -> None:
@@ -98,14 +108,15 @@ def main() -> None:
     ap.add_argument("--backbone", default="convnet")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--size", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=15)
-    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=10, help="timed steps per round")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating loop/bare rounds")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     precision = resolve_precision("auto", torch.device("cpu"))
     names = args.methods or ssl_methods()
-    common = (args.batch, args.size, args.steps, args.warmup, precision)
+    bare = BareTwoView(args.backbone, args.batch, args.size, precision)
+    bare.times(3)  # warm-up: allocator, first-call dispatch
     for name in names:
         row: dict[str, object] = {
             "method": name,
@@ -115,17 +126,28 @@ def main() -> None:
             "precision": precision,
         }
         try:
-            loop, views = loop_rate(name, args.backbone, *common)
-            # measured beside each method: on a shared machine a ratio holds, a rate drifts
-            bare = bare_two_view_rate(args.backbone, *common)
+            loop = LoopSteps(name, args.backbone, args.batch, args.size, precision)
+            row.update(loop.train)
+            if name in METHOD_KWARGS:
+                row["method_kwargs"] = METHOD_KWARGS[name]
+            loop.times(2)  # warm-up
+            tl: list[float] = []
+            tb: list[float] = []
+            for _ in range(args.rounds):
+                tl += loop.times(args.steps)
+                tb += bare.times(args.steps)
         except Exception as e:  # one broken method must not hide the others' figures
             row["error"] = f"{type(e).__name__}: {e}"
         else:
+            bare_rate = 2 * args.batch / statistics.median(tb)
+            loop_rate = args.batch * loop.views / statistics.median(tl)
             row.update(
-                views=views,
-                bare_two_view_img_s=round(bare, 1),
-                loop_img_s=round(loop, 1),
-                ratio=round(loop / bare, 3),
+                views=loop.views,
+                rounds=args.rounds,
+                steps_per_round=args.steps,
+                bare_two_view_img_s=round(bare_rate, 1),
+                loop_img_s=round(loop_rate, 1),
+                ratio=round(loop_rate / bare_rate, 3),
                 target=0.9,
             )
         print(json.dumps(row), flush=True)

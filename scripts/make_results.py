@@ -42,7 +42,7 @@ SECTIONS: dict[str, tuple[str, str, str]] = {
     "ssl_step": (
         "Pretraining-step throughput",
         "full two-view step as a fraction of the bare backbone's two-view rate; target >= 0.9",
-        "python benchmarks/bench_ssl_step.py",
+        "python benchmarks/bench_ssl_step.py --backbone fastnet-s",
     ),
     "ssl": (
         "Self-supervised pretraining, then probes with 250 labels",
@@ -512,9 +512,9 @@ def render_ssl(rows: list[dict[str, Any]]) -> list[str]:
             opt = f"{r['optimizer']} ({r['lr']:g})" if r.get("optimizer") else "-"
             if r.get("grad_clip"):
                 opt += f", grad norm <= {r['grad_clip']:g}"
-            proj = (r.get("method_kwargs") or {}).get("projector")
-            if proj:
-                opt += f", projector {'-'.join(str(d) for d in proj)}"
+            for k, v in (r.get("method_kwargs") or {}).items():
+                v = "-".join(str(d) for d in v) if isinstance(v, list) else f"{v:g}"
+                opt += f", {k} {v}"
             out.append(
                 f"| {r['budget']} | {r['backbone']} | {fmt(r.get('auto_precision'))} | "
                 f"{r['method']} | {opt} | {r['pretrain_steps']:,} | {_pct(r['linear_acc'])} | "
