@@ -154,3 +154,20 @@ def test_one_line_errors(pretrained, tmp_path):
         invoke("probe", str(pretrained), "--data", "npz:" + str(tmp_path / "missing.npz")),
         "missing.npz",
     )
+
+
+def test_example_vicreg_config_with_flag_overrides(tmp_path):
+    """examples/vicreg-cifar10.yaml is a valid pretraining config; flags beat its settings."""
+    example = Path(__file__).resolve().parents[1] / "examples" / "vicreg-cifar10.yaml"
+    r = invoke(
+        "pretrain", "--config", str(example), "--data", "digits", "--budget", "3steps",
+        "--batch-size", "64", "--evals", "1", "--grad-clip", "0.5", "--out", str(tmp_path),
+        "--no-progress",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["method"] == "vicreg" and cfg["backbone"] == "fastnet-s"
+    assert cfg["method_kwargs"]["projector"] == [2048, 2048, 2048]
+    train = cfg["train"]
+    assert (train["optimizer"], train["grad_clip"], train["budget"]) == ("lars", 0.5, "3steps")
+    assert train["weight_decay"] == 1e-4 and train["batch_size"] == 64

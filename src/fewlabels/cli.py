@@ -213,6 +213,9 @@ def train(
     warmup: Annotated[float, typer.Option(help="Warm-up fraction of the budget.")] = 0.05,
     label_smoothing: Annotated[float | None, typer.Option(help="Label smoothing.")] = None,
     ema: Annotated[float, typer.Option(help="EMA decay of the weights (0 = off).")] = 0.0,
+    grad_clip: Annotated[
+        float, typer.Option(help="Clip the gradient norm at this value (0 = off).")
+    ] = 0.0,
     precision: Annotated[str, typer.Option(help="auto, bf16 or fp32.")] = "auto",
     evals: Annotated[int, typer.Option(help="Validation evaluations over the run.")] = 10,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
@@ -265,6 +268,7 @@ def train(
             "weight_decay": weight_decay,
             "warmup": warmup,
             "ema": ema,
+            "grad_clip": grad_clip,
             "precision": precision,
             "evals": evals,
         }.items():
