@@ -6,7 +6,8 @@ correct setting: forward + cross-entropy through a linear layer + backward + SGD
 bf16. The loop step is ``Trainer.fit`` on a uint8 ImageSet resident in memory: index
 sampling, gathering, the method's batched augmentation, its heads and loss, backward,
 the optimiser, the schedule and ``after_step``. Images/s count source images x views
-(a ``denoise`` pair or a single autoencoder view counts once). Each method runs with the
+(a ``denoise`` pair or a single autoencoder view counts once; RotNet's four rotations of
+each image count four times). Each method runs with the
 settings ``bench_ssl.py`` pretrains it with (optimiser, learning rate, gradient clip,
 projector widths). Bare and loop steps are timed in alternating rounds (loop, bare, loop,
 bare, ...), each rate the median over all its rounds' steps, so a drifting machine slows
@@ -80,7 +81,7 @@ class LoopSteps:
         self.method = build_method(
             name, Network(backbone, 3, size, 10), **METHOD_KWARGS.get(name, {})
         )
-        self.views = sum(
+        self.views = self.method.unlabeled_copies * sum(
             build_policy(p, image_size=size).num_views for p in self.method.views["unlabeled"]
         )
         train = {**TRAIN, **METHOD_TRAIN.get(name, {})}

@@ -450,6 +450,7 @@ def test_images_budget_parses_and_counts_every_view():
     rot = (torch.zeros(8, 1, 8, 8), torch.zeros(8, dtype=torch.long))  # image + label
     b = Batch(labeled=[x], unlabeled=[(torch.zeros(24, 1, 8, 8), torch.zeros(24, 1, 8, 8)), rot])
     assert count_images(b) == 8 + 48 + 8
+    assert count_images(b, unlabeled_copies=4) == 8 + 4 * (48 + 8)  # labeled counted once
 
 
 def test_images_budget_sets_the_step_count(tmp_path):
@@ -464,3 +465,22 @@ def test_images_budget_sets_the_step_count(tmp_path):
     res = run_training(cfg, progress=False, log=lambda s: None)
     assert res.steps == 40  # 640 images / 16 per step
     assert res.curve[-1]["backbone_images"] == 640
+
+
+def test_images_budget_counts_rotnet_rotations(tmp_path):
+    """RotNet puts each unlabeled image through the backbone four times (all rotations):
+    an image budget counts those passes, and the online probe's labeled images once."""
+    from fewlabels.train.run import RunConfig, run_training
+
+    torch.set_num_threads(1)
+    cfg = RunConfig(
+        labels_per_class=3,
+        method="rotnet",
+        backbone="fastnet-s",
+        train={"budget": "1400img", "batch_size": 32, "unlabeled_batch_ratio": 8, "evals": 1},
+        out=str(tmp_path / "r"),
+    )
+    res = run_training(cfg, progress=False, log=lambda s: None)
+    per_step = 4 * 32 + 32 // 8  # 4 rotations of 32 unlabeled + the probe's 4 labeled
+    assert res.steps == -(-1400 // per_step) == 11
+    assert res.curve[-1]["backbone_images"] == 11 * per_step

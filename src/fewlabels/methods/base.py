@@ -45,6 +45,9 @@ class Method(nn.Module):
     # labeled batch B, unlabeled B x unlabeled_batch_ratio) or "unlabeled" (pretraining
     # with an online probe: unlabeled batch B, labeled B / unlabeled_batch_ratio).
     primary: ClassVar[str] = "labeled"
+    # Backbone passes per unlabeled view image (RotNet's four rotations of each: 4); the
+    # loop counts images through the backbone (image budgets, ``backbone_images``) with it.
+    unlabeled_copies: int = 1
     network: nn.Module
 
     @property

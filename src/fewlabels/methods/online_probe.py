@@ -74,6 +74,10 @@ class OnlineProbe(Method):
     def network(self) -> nn.Module:  # the inner method's: not registered twice
         return self.inner.network
 
+    @property  # type: ignore[override]
+    def unlabeled_copies(self) -> int:
+        return self.inner.unlabeled_copies
+
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         out = dict(self.inner.step(dataclasses.replace(batch, labeled=[], labels=None)))
         assert batch.labels is not None

@@ -61,6 +61,7 @@ class RotNet(Method):
         super().__init__()
         self.network = network
         self.all_rotations = bool(all_rotations)
+        self.unlabeled_copies = 4 if self.all_rotations else 1
         self.rotation_head = mlp([network.feature_dim, *head, 4])
         self.views = {"labeled": (), "unlabeled": (augment,)}
 

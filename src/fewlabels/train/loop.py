@@ -191,13 +191,15 @@ class IndexStream:
         return step * self.batch_size / self.n
 
 
-def count_images(batch: Batch) -> int:
-    """Augmented images in a step's batch: the rows of every 4-D tensor of every view."""
+def count_images(batch: Batch, unlabeled_copies: int = 1) -> int:
+    """Images through the backbone in a step: the rows of every 4-D tensor of every view,
+    unlabeled ones ``unlabeled_copies`` times (a method's ``Method.unlabeled_copies``)."""
     n = 0
-    for entry in [*batch.labeled, *batch.unlabeled]:
-        for t in entry if isinstance(entry, (tuple, list)) else (entry,):
-            if isinstance(t, torch.Tensor) and t.ndim == 4:
-                n += t.shape[0]
+    for copies, entries in ((1, batch.labeled), (unlabeled_copies, batch.unlabeled)):
+        for entry in entries:
+            for t in entry if isinstance(entry, (tuple, list)) else (entry,):
+                if isinstance(t, torch.Tensor) and t.ndim == 4:
+                    n += copies * t.shape[0]
     return n
 
 
@@ -442,7 +444,7 @@ class Trainer:
                 batch.unlabeled = [p(ux, gen) for p in unl_pols]
                 batch.unlabeled_index = uidx.to(dev)
             if self.images_per_step is None:  # images through the backbone per step
-                self.images_per_step = count_images(batch) * w
+                self.images_per_step = count_images(batch, method.unlabeled_copies) * w
                 if total_steps is None and self.budget.kind == "images":
                     total_steps = self.budget.steps_for_images(self.images_per_step)
             with autocast(self.precision, dev):
