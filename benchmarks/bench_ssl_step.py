@@ -22,48 +22,22 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 
 import torch
-import torch.nn.functional as F
 from bench_ssl import METHOD_KWARGS, METHOD_TRAIN, TRAIN
+from bench_train_step import BareStep
 
 from fewlabels.augment import build_policy
 from fewlabels.data.imageset import ImageSet
 from fewlabels.methods import METHODS, build_method
 from fewlabels.models import Network
 from fewlabels.train.loop import TrainConfig, Trainer
-from fewlabels.train.precision import autocast, resolve_precision
+from fewlabels.train.precision import resolve_precision
 
 
 def ssl_methods() -> list[str]:
     """Every registered method whose kind is self-supervised."""
     return [n for n, c in METHODS.items() if getattr(c, "kind", "") == "self-supervised"]
-
-
-class BareTwoView:
-    """The yardstick: forward + cross-entropy + backward + SGD on ``2 x batch`` float images."""
-
-    def __init__(self, backbone: str, batch: int, size: int, precision: str) -> None:
-        torch.manual_seed(0)
-        self.net = Network(backbone, 3, size, 10).to(memory_format=torch.channels_last)
-        self.opt = torch.optim.SGD(self.net.parameters(), lr=0.01, momentum=0.9, nesterov=True)
-        x = torch.rand(2 * batch, 3, size, size)
-        self.x = x.contiguous(memory_format=torch.channels_last)
-        self.y = torch.randint(0, 10, (2 * batch,))
-        self.precision = precision
-
-    def times(self, steps: int) -> list[float]:
-        out = []
-        for _ in range(steps):
-            t0 = time.perf_counter()
-            with autocast(self.precision, torch.device("cpu")):
-                loss = F.cross_entropy(self.net(self.x).float(), self.y)
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
-            out.append(time.perf_counter() - t0)
-        return out
 
 
 class LoopSteps:
@@ -116,7 +90,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     precision = resolve_precision("auto", torch.device("cpu"))
     names = args.methods or ssl_methods()
-    bare = BareTwoView(args.backbone, args.batch, args.size, precision)
+    bare = BareStep(args.backbone, 2 * args.batch, args.size, precision)  # two views
     bare.times(3)  # warm-up: allocator, first-call dispatch
     for name in names:
         row: dict[str, object] = {
