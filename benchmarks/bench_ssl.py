@@ -46,22 +46,17 @@ METHOD_TRAIN: dict[str, dict[str, Any]] = {
     # VICReg's loss still became inf at step 25 of 10 minutes with those settings and a
     # 2048-wide projector (suspected, not isolated: biases and norms, outside LARS, take
     # plain SGD steps on its large gradients); with the gradient norm clipped at 1 it
-    # completes and leads the 10-minute table (43.0% linear)
+    # completes and leads the 10-minute table (43.5% linear, bf16 host)
     "vicreg": {**LARS_CIFAR, "grad_clip": 1.0},
-    # BYOL too (solo-learn's CIFAR config: LARS lr 1.0, eta 0.02 with clip_lr, wd 1e-5): under
-    # the SGD above it made 747 steps in 10 minutes to 24.7%, below the random-init probe,
-    # and about the same with LARS alone (737 steps, 23.8%); with the gradient-norm clip
-    # that lifted VICReg and Barlow Twins, 1,045 steps to 27.1% (bf16 host), just above it
-    # (its loss stayed near 3.2 until the learning rate had decayed to a third)
-    # Since the loss fell only with the learning rate, BYOL starts from 0.3: 1,204 steps to
-    # 31.8% (bf16 host).
+    # BYOL (solo-learn's CIFAR config: LARS lr 1.0, eta 0.02 with clip_lr, wd 1e-5), 10
+    # minutes: under the SGD above 24.7%, with LARS alone 23.8% (both below random init),
+    # with the gradient-norm clip 27.1%; its loss stayed near 3.2 until the learning rate
+    # had decayed to a third, so it starts from 0.3: 1,204 steps to 31.8% (bf16 host)
     "byol": {"optimizer": "lars", "lr": 0.3, "weight_decay": 1e-5, "grad_clip": 1.0},
-    # and DINO (solo-learn's CIFAR config: LARS lr 0.3, eta 0.02 with clip_lr, wd 1e-6;
-    # gradient norm clipped at 3 as in the official main_dino.py): under the SGD above it
-    # made 669 steps in 10 minutes to 23.3%, below random init, and with these settings
-    # 1,011 steps to 23.9% (bf16 host), still below (loss ~10, above log 4096, throughout)
-    # At lr 0.1 (the lower rate that lifted BYOL) 1,097 steps to 23.0%: no better. DINO is
-    # the one method still below the untrained encoder in 10 CPU minutes.
+    # DINO (solo-learn's CIFAR config: LARS lr 0.3, eta 0.02 with clip_lr, wd 1e-6; gradient
+    # norm clipped at 3 as in the official main_dino.py), 10 minutes: under the SGD above
+    # 23.3%, with LARS 0.3 and the clip 23.9%, at lr 0.1 23.0% (bf16 host): the one method
+    # still below the untrained encoder (its loss stays near 10, above log 4096, throughout)
     "dino": {**LARS_CIFAR, "lr": 0.1, "weight_decay": 1e-6, "grad_clip": 3.0},
     # The autoencoders under the SGD above (lr 0.06) probed at 26.5% (plain), 24.7%
     # (denoising), 21.4% (VAE) against random init's 25.9%: a per-pixel MSE gives the encoder
