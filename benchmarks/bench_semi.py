@@ -24,19 +24,18 @@ import contextlib
 import json
 import shutil
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+from bench_train_step import BareStep
 
 from fewlabels.data.imageset import ImageSet
 from fewlabels.methods import build_method
 from fewlabels.models import Network
 from fewlabels.train.budget import Budget
 from fewlabels.train.loop import TrainConfig, Trainer
-from fewlabels.train.precision import autocast, resolve_precision
+from fewlabels.train.precision import resolve_precision
 from fewlabels.train.run import RunConfig, run_training
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -196,23 +195,13 @@ def step_speed(
     precision = resolve_precision("auto", torch.device("cpu"))
     train = CIFAR["train"]
     n_img = batch + 2 * round(batch * ratio)
-    torch.manual_seed(0)
-    net = Network(backbone, 3, size, 10).to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(net.parameters(), lr=train["lr"], weight_decay=train["weight_decay"])
-    x = torch.rand(n_img, 3, size, size).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (n_img,))
-
-    def bare_times(k: int) -> list[float]:
-        times = []
-        for _ in range(k):
-            t0 = time.perf_counter()
-            with autocast(precision, torch.device("cpu")):
-                loss = F.cross_entropy(net(x).float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            times.append(time.perf_counter() - t0)
-        return times
+    bare = BareStep(
+        backbone,
+        n_img,
+        size,
+        precision,
+        lambda p: torch.optim.AdamW(p, lr=train["lr"], weight_decay=train["weight_decay"]),
+    )
 
     g = torch.Generator().manual_seed(0)
     n = 2048
@@ -239,15 +228,15 @@ def step_speed(
         res = Trainer(cfg, progress=False).fit(method, lab, unl, None)
         return res.step_seconds[1:]  # the first step of a fit carries its set-up
 
-    bare_times(3)  # warm-up: allocator, first-call dispatch
+    bare.times(3)  # warm-up: allocator, first-call dispatch
     loop_times(3)
     tb: list[float] = []
     tl: list[float] = []
     for _ in range(rounds):
-        tb += bare_times(steps)
+        tb += bare.times(steps)
         tl += loop_times(steps)
-    bare = n_img / statistics.median(tb)
-    loop = n_img / statistics.median(tl)
+    bare_rate = n_img / statistics.median(tb)
+    loop_rate = n_img / statistics.median(tl)
     return {
         "mode": "step-speed",
         "backbone": backbone,
@@ -259,9 +248,9 @@ def step_speed(
         "ema": train["ema"],
         "rounds": rounds,
         "steps_per_round": steps,
-        "bare_img_s": round(bare, 1),
-        "fixmatch_img_s": round(loop, 1),
-        "ratio": round(loop / bare, 3),
+        "bare_img_s": round(bare_rate, 1),
+        "fixmatch_img_s": round(loop_rate, 1),
+        "ratio": round(loop_rate / bare_rate, 3),
         "target": 0.9,
     }
 

@@ -20,6 +20,8 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -34,10 +36,22 @@ from fewlabels.train.precision import autocast, resolve_precision
 class BareStep:
     """Forward + cross-entropy + backward + SGD of the bare network on one ready batch."""
 
-    def __init__(self, backbone: str, batch: int, size: int, precision: str) -> None:
+    def __init__(
+        self,
+        backbone: str,
+        batch: int,
+        size: int,
+        precision: str,
+        make_optimizer: Callable[[Any], torch.optim.Optimizer] | None = None,
+    ) -> None:
         torch.manual_seed(0)
         self.net = Network(backbone, 3, size, 10).to(memory_format=torch.channels_last)
-        self.opt = torch.optim.SGD(self.net.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+        params = self.net.parameters()
+        self.opt = (
+            make_optimizer(params)
+            if make_optimizer
+            else torch.optim.SGD(params, lr=0.01, momentum=0.9, nesterov=True)
+        )
         self.x = torch.rand(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
         self.y = torch.randint(0, 10, (batch,))
         self.precision = precision
