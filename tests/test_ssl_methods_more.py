@@ -10,6 +10,7 @@ import torch
 
 from fewlabels.data.digits import load_digits_dataset
 from fewlabels.data.imageset import ImageSet
+from fewlabels.errors import ConfigError
 from fewlabels.methods import METHODS, Batch, build_method
 from fewlabels.methods.dino import dino_loss
 from fewlabels.methods.heads import CosineLinear
@@ -318,6 +319,41 @@ def test_dino_moves_teacher_and_center_after_the_step(images):
     tau = 0.995  # cosine schedule from 0.99 at progress 0.5
     for o, new, on in zip(old, m.teacher_head.parameters(), m.head.parameters(), strict=True):
         torch.testing.assert_close(new, tau * o + (1 - tau) * on.detach())
+
+
+def test_dino_can_freeze_its_prototypes_for_the_first_steps(images):
+    m = _method("dino", freeze_prototypes_steps=2)
+    views = _views(m, images)
+    protos = m.head[1].weight
+    for step, moves in ((0, False), (1, False), (2, True)):
+        m.zero_grad()
+        m(Batch(unlabeled=views, step=step))["loss"].backward()
+        assert protos.grad is not None  # a zero gradient, not None: DDP sees it used
+        assert (float(protos.grad.abs().max()) > 0) is moves, step
+        assert float(m.head[0][0].weight.grad.abs().max()) > 0  # the MLP always learns
+
+
+def test_dino_teacher_temperature_warms_up_linearly_then_stays(images):
+    m = _method("dino", teacher_temp=0.07, warmup_teacher_temp=0.04, teacher_temp_warmup=0.4)
+    views = _views(m, images)
+    temps = []
+    for prog in (0.0, 0.2, 0.4, 0.9):
+        m(Batch(unlabeled=views, progress=prog))
+        temps.append(m.current_teacher_temp)
+    assert temps == pytest.approx([0.04, 0.055, 0.07, 0.07])
+    assert _method("dino", teacher_temp=0.05).current_teacher_temp == 0.05  # no warm-up
+
+
+def test_dino_head_batchnorm_and_bad_settings():
+    assert any(isinstance(x, torch.nn.BatchNorm1d) for x in _method("dino", head_bn=True).modules())
+    assert not any(isinstance(x, torch.nn.BatchNorm1d) for x in _method("dino").head.modules())
+    for bad in (
+        {"warmup_teacher_temp": 0.0},
+        {"teacher_temp_warmup": 1.5},
+        {"freeze_prototypes_steps": -1},
+    ):
+        with pytest.raises(ConfigError, match="DINO needs"):
+            _method("dino", **bad)
 
 
 def test_rotnet_step_sees_all_four_rotations(images):

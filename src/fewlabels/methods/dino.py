@@ -11,9 +11,12 @@ ranks so that every rank holds the same centre; it moves in ``after_step`` toget
 the teacher (``tau`` rises from ``base_tau`` to 1 along a cosine, as BYOL's).
 
 The head is an MLP to a bottleneck, L2-normalisation, and a weight-normalised linear layer
-with its gain fixed to 1 (``CosineLinear``). Not included: multi-crop, the teacher
-temperature warm-up (the paper's default starts and stays at 0.04) and freezing the last
-layer in the first epoch. The MLP uses ReLU where the paper's ViT head uses GELU.
+with its gain fixed to 1 (``CosineLinear``). As in the official code, the last layer (the
+prototypes) can be frozen for the first steps (``freeze_prototypes_steps``: a zero
+gradient, as SwAV's), and the teacher temperature can warm up linearly from
+``warmup_teacher_temp`` over the first ``teacher_temp_warmup`` of the run. Not included:
+multi-crop. The MLP uses ReLU where the paper's ViT head uses GELU; ``head_bn`` puts
+BatchNorm in it (the official code's ``use_bn_in_head``).
 """
 
 from __future__ import annotations
@@ -45,6 +48,15 @@ DEFAULTS = {
     # ablation shows K = 4096 nearly as good, which suits small data sets.
     "head": (2048, 2048, 256),
     "num_prototypes": 4096,
+    # official main_dino.py: BatchNorm in the head off by default (use_bn_in_head).
+    "head_bn": False,
+    # The official code freezes the last layer for the first epoch; off by default here
+    # (runs are counted in steps and budgets, not epochs).
+    "freeze_prototypes_steps": 0,
+    # Teacher temperature warm-up (official: from 0.04 over the first 30 of 100 epochs);
+    # None keeps teacher_temp throughout.
+    "warmup_teacher_temp": None,
+    "teacher_temp_warmup": 0.3,
 }
 
 
@@ -90,13 +102,23 @@ class DINO(Method):
         base_tau: float = DEFAULTS["base_tau"],
         head: Sequence[int] = DEFAULTS["head"],
         num_prototypes: int = DEFAULTS["num_prototypes"],
+        head_bn: bool = DEFAULTS["head_bn"],
+        freeze_prototypes_steps: int = DEFAULTS["freeze_prototypes_steps"],
+        warmup_teacher_temp: float | None = DEFAULTS["warmup_teacher_temp"],
+        teacher_temp_warmup: float = DEFAULTS["teacher_temp_warmup"],
         augment: str = "twoview",  # DINO's global crops: BYOL's two asymmetric views
     ) -> None:
         super().__init__()
-        if min(student_temp, teacher_temp) <= 0 or num_prototypes < 2:
+        start_temp = teacher_temp if warmup_teacher_temp is None else warmup_teacher_temp
+        if min(student_temp, teacher_temp, start_temp) <= 0 or num_prototypes < 2:
             raise ConfigError(
                 "DINO needs positive temperatures and num_prototypes >= 2 "
-                f"(got {student_temp}, {teacher_temp}, {num_prototypes})"
+                f"(got {student_temp}, {teacher_temp}, {start_temp}, {num_prototypes})"
+            )
+        if not 0.0 <= teacher_temp_warmup <= 1.0 or freeze_prototypes_steps < 0:
+            raise ConfigError(
+                "DINO needs teacher_temp_warmup in [0, 1] and freeze_prototypes_steps >= 0 "
+                f"(got {teacher_temp_warmup}, {freeze_prototypes_steps})"
             )
         if not (0.0 <= center_momentum <= 1.0 and 0.0 <= base_tau <= 1.0):
             raise ConfigError(
@@ -105,8 +127,10 @@ class DINO(Method):
         self.network = network
         self.student_temp, self.teacher_temp = float(student_temp), float(teacher_temp)
         self.center_momentum, self.base_tau = float(center_momentum), float(base_tau)
+        self.start_temp, self.temp_warmup = float(start_temp), float(teacher_temp_warmup)
+        self.freeze_steps = int(freeze_prototypes_steps)
         self.head = nn.Sequential(
-            mlp([network.feature_dim, *head], bn=False),
+            mlp([network.feature_dim, *head], bn=bool(head_bn)),
             CosineLinear(int(list(head)[-1]), int(num_prototypes)),
         )
         self.teacher_network = frozen_copy(network)
@@ -120,16 +144,27 @@ class DINO(Method):
         v1, v2 = batch.unlabeled[0]
         self.progress = float(batch.progress)
         x = torch.cat([v1, v2])
-        s1, s2 = self.head(self.network.features(x)).chunk(2)
+        mlp_head, prototypes = self.head
+        z = mlp_head(self.network.features(x))
+        s1, s2 = prototypes(z, frozen=batch.step < self.freeze_steps).chunk(2)
         with torch.no_grad():
             t = self.teacher_head(self.teacher_network.features(x))
         t1, t2 = t.chunk(2)
-        loss = dino_loss(s1, s2, t1, t2, self.center, self.student_temp, self.teacher_temp)
+        temp = self.current_teacher_temp
+        loss = dino_loss(s1, s2, t1, t2, self.center, self.student_temp, temp)
         self._batch_center = batch_center(t)
         with torch.no_grad():  # entropy of the teacher's targets: 0 = one-hot, log K = uniform
-            pt = F.softmax((t.float() - self.center) / self.teacher_temp, dim=1)
+            pt = F.softmax((t.float() - self.center) / temp, dim=1)
             entropy = -(pt * torch.log(pt + 1e-12)).sum(1).mean()
         return {"loss": loss, "teacher_entropy": entropy}
+
+    @property
+    def current_teacher_temp(self) -> float:
+        """The teacher temperature at this point of the run (linear warm-up, then flat)."""
+        if self.temp_warmup <= 0 or self.progress >= self.temp_warmup:
+            return self.teacher_temp
+        frac = self.progress / self.temp_warmup
+        return self.start_temp + frac * (self.teacher_temp - self.start_temp)
 
     @property
     def tau(self) -> float:

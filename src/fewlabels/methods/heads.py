@@ -115,7 +115,10 @@ class CosineLinear(nn.Linear):
     def __init__(self, in_features: int, out_features: int) -> None:
         super().__init__(in_features, out_features, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+        """Cosine scores; ``frozen``: the weight gets a zero gradient (stays put, and DDP
+        still sees it used)."""
+        weight = self.weight.detach() + 0.0 * self.weight if frozen else self.weight
         with torch.autocast(x.device.type, enabled=False):
-            w = F.normalize(self.weight.float(), dim=1)
+            w = F.normalize(weight.float(), dim=1)
             return F.normalize(x.float(), dim=1) @ w.T
