@@ -12,7 +12,8 @@ The encoder is pretrained once with the project's own pretraining (``--pretrain-
 default 200 steps of 256 images, about 2.6 epochs;
 settings of benchmarks/bench_ssl.py) and cached in ``--encoder`` (runs/ is git-ignored),
 so later runs reuse it. One JSON line per (features, strategy, budget), then a summary line
-per budget: TypiClust minus random (target: >= 10 points).
+per budget: TypiClust minus random and the best strategy minus random (target: TypiClust
+or the best representative strategy >= 10 points above random).
 
     python benchmarks/bench_select.py                      # pretrains on first use (200 steps)
     python benchmarks/bench_select.py --strategies random typiclust --budgets 10 40
@@ -176,6 +177,7 @@ def main() -> None:
                 continue
             typ = others.get("typiclust")
             gain = (typ if typ is not None else others[best]) - rnd
+            best_gain = others[best] - rnd  # the issue: "TypiClust (or the best ...)"
             print(
                 json.dumps(
                     {
@@ -187,8 +189,9 @@ def main() -> None:
                         "best_strategy": best,
                         "best_acc": round(others[best], 4),
                         "typiclust_gain_points": round(100 * gain, 1),
+                        "best_gain_points": round(100 * best_gain, 1),
                         "target_points": 10,
-                        "met": bool(gain >= 0.10),
+                        "met": bool(max(gain, best_gain) >= 0.10),
                     }
                 ),
                 flush=True,
