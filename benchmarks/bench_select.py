@@ -82,7 +82,7 @@ def features(args: argparse.Namespace, ds: Any) -> tuple[dict[str, Any], dict[st
         if steps is None and metrics.is_file():
             steps = json.loads(metrics.read_text()).get("steps")
         method = meta.get("method") or "unknown method"
-        info["ssl_encoder"] = f"{method} {args.backbone}, {steps} steps"
+        info["ssl_encoder"] = f"{method} {net.config()['backbone']}, {steps} steps"
         net = net.to(memory_format=torch.channels_last)
         prec = resolve_precision("auto", torch.device("cpu"))
         t0 = time.perf_counter()
