@@ -82,7 +82,8 @@ METHOD_KWARGS: dict[str, dict[str, Any]] = {
     # there, also with the prototypes frozen for 80 steps, the 0.04 -> 0.07 warm-up,
     # BatchNorm in the head, or a teacher momentum of 0.996 or 0.9995 (100-second runs,
     # kNN 19-21%, random init 19%). A sharper teacher (0.02), 1,024 prototypes and
-    # BatchNorm in the head gave the best kNN of those short runs (22%); measured at 10 min:
+    # BatchNorm in the head gave the best kNN of those short runs (22%); at 10 minutes its
+    # loss fell from 7.9 to 4.9 (log K = 6.9): 943 steps to 31.6% (bf16 host)
     "dino": {"head_bn": True, "teacher_temp": 0.02, "num_prototypes": 1024},
 }
 
