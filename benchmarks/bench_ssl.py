@@ -55,8 +55,8 @@ METHOD_TRAIN: dict[str, dict[str, Any]] = {
     "byol": {"optimizer": "lars", "lr": 0.3, "weight_decay": 1e-5, "grad_clip": 1.0},
     # DINO (solo-learn's CIFAR config: LARS lr 0.3, eta 0.02 with clip_lr, wd 1e-6; gradient
     # norm clipped at 3 as in the official main_dino.py), 10 minutes: under the SGD above
-    # 23.3%, with LARS 0.3 and the clip 23.9%, at lr 0.1 23.0% (bf16 host): the one method
-    # still below the untrained encoder (its loss stays near 10, above log 4096, throughout)
+    # 23.3%, with LARS 0.3 and the clip 23.9%, at lr 0.1 23.0% (bf16 host), all below the
+    # untrained encoder with the paper's head settings (see METHOD_KWARGS)
     "dino": {**LARS_CIFAR, "lr": 0.1, "weight_decay": 1e-6, "grad_clip": 3.0},
     # The autoencoders under the SGD above (lr 0.06) probed at 26.5% (plain), 24.7%
     # (denoising), 21.4% (VAE) against random init's 25.9%: a per-pixel MSE gives the encoder
