@@ -516,7 +516,10 @@ def render_ssl(rows: list[dict[str, Any]]) -> list[str]:
             if r.get("grad_clip"):
                 opt += f", grad norm <= {r['grad_clip']:g}"
             for k, v in (r.get("method_kwargs") or {}).items():
-                v = "-".join(str(d) for d in v) if isinstance(v, list) else f"{v:g}"
+                if isinstance(v, bool):
+                    v = "on" if v else "off"
+                else:
+                    v = "-".join(str(d) for d in v) if isinstance(v, list) else f"{v:g}"
                 opt += f", {k} {v}"
             out.append(
                 f"| {r['budget']} | {r['backbone']} | {fmt(r.get('auto_precision'))} | "
