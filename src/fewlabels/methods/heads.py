@@ -116,8 +116,8 @@ class CosineLinear(nn.Linear):
         super().__init__(in_features, out_features, bias=False)
 
     def forward(self, x: torch.Tensor, frozen: bool = False) -> torch.Tensor:
-        """Cosine scores; ``frozen``: the weight gets a zero gradient (stays put, and DDP
-        still sees it used)."""
+        """Cosine scores; ``frozen``: the weight gets a zero gradient (only weight decay can
+        move it, and DDP still sees it used)."""
         weight = self.weight.detach() + 0.0 * self.weight if frozen else self.weight
         with torch.autocast(x.device.type, enabled=False):
             w = F.normalize(weight.float(), dim=1)
