@@ -34,7 +34,8 @@ from fewlabels.train.precision import autocast, resolve_precision
 
 
 class BareStep:
-    """Forward + cross-entropy + backward + SGD of the bare network on one ready batch."""
+    """Forward + cross-entropy + backward + an optimiser step (SGD unless ``make_optimizer``
+    builds another) of the bare network on one ready batch."""
 
     def __init__(
         self,
