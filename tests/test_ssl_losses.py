@@ -10,7 +10,11 @@ import torch
 from fewlabels.augment import build_policy
 from fewlabels.data.imageset import ImageSet
 from fewlabels.methods import METHODS, Batch, build_method
-from fewlabels.methods.barlow_twins import barlow_twins_loss, cross_correlation
+from fewlabels.methods.barlow_twins import (
+    barlow_twins_loss,
+    correlation_loss,
+    cross_correlation,
+)
 from fewlabels.methods.byol import byol_loss, cosine_tau
 from fewlabels.methods.distributed import gather_with_grad
 from fewlabels.methods.heads import mlp
@@ -86,8 +90,10 @@ def test_nt_xent_local_anchors_against_gathered_batch_give_the_global_loss():
         torch.testing.assert_close(a, b)
 
 
-def test_barlow_twins_matches_loops_over_correlation_entries():
-    z1, z2, lambd, eps = _rand(6, 3, seed=5), _rand(6, 3, seed=6), 0.01, 1e-5
+# (6, 3): the (D, D) matrix is formed; (3, 5): fewer rows than dimensions, the N x N route
+@pytest.mark.parametrize("shape", [(6, 3), (3, 5)])
+def test_barlow_twins_matches_loops_over_correlation_entries(shape: tuple[int, int]):
+    z1, z2, lambd, eps = _rand(*shape, seed=5), _rand(*shape, seed=6), 0.01, 1e-5
     n, d = z1.shape
     cols1 = [_mean_std([float(z1[b, i]) for b in range(n)], 0) for i in range(d)]
     cols2 = [_mean_std([float(z2[b, j]) for b in range(n)], 0) for j in range(d)]
@@ -111,8 +117,9 @@ def test_barlow_twins_is_zero_when_the_correlation_is_the_identity():
     assert float(barlow_twins_loss(z, -z, 0.0)) == pytest.approx(8.0, rel=1e-4)  # C = -I
 
 
-def test_vicreg_terms_match_separate_loops():
-    z1, z2 = _rand(6, 3, seed=7), _rand(6, 3, seed=8)
+@pytest.mark.parametrize("shape", [(6, 3), (3, 5)])
+def test_vicreg_terms_match_separate_loops(shape: tuple[int, int]):
+    z1, z2 = _rand(*shape, seed=7), _rand(*shape, seed=8)
     n, d = z1.shape
     sim = sum((float(z1[b, j]) - float(z2[b, j])) ** 2 for b in range(n) for j in range(d))
     sim /= n * d
@@ -133,6 +140,25 @@ def test_vicreg_terms_match_separate_loops():
         assert float(g) == pytest.approx(want, rel=1e-5)
     weighted = float(vicreg_loss(z1, z2, 2.0, 3.0, 4.0))
     assert weighted == pytest.approx(2 * sim + 3 * var + 4 * cov, rel=1e-5)
+
+
+def test_gram_route_gives_the_same_loss_and_gradients_as_the_d_by_d_matrix():
+    # batch 8 < 64 dimensions: both losses take the (N, N) route; the references form
+    # the (D, D) matrices directly
+    z1 = _rand(8, 64, seed=21).requires_grad_(True)
+    z2 = _rand(8, 64, seed=22).requires_grad_(True)
+    ref = correlation_loss(cross_correlation(z1, z2), 5e-3)
+    got = barlow_twins_loss(z1, z2, 5e-3)
+
+    def cov_ref(z: torch.Tensor) -> torch.Tensor:
+        c = torch.cov(z.T)
+        return (c.square().sum() - c.diagonal().square().sum()) / z.shape[1]
+
+    for a, b in ((got, ref), (vicreg_terms(z1, z2)[2], cov_ref(z1) + cov_ref(z2))):
+        assert float(a.detach()) == pytest.approx(float(b.detach()), rel=1e-5)
+        grads = torch.autograd.grad(a, [z1, z2]), torch.autograd.grad(b, [z1, z2])
+        for ga, gb in zip(*grads, strict=True):
+            torch.testing.assert_close(ga, gb, rtol=1e-4, atol=1e-6)
 
 
 def test_vicreg_is_zero_for_equal_spread_out_uncorrelated_embeddings():

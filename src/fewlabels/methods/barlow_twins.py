@@ -17,7 +17,7 @@ import torch
 from fewlabels.errors import ConfigError
 from fewlabels.methods.base import Batch, Method
 from fewlabels.methods.distributed import gather_with_grad
-from fewlabels.methods.heads import full_precision, mlp, two_view_policy
+from fewlabels.methods.heads import full_precision, mlp, sum_sq_product, two_view_policy
 from fewlabels.models import Network
 
 DEFAULTS = {
@@ -30,24 +30,39 @@ DEFAULTS = {
 }
 
 
+def _standardise(z: torch.Tensor, eps: float) -> torch.Tensor:
+    return (z - z.mean(0)) / torch.sqrt(z.var(0, unbiased=False) + eps)
+
+
 @full_precision
 def cross_correlation(z1: torch.Tensor, z2: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """``(D, D)`` cross-correlation of the batch-standardised columns of ``z1`` and ``z2``."""
-    z1 = (z1 - z1.mean(0)) / torch.sqrt(z1.var(0, unbiased=False) + eps)
-    z2 = (z2 - z2.mean(0)) / torch.sqrt(z2.var(0, unbiased=False) + eps)
-    return z1.T @ z2 / z1.shape[0]
+    return _standardise(z1, eps).T @ _standardise(z2, eps) / z1.shape[0]
+
+
+@full_precision
+def correlation_terms(
+    z1: torch.Tensor, z2: torch.Tensor, eps: float = 1e-5
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(diag C, ||C||_F^2)`` of the cross-correlation ``C`` of two ``(N, D)`` embeddings,
+    without forming ``C`` when ``N < D`` (the usual case: batch 256, projector 2048+)."""
+    n = z1.shape[0]
+    a, b = _standardise(z1, eps), _standardise(z2, eps)
+    return (a * b).sum(0) / n, sum_sq_product(a, b) / n**2
 
 
 def correlation_loss(c: torch.Tensor, lambd: float) -> torch.Tensor:
     """``sum_i (1 - c_ii)^2 + lambd * sum_{i != j} c_ij^2``."""
-    on_diag = (1 - c.diagonal()).pow(2).sum()
-    off_diag = c.pow(2).sum() - c.diagonal().pow(2).sum()
-    return on_diag + lambd * off_diag
+    return _loss_from_terms(c.diagonal(), c.square().sum(), lambd)
+
+
+def _loss_from_terms(diag: torch.Tensor, sq_norm: torch.Tensor, lambd: float) -> torch.Tensor:
+    return (1 - diag).square().sum() + lambd * (sq_norm - diag.square().sum())
 
 
 def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float) -> torch.Tensor:
     """Barlow Twins loss of two ``(N, D)`` embeddings of the same N images."""
-    return correlation_loss(cross_correlation(z1, z2), lambd)
+    return _loss_from_terms(*correlation_terms(z1, z2), lambd)
 
 
 class BarlowTwins(Method):
@@ -77,9 +92,8 @@ class BarlowTwins(Method):
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         v1, v2 = batch.unlabeled[0]
         z1, z2 = self.projector(self.network.features(torch.cat([v1, v2]))).chunk(2)
-        c = cross_correlation(gather_with_grad(z1), gather_with_grad(z2))
-        loss = self.scale * correlation_loss(c, self.lambd)
-        cd = c.detach()
-        diag = cd.diagonal()
-        off = (cd.pow(2).sum() - diag.pow(2).sum()) / max(1, cd.numel() - len(diag))
+        diag, sq_norm = correlation_terms(gather_with_grad(z1), gather_with_grad(z2))
+        loss = self.scale * _loss_from_terms(diag, sq_norm, self.lambd)
+        diag, d = diag.detach(), len(diag)
+        off = (sq_norm.detach() - diag.square().sum()) / max(1, d * d - d)
         return {"loss": loss, "corr_diag": diag.mean(), "corr_offdiag_sq": off}

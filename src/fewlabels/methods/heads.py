@@ -122,3 +122,15 @@ class CosineLinear(nn.Linear):
         with torch.autocast(x.device.type, enabled=False):
             w = F.normalize(weight.float(), dim=1)
             return F.normalize(x.float(), dim=1) @ w.T
+
+
+def sum_sq_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``||a.T @ b||_F^2`` of two ``(N, D)`` matrices without forming the ``(D, D)`` product
+    when ``N < D``: it equals ``sum((a @ a.T) * (b @ b.T))``, ``N^2 D`` multiply-adds and
+    an ``(N, N)`` matrix instead of ``N D^2`` and a ``(D, D)`` one."""
+    n, d = a.shape
+    if n < d:
+        ga = a @ a.T
+        gb = ga if b is a else b @ b.T
+        return (ga * gb).sum()
+    return (a.T @ b).square().sum()

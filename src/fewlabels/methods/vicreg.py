@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from fewlabels.errors import ConfigError
 from fewlabels.methods.base import Batch, Method
 from fewlabels.methods.distributed import gather_with_grad
-from fewlabels.methods.heads import full_precision, mlp, two_view_policy
+from fewlabels.methods.heads import full_precision, mlp, sum_sq_product, two_view_policy
 from fewlabels.models import Network
 
 DEFAULTS = {
@@ -40,9 +40,10 @@ def _variance(z: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
 
 
 def _covariance(z: torch.Tensor) -> torch.Tensor:
+    n, d = z.shape
     z = z - z.mean(0)
-    cov = z.T @ z / (z.shape[0] - 1)
-    return (cov.pow(2).sum() - cov.diagonal().pow(2).sum()) / z.shape[1]
+    diag = z.square().sum(0)  # the diagonal of z.T @ z
+    return (sum_sq_product(z, z) - diag.square().sum()) / ((n - 1) ** 2 * d)
 
 
 @full_precision
