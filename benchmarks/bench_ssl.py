@@ -121,7 +121,7 @@ def bench_config(method: str, args: argparse.Namespace) -> RunConfig:
         val="train:0.1",
         backbone=args.backbone,
         method=method,
-        method_kwargs=METHOD_KWARGS.get(method, {}),
+        method_kwargs={**METHOD_KWARGS.get(method, {}), **args.method_kwargs},
         train={**train, "budget": args.budget, "seed": args.seed, "batch_size": args.batch_size},
         out=str(args.out / method),
     )
@@ -140,6 +140,15 @@ def settings(cfg: RunConfig) -> dict[str, Any]:
         **({"grad_clip": t.grad_clip} if t.grad_clip else {}),
         **({"method_kwargs": cfg.method_kwargs} if cfg.method_kwargs else {}),
     }
+
+
+def pretrain_row(cfg: RunConfig, args: argparse.Namespace) -> dict[str, Any]:
+    """``pretrain``'s row, marked as a variant when ``--method-kwargs`` changed the recipe."""
+    try:
+        row = pretrain(cfg)
+    except FewlabelsError as e:  # a method that diverges is a result, not a crash
+        row = {**settings(cfg), "error": str(e)}
+    return {**row, "variant": True} if args.method_kwargs else row
 
 
 def pretrain(cfg: RunConfig) -> dict[str, Any]:
@@ -216,6 +225,13 @@ def main() -> None:
     ap.add_argument("--probe-speed", action="store_true", help="only time the probe")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-ssl")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--method-kwargs",
+        type=json.loads,
+        default={},
+        help="JSON merged over the method's bench options, e.g. '{\"projector\": [1024, 1024]}'; "
+        "its rows are marked as variants, which results.md lists apart",
+    )
     args = ap.parse_args()
     torch.set_num_threads(2)
     if args.probe_speed:  # extraction is timed without the feature cache
@@ -226,12 +242,7 @@ def main() -> None:
         ap.error(f"not self-supervised methods: {', '.join(unknown)}; choose from {ssl_methods()}")
     if not args.no_pretrain:
         for m in args.methods or ssl_methods():
-            cfg = bench_config(m, args)
-            try:
-                row = pretrain(cfg)
-            except FewlabelsError as e:  # a method that diverges is a result, not a crash
-                row = {**settings(cfg), "error": str(e)}
-            print(json.dumps(row), flush=True)
+            print(json.dumps(pretrain_row(bench_config(m, args), args)), flush=True)
     if args.random_init:
         print(json.dumps(random_init(args)), flush=True)
 

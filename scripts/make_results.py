@@ -467,6 +467,27 @@ def _seconds(budget: str) -> float:
     return b.amount if b.kind == "seconds" else float("inf")
 
 
+def _ssl_row(r: dict[str, Any], rand: dict[str, dict[str, Any]]) -> str:
+    """One pretraining run as a row of the SSL table."""
+    base = rand.get(r["backbone"])
+    gain = f"{100 * (r['linear_acc'] - base['linear_acc']):+.1f} points" if base else "-"
+    opt = f"{r['optimizer']} ({r['lr']:g})" if r.get("optimizer") else "-"
+    if r.get("grad_clip"):
+        opt += f", grad norm <= {r['grad_clip']:g}"
+    for k, v in (r.get("method_kwargs") or {}).items():
+        if isinstance(v, bool):
+            v = "on" if v else "off"
+        else:
+            v = "-".join(str(d) for d in v) if isinstance(v, list) else f"{v:g}"
+        opt += f", {k} {v}"
+    return (
+        f"| {r['budget']} | {r['backbone']} | {fmt(r.get('auto_precision'))} | "
+        f"{r['method']} | {opt} | {r['pretrain_steps']:,} | {_pct(r['linear_acc'])} | "
+        f"{fmt(r['linear_macro_f1'])} | {_pct(r['knn_acc'])} | {fmt(r['knn_macro_f1'])} "
+        f"| {gain} | {r.get('date', '?')} @ {r.get('commit', '?')} |"
+    )
+
+
 def render_ssl(rows: list[dict[str, Any]]) -> list[str]:
     """Each method's linear and kNN probe (latest run per method, budget and backbone)
     against the random-init encoder, the targets in words, and the probe's speed."""
@@ -474,11 +495,14 @@ def render_ssl(rows: list[dict[str, Any]]) -> list[str]:
     runs: dict[tuple, dict[str, Any]] = {}
     rand: dict[str, dict[str, Any]] = {}
     speed: list[dict[str, Any]] = []
+    variants: list[dict[str, Any]] = []
     for r in rows:
         if r.get("mode") == "probe-speed":
             speed.append(r)
         elif r.get("method") == "random-init":
             rand[r["backbone"]] = r
+        elif r.get("variant"):
+            variants.append(r)
         elif r.get("method") and r.get("budget"):
             runs[(r["budget"], r["backbone"], r["method"], r.get("auto_precision"))] = r
     failed = {k: r for k, r in runs.items() if r.get("error")}
@@ -509,25 +533,20 @@ def render_ssl(rows: list[dict[str, Any]]) -> list[str]:
         ordered = sorted(
             runs.values(), key=lambda r: (r["budget"], r["backbone"], -(r["linear_acc"] or 0))
         )
-        for r in ordered:
-            base = rand.get(r["backbone"])
-            gain = f"{100 * (r['linear_acc'] - base['linear_acc']):+.1f} points" if base else "-"
-            opt = f"{r['optimizer']} ({r['lr']:g})" if r.get("optimizer") else "-"
-            if r.get("grad_clip"):
-                opt += f", grad norm <= {r['grad_clip']:g}"
-            for k, v in (r.get("method_kwargs") or {}).items():
-                if isinstance(v, bool):
-                    v = "on" if v else "off"
-                else:
-                    v = "-".join(str(d) for d in v) if isinstance(v, list) else f"{v:g}"
-                opt += f", {k} {v}"
-            out.append(
-                f"| {r['budget']} | {r['backbone']} | {fmt(r.get('auto_precision'))} | "
-                f"{r['method']} | {opt} | {r['pretrain_steps']:,} | {_pct(r['linear_acc'])} | "
-                f"{fmt(r['linear_macro_f1'])} | {_pct(r['knn_acc'])} | {fmt(r['knn_macro_f1'])} "
-                f"| {gain} | {r.get('date', '?')} @ {r.get('commit', '?')} |"
-            )
+        out += [_ssl_row(r, rand) for r in ordered]
         out.append("")
+    done = [r for r in variants if not r.get("error")]
+    if done:
+        out += [
+            "Recipe variants (`bench_ssl.py --method-kwargs`: one method's options changed "
+            "for a comparison; not the recipes above):",
+            "",
+            "| budget | backbone | precision | method | optimizer (lr) | steps | linear acc | "
+            "linear F1 | kNN acc | kNN F1 | linear vs random init | measured |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            *(_ssl_row(r, rand) for r in done),
+            "",
+        ]
     for backbone, base in rand.items():
         out.append(
             f"- Random-init {backbone}: linear {_pct(base['linear_acc'])}, kNN "
