@@ -134,6 +134,7 @@ def settings(cfg: RunConfig) -> dict[str, Any]:
         "method": cfg.method,
         "backbone": cfg.backbone,
         "budget": t.budget,
+        "batch_size": t.batch_size,
         "optimizer": t.optimizer,
         "lr": t.lr,
         **({"lars_clip": t.lars_clip} if t.optimizer == "lars" else {}),
@@ -143,12 +144,14 @@ def settings(cfg: RunConfig) -> dict[str, Any]:
 
 
 def pretrain_row(cfg: RunConfig, args: argparse.Namespace) -> dict[str, Any]:
-    """``pretrain``'s row, marked as a variant when ``--method-kwargs`` changed the recipe."""
+    """``pretrain``'s row, marked as a variant when ``--method-kwargs`` or ``--batch-size``
+    changed the recipe."""
     try:
         row = pretrain(cfg)
     except FewlabelsError as e:  # a method that diverges is a result, not a crash
         row = {**settings(cfg), "error": str(e)}
-    return {**row, "variant": True} if args.method_kwargs else row
+    variant = args.method_kwargs or args.batch_size != TRAIN["batch_size"]
+    return {**row, "variant": True} if variant else row
 
 
 def pretrain(cfg: RunConfig) -> dict[str, Any]:

@@ -1,10 +1,12 @@
 """Barlow Twins (Zbontar et al. 2021): make the cross-correlation of two views' embeddings
 the identity matrix.
 
-Each embedding dimension is standardised over the batch (as an affine-free BatchNorm
-does, biased variance), ``C = z1n.T @ z2n / N``, and the loss is
-``sum_i (1 - C_ii)^2 + lambda * sum_{i != j} C_ij^2``. The statistics need the whole
-batch, so under DDP the embeddings are gathered first (every rank computes the same loss).
+Each embedding dimension is standardised over the batch (as an affine-free BatchNorm does,
+biased variance), ``C = z1n.T @ z2n / N``, and the loss is ``sum_i (1 - C_ii)^2 + lambda *
+sum_{i != j} C_ij^2``. ``C`` itself is formed only when the batch has at least as many
+rows as dimensions; otherwise ``sum_ij C_ij^2`` comes from the two views' ``N x N`` Gram
+matrices (``||A^T B||^2 = sum((A A^T) * (B B^T))``). The statistics need the whole batch,
+so under DDP the embeddings are gathered first (every rank computes the same loss).
 """
 
 from __future__ import annotations

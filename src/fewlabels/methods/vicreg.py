@@ -1,11 +1,13 @@
 """VICReg (Bardes, Ponce & LeCun 2022): variance-invariance-covariance regularisation.
 
-``loss = sim_weight * mse(z1, z2) + var_weight * (v(z1) + v(z2)) / 2
-+ cov_weight * (c(z1) + c(z2))``, where ``mse`` averages over rows and dimensions,
-``v(z) = mean_j relu(1 - sqrt(Var(z_j) + 1e-4))`` keeps every dimension's standard deviation
-above 1 and ``c(z) = sum_{i != j} Cov(z)_ij^2 / D`` decorrelates dimensions (unbiased
-variance and covariance over the batch). The weights 25/25/1 go with these terms as the
-official code (facebookresearch/vicreg) computes them; the paper's equation writes the
+``loss = sim_weight * mse(z1, z2) + var_weight * (v(z1) + v(z2)) / 2 + cov_weight * (c(z1)
++ c(z2))``, where ``mse`` averages over rows and dimensions, ``v(z) = mean_j relu(1 -
+sqrt(Var(z_j) + 1e-4))`` keeps every dimension's standard deviation above 1 and ``c(z) =
+sum_{i != j} Cov(z)_ij^2 / D`` decorrelates dimensions (unbiased variance and covariance
+over the batch). With fewer rows than dimensions (batch 256, expander 2048+) ``sum_ij
+Cov_ij^2`` is computed from the ``N x N`` Gram matrix (``||Z^T Z||^2 = ||Z Z^T||^2``):
+``N^2 D`` multiply-adds instead of ``N D^2``. The weights 25/25/1 go with these terms as
+the official code (facebookresearch/vicreg) computes them; the paper's equation writes the
 invariance term summed over dimensions and the variance term without the 1/2. The
 statistics need the whole batch, so under DDP the embeddings are gathered first (every
 rank computes the same loss).
