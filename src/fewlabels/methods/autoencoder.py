@@ -98,11 +98,16 @@ def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor) -> torch.Tens
 
 def corrupt(x: torch.Tensor, noise_std: float, drop_p: float) -> torch.Tensor:
     """``x`` + N(0, noise_std^2) noise, clamped to [0, 1], then each value set to 0 with
-    probability ``drop_p`` (masking noise). Draws from the global RNG."""
+    probability ``drop_p`` (masking noise). Draws from the global RNG.
+
+    The draws are made in a contiguous tensor: ``randn_like`` of a channels_last batch
+    took the slow strided path (24 ms instead of 2 ms for 256 CIFAR images on 2 cores).
+    """
     if noise_std > 0:
-        x = (x + noise_std * torch.randn_like(x)).clamp(0, 1)
+        noise = torch.randn(x.shape, dtype=x.dtype, device=x.device)
+        x = (x + noise_std * noise).clamp(0, 1)
     if drop_p > 0:
-        x = x * (torch.rand_like(x) >= drop_p).to(x.dtype)
+        x = x * (torch.rand(x.shape, device=x.device) >= drop_p).to(x.dtype)
     return x
 
 
