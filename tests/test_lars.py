@@ -110,6 +110,63 @@ def test_excluded_group_and_zero_norms_take_plain_sgd_with_momentum():
     assert torch.all(torch.isfinite(z)) and z.abs().sum() > 0
 
 
+def _reference_steps(
+    ws: list[torch.Tensor], grads: list[list[torch.Tensor]], lrs: list[float], **kw: object
+) -> list[torch.Tensor]:
+    """LARS written out per parameter and per step, with plain tensor arithmetic: the first
+    parameter is excluded (plain momentum SGD), the others take the trust ratio."""
+    mom, wd, eta = float(kw["momentum"]), float(kw["weight_decay"]), float(kw["eta"])
+    nesterov, clip = bool(kw["nesterov"]), bool(kw["clip"])
+    ws = [w.clone() for w in ws]
+    bufs: list[torch.Tensor | None] = [None] * len(ws)
+    for lr, gs in zip(lrs, grads, strict=True):
+        for i, (w, g) in enumerate(zip(ws, gs, strict=True)):
+            if i == 0:
+                d = g.clone()
+            else:
+                if clip and lr == 0:
+                    continue
+                d = g + wd * w
+                wn, dn = float(w.norm()), float(d.norm())
+                r = eta * wn / dn if wn > 0 and dn > 0 else 1.0
+                if clip and wn > 0 and dn > 0:
+                    r = min(r / lr, 1.0)
+                d = d * r
+            bufs[i] = d.clone() if bufs[i] is None else mom * bufs[i] + d
+            step = d + mom * bufs[i] if nesterov else bufs[i]
+            ws[i] = w - lr * step
+    return ws
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+@pytest.mark.parametrize("clip", [False, True])
+def test_several_steps_match_the_per_parameter_formula(nesterov: bool, clip: bool):
+    g = torch.Generator().manual_seed(0)
+    shapes = [(4,), (5, 3), (6,), (2, 2, 3)]
+    w0 = [torch.randn(s, generator=g) for s in shapes]
+    w0[2] = torch.zeros(6)  # a zero weight: ratio 1
+    lrs = [0.2, 0.0, 0.1, 0.3]  # the 0 is a warm-up's first step
+    grads = [[torch.randn(s, generator=g) for s in shapes] for _ in lrs]
+    kw = {"momentum": 0.9, "weight_decay": 0.01, "eta": 0.02, "nesterov": nesterov, "clip": clip}
+    ps = [torch.nn.Parameter(w.clone()) for w in w0]
+    opt = LARS(
+        [{"params": ps[:1], "lars": False, "weight_decay": 0.0}, {"params": ps[1:]}],
+        lr=0.2,
+        **kw,  # type: ignore[arg-type]
+    )
+    for lr, gs in zip(lrs, grads, strict=True):
+        for p, gi in zip(ps, gs, strict=True):
+            p.grad = gi.clone()
+        for group in opt.param_groups:
+            group["lr"] = lr
+        opt.step()
+        for p, gi in zip(ps, gs, strict=True):  # the gradients are left untouched
+            assert torch.equal(p.grad, gi)
+    want = _reference_steps(w0, grads, lrs, **kw)
+    for p, w in zip(ps, want, strict=True):
+        torch.testing.assert_close(p.detach(), w, rtol=1e-5, atol=1e-6)
+
+
 def test_bad_settings_are_config_errors():
     p = torch.nn.Parameter(torch.ones(2))
     with pytest.raises(ConfigError, match="eta"):
