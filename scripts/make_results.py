@@ -477,8 +477,11 @@ def _ssl_row(r: dict[str, Any], rand: dict[str, dict[str, Any]]) -> str:
     for k, v in (r.get("method_kwargs") or {}).items():
         if isinstance(v, bool):
             v = "on" if v else "off"
-        else:
-            v = "-".join(str(d) for d in v) if isinstance(v, list) else f"{v:g}"
+        elif isinstance(v, list):
+            v = "-".join(str(d) for d in v)
+        elif isinstance(v, int | float):
+            v = f"{v:g}"
+        # strings (an augmentation policy such as "twoview:min_scale=0.2") as written
         opt += f", {k} {v}"
     return (
         f"| {r['budget']} | {r['backbone']} | {fmt(r.get('auto_precision'))} | "
