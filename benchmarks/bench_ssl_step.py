@@ -7,7 +7,9 @@ bf16. The loop step is ``Trainer.fit`` on a uint8 ImageSet resident in memory: i
 sampling, gathering, the method's batched augmentation, its heads and loss, backward,
 the optimiser, the schedule and ``after_step``. Images/s count source images x views
 (a ``denoise`` pair or a single autoencoder view counts once; RotNet's four rotations of
-each image count four times). Each method runs with the
+each image count four times: its backbone sees batches of 4 x batch images, at which the
+bare fastnet-s itself runs 0.83-0.88 of its rate at 2 x batch, measured 2026-12-03, so
+RotNet's ratio carries that loss). Each method runs with the
 settings ``bench_ssl.py`` pretrains it with (optimiser, learning rate, gradient clip,
 projector widths). Bare and loop steps are timed in alternating rounds (loop, bare, loop,
 bare, ...), each rate the median over all its rounds' steps, so a drifting machine slows
