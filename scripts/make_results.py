@@ -480,8 +480,7 @@ def _ssl_row(r: dict[str, Any], rand: dict[str, dict[str, Any]]) -> str:
         elif isinstance(v, list):
             v = "-".join(str(d) for d in v)
         elif isinstance(v, int | float):
-            v = f"{v:g}"
-        # strings (an augmentation policy such as "twoview:min_scale=0.2") as written
+            v = f"{v:g}"  # strings (an augmentation policy) stay as written
         opt += f", {k} {v}"
     return (
         f"| {r['budget']} | {r['backbone']} | {fmt(r.get('auto_precision'))} | "
