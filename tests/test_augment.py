@@ -385,3 +385,35 @@ def test_cuda_matches_cpu_generator_use() -> None:
         a, b = as_tuple(pol(x, dev_gen)), as_tuple(pol(x, torch.Generator("cuda").manual_seed(4)))
         assert all(o.device.type == "cuda" for o in cpu_gen + a)
         assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
+
+
+def test_ssl_views_resized_to_out_size() -> None:
+    # the whole image (min_scale=1, no flip, no jitter) resized from 32 to 16 px by the
+    # bilinear crop: each output pixel is the mean of its 2 x 2 block
+    x = images_u8(8)
+    x = x[:, :1].expand(-1, 3, -1, -1).contiguous()  # grey, so grayscale changes nothing
+    for name in ("simclr", "twoview"):
+        pol = build_policy(f"{name}:min_scale=1.0,flip=0,out_size=16", jitter=(0, 0, 0, 0))
+        v1, v2 = pol(x, gen())
+        assert v1.shape == v2.shape == (8, 3, 16, 16)
+        assert "resized to 16 px" in pol.description
+        want = torch.nn.functional.avg_pool2d(x.float() / 255, 2)
+        assert torch.allclose(v1, want, atol=1e-5)
+    assert build_policy("twoview")(x, gen())[0].shape == (8, 3, 32, 32)
+    assert not build_policy("twoview:out_size=16").uses_progress
+    for bad in ("4", "big", "24..16", "4..32", "24..", "true"):
+        with pytest.raises(ConfigError, match="out_size must be a side in pixels >= 8 or a range"):
+            build_policy(f"twoview:out_size={bad}")
+
+
+def test_ssl_views_grow_with_training_progress() -> None:
+    # "16..32": 16 px at the start, up in steps of 4 px, 32 px from 85% of training on
+    pol = build_policy("simclr:out_size=16..32")
+    assert pol.uses_progress and "16 px growing to 32 px at 85% of training" in pol.description
+    x = images_u8(4)
+    sides = [pol(x, gen(), p)[0].shape[-1] for p in (0.0, 0.2, 0.4, 0.6, 0.8, 0.85, 0.99)]
+    assert sides == [16, 16, 20, 24, 28, 32, 32]
+    assert pol(x, gen())[1].shape[-1] == 32  # outside training: the final side
+    # the same generator state gives the same crops, whatever the side
+    assert torch.equal(pol(x, gen(5), 0.5)[0], pol(x, gen(5), 0.5)[0])
+    assert not build_policy("twoview:out_size=24..24").uses_progress

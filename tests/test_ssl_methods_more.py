@@ -374,6 +374,35 @@ def test_rotnet_step_sees_all_four_rotations(images):
     assert float(one(Batch(unlabeled=[view]))["loss"].detach()) > 0
 
 
+def test_trainer_feeds_training_progress_to_growing_crops() -> None:
+    # VICReg with crops growing from 16 to 32 px: the backbone sees them grow step by step
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    data = ImageSet(
+        torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8, generator=g),
+        torch.full((32,), -1),
+        [str(i) for i in range(10)],
+    )
+    m = build_method(
+        "vicreg",
+        Network("convnet", 3, 32, 0),
+        projector=(32, 32),
+        augment="twoview:out_size=16..32",
+    )
+    sides: list[int] = []
+    real = m.network.features
+
+    def features(t: torch.Tensor) -> torch.Tensor:
+        sides.append(t.shape[-1])
+        return real(t)
+
+    m.network.features = features  # type: ignore[method-assign]
+    cfg = TrainConfig(budget="6steps", batch_size=8, precision="fp32", evals=1)
+    Trainer(cfg, progress=False).fit(m, None, data)
+    # progress 0, 1/6, ..., 5/6 -> 16 + 4 * floor(16 * p / 0.85 / 4) px
+    assert sorted(set(sides)) == [16, 20, 24, 28] and sides == sorted(sides)
+
+
 @pytest.fixture(scope="module")
 def unlabeled_digits() -> ImageSet:
     train = load_digits_dataset().train

@@ -50,15 +50,19 @@ class Policy:
     """
 
     name: str
-    fn: Callable[[Tensor, torch.Generator], Out]
+    fn: Callable[..., Out]
     outputs: tuple[str, ...] = ("image",)
     num_views: int = 1
     description: str = ""
+    # fn also takes the training progress in [0, 1] (e.g. crops that grow as it goes on)
+    uses_progress: bool = False
 
-    def __call__(self, x: Tensor, gen: torch.Generator) -> Out:
+    def __call__(self, x: Tensor, gen: torch.Generator, progress: float = 1.0) -> Out:
+        """Augment ``x``; ``progress`` (the fraction of the training budget done, 1.0 when
+        not training) matters only to policies with ``uses_progress``."""
         if x.dim() != 4:
             raise ValueError(f"policy {self.name!r} expects (N, C, H, W) images, got {x.shape}")
-        return self.fn(x, gen)
+        return self.fn(x, gen, progress) if self.uses_progress else self.fn(x, gen)
 
 
 def _pad(size: int) -> int:
@@ -122,22 +126,63 @@ def _ssl_view(
 
 def _two_views(
     name: str,
-    size: int,
+    side: Callable[[float], int],
     min_scale: float,
     jitter: tuple[float, float, float, float],
     blur: tuple[float, float],
     solarize: tuple[float, float],
     flip: float,
     description: str,
+    uses_progress: bool,
 ) -> Policy:
-    def fn(x: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
-        xf = to_float(x)
+    def fn(x: Tensor, g: torch.Generator, progress: float = 1.0) -> tuple[Tensor, Tensor]:
+        xf, size = to_float(x), side(progress)
         return (
             _ssl_view(xf, g, size, min_scale, jitter, blur[0], solarize[0], flip),
             _ssl_view(xf, g, size, min_scale, jitter, blur[1], solarize[1], flip),
         )
 
-    return Policy(name, fn, ("view1", "view2"), 2, description)
+    return Policy(name, fn, ("view1", "view2"), 2, description, uses_progress)
+
+
+# A growing crop side reaches its final value at this fraction of training (as FFCV's
+# progressive resizing ends before the last epochs) and stays there.
+RAMP_END = 0.85
+RAMP_STEP = 4  # px: the side grows in steps, so the backbone sees a few shapes only
+
+
+def _out_side(size: int, out_size: int | str | None) -> tuple[Callable[[float], int], bool, str]:
+    """The side the SSL crops are resized to, as a function of training progress; whether
+    it depends on progress; a description. ``None``: the image's own side. An int: that
+    side (smaller is cheaper: the backbone's cost scales with pixels, and its global pool
+    still takes full-size images when probed). ``"A..B"``: from A px at the start, in
+    steps of 4 px, to B px at 85% of training and after (progressive resizing)."""
+
+    def bad() -> ConfigError:
+        return ConfigError(
+            f"out_size must be a side in pixels >= 8 or a range 'A..B' of them, got {out_size!r}"
+        )
+
+    if out_size is None:
+        return (lambda p: size), False, ""
+    if isinstance(out_size, int) and not isinstance(out_size, bool):
+        if out_size < 8:
+            raise bad()
+        side = out_size
+        return (lambda p: side), False, f", resized to {side} px"
+    a, dots, b = str(out_size).partition("..")
+    try:
+        lo, hi = int(a), int(b)
+    except ValueError:
+        raise bad() from None
+    if not dots or lo < 8 or hi < lo:
+        raise bad()
+
+    def ramp(p: float) -> int:
+        r = min(1.0, max(0.0, p) / RAMP_END)
+        return hi if r >= 1.0 else min(hi, lo + int((hi - lo) * r) // RAMP_STEP * RAMP_STEP)
+
+    return ramp, lo != hi, f", resized to {lo} px growing to {hi} px at {RAMP_END:.0%} of training"
 
 
 def _small(size: int) -> bool:
@@ -153,20 +198,23 @@ def _twoview(
     blur: tuple[float, float] | None = None,
     solarize: tuple[float, float] = (0.0, 0.2),
     flip: float = 0.5,
+    out_size: int | str | None = None,
 ) -> Policy:
     if blur is None:  # BYOL's (1.0, 0.1) on larger images, none at 32 px and below
         blur = (0.0, 0.0) if _small(size) else (1.0, 0.1)
+    side, grows, px = _out_side(size, out_size)
     return _two_views(
         "twoview",
-        size,
+        side,
         min_scale,
         jitter,
         blur,
         solarize,
         flip,
-        f"BYOL / Barlow Twins: resized crop (scale {min_scale}..1), flip p={flip}, colour jitter "
-        f"{jitter} p=0.8, grayscale p=0.2; blur p={blur[0]}/{blur[1]}, "
+        f"BYOL / Barlow Twins: resized crop (scale {min_scale}..1{px}), flip p={flip}, "
+        f"colour jitter {jitter} p=0.8, grayscale p=0.2; blur p={blur[0]}/{blur[1]}, "
         f"solarize p={solarize[0]}/{solarize[1]}",
+        grows,
     )
 
 
@@ -176,19 +224,23 @@ def _simclr(
     jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1),
     blur_p: float | None = None,
     flip: float = 0.5,
+    out_size: int | str | None = None,
 ) -> Policy:
     if blur_p is None:  # SimCLR's 0.5 on larger images, none at 32 px and below
         blur_p = 0.0 if _small(size) else 0.5
+    side, grows, px = _out_side(size, out_size)
     return _two_views(
         "simclr",
-        size,
+        side,
         min_scale,
         jitter,
         (blur_p, blur_p),
         (0.0, 0.0),
         flip,
-        f"SimCLR: two symmetric views, resized crop (scale {min_scale}..1), flip p={flip}, colour "
-        f"jitter {jitter} p=0.8, grayscale p=0.2, blur p={blur_p}, no solarize",
+        f"SimCLR: two symmetric views, resized crop (scale {min_scale}..1{px}), "
+        f"flip p={flip}, colour jitter {jitter} p=0.8, grayscale p=0.2, blur p={blur_p}, "
+        "no solarize",
+        grows,
     )
 
 

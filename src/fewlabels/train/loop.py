@@ -436,12 +436,12 @@ class Trainer:
             if lab_stream is not None and lab_imgs is not None and lab_y is not None:
                 idx = lab_stream.indices(step, r, w)  # host indices: no device round trip
                 x = lab_imgs.take(idx)
-                batch.labeled = [p(x, gen) for p in lab_pols]
+                batch.labeled = [p(x, gen, prog) for p in lab_pols]
                 batch.labels = lab_y[idx.to(dev)]
             if unl_stream is not None and unl_imgs is not None:
                 uidx = unl_stream.indices(step, r, w)
                 ux = unl_imgs.take(uidx)
-                batch.unlabeled = [p(ux, gen) for p in unl_pols]
+                batch.unlabeled = [p(ux, gen, prog) for p in unl_pols]
                 batch.unlabeled_index = uidx.to(dev)
             if self.images_per_step is None:  # images through the backbone per step
                 self.images_per_step = count_images(batch, method.unlabeled_copies) * w
