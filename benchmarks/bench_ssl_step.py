@@ -12,7 +12,8 @@ each image count four times). A method whose backbone sees more than two views p
 (``bare_same_images_img_s``, ``ratio_same_images``), since the bare step itself can run
 slower per image on the larger batch; ``ratio`` stays the target's yardstick. Each method
 runs with the settings ``bench_ssl.py`` pretrains it with (optimiser, learning rate,
-gradient clip, projector widths). Bare and loop steps are timed in alternating rounds
+gradient clip, projector widths), but with views at the images' own size (a recipe's
+smaller ``out_size`` crops are left out). Bare and loop steps are timed in alternating rounds
 (loop, bare, loop, bare, ...), each rate the median over all its rounds' steps, so a
 drifting machine slows both alike. Prints one JSON line per method: {"method",
 "backbone", "batch", "bare_two_view_img_s", "loop_img_s", "ratio", "target": 0.9, ...}.
@@ -25,12 +26,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+from typing import Any
 
 import torch
 from bench_ssl import METHOD_KWARGS, METHOD_TRAIN, TRAIN
 from bench_train_step import BareStep
 
-from fewlabels.augment import build_policy
+from fewlabels.augment import build_policy, parse_policy
 from fewlabels.data.imageset import ImageSet
 from fewlabels.methods import METHODS, build_method
 from fewlabels.models import Network
@@ -41,6 +43,20 @@ from fewlabels.train.precision import resolve_precision
 def ssl_methods() -> list[str]:
     """Every registered method whose kind is self-supervised."""
     return [n for n, c in METHODS.items() if getattr(c, "kind", "") == "self-supervised"]
+
+
+def full_size_kwargs(name: str) -> dict[str, Any]:
+    """bench_ssl's options for ``name`` with views at the images' own size: a recipe that
+    pretrains on smaller crops (``out_size``) would otherwise be timed on fewer pixels
+    than the bare two-view yardstick, and the ratio would no longer compare like with like."""
+    kw = dict(METHOD_KWARGS.get(name, {}))
+    if isinstance(kw.get("augment"), str):
+        policy, opts = parse_policy(kw["augment"])
+        opts.pop("out_size", None)
+        kw["augment"] = policy + (
+            ":" + ",".join(f"{k}={v}" for k, v in opts.items()) if opts else ""
+        )
+    return kw
 
 
 class LoopSteps:
@@ -55,9 +71,7 @@ class LoopSteps:
             [str(i) for i in range(10)],
         )
         torch.manual_seed(0)
-        self.method = build_method(
-            name, Network(backbone, 3, size, 10), **METHOD_KWARGS.get(name, {})
-        )
+        self.method = build_method(name, Network(backbone, 3, size, 10), **full_size_kwargs(name))
         self.views = self.method.unlabeled_copies * sum(
             build_policy(p, image_size=size).num_views for p in self.method.views["unlabeled"]
         )

@@ -472,6 +472,8 @@ def _ssl_row(r: dict[str, Any], rand: dict[str, dict[str, Any]]) -> str:
     base = rand.get(r["backbone"])
     gain = f"{100 * (r['linear_acc'] - base['linear_acc']):+.1f} points" if base else "-"
     opt = f"{r['optimizer']} ({r['lr']:g})" if r.get("optimizer") else "-"
+    if r.get("batch_size"):  # recorded since 2026-12-02
+        opt = f"batch {r['batch_size']}, {opt}"
     if r.get("grad_clip"):
         opt += f", grad norm <= {r['grad_clip']:g}"
     for k, v in (r.get("method_kwargs") or {}).items():
@@ -528,8 +530,8 @@ def render_ssl(rows: list[dict[str, Any]]) -> list[str]:
             "regression on frozen features; kNN: cosine, k = 200; precision: what `auto` "
             "trained in, where recorded):",
             "",
-            "| budget | backbone | precision | method | optimizer (lr) | steps | linear acc | "
-            "linear F1 | kNN acc | kNN F1 | linear vs random init | measured |",
+            "| budget | backbone | precision | method | batch, optimizer (lr), options | steps | "
+            "linear acc | linear F1 | kNN acc | kNN F1 | linear vs random init | measured |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         ordered = sorted(
@@ -543,8 +545,8 @@ def render_ssl(rows: list[dict[str, Any]]) -> list[str]:
             "Recipe variants (`bench_ssl.py --method-kwargs`: one method's options changed "
             "for a comparison; not the recipes above):",
             "",
-            "| budget | backbone | precision | method | optimizer (lr) | steps | linear acc | "
-            "linear F1 | kNN acc | kNN F1 | linear vs random init | measured |",
+            "| budget | backbone | precision | method | batch, optimizer (lr), options | steps | "
+            "linear acc | linear F1 | kNN acc | kNN F1 | linear vs random init | measured |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|",
             *(_ssl_row(r, rand) for r in done),
             "",
