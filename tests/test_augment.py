@@ -416,4 +416,5 @@ def test_ssl_views_grow_with_training_progress() -> None:
     assert pol(x, gen())[1].shape[-1] == 32  # outside training: the final side
     # the same generator state gives the same crops, whatever the side
     assert torch.equal(pol(x, gen(5), 0.5)[0], pol(x, gen(5), 0.5)[0])
-    assert not build_policy("twoview:out_size=24..24").uses_progress
+    same = build_policy("twoview:out_size=24..24")
+    assert not same.uses_progress and "resized to 24 px," in same.description

@@ -180,9 +180,11 @@ def _out_side(size: int, out_size: int | str | None) -> tuple[Callable[[float], 
 
     def ramp(p: float) -> int:
         r = min(1.0, max(0.0, p) / RAMP_END)
-        return hi if r >= 1.0 else min(hi, lo + int((hi - lo) * r) // RAMP_STEP * RAMP_STEP)
+        return hi if r >= 1.0 else lo + int((hi - lo) * r) // RAMP_STEP * RAMP_STEP
 
-    return ramp, lo != hi, f", resized to {lo} px growing to {hi} px at {RAMP_END:.0%} of training"
+    if lo == hi:
+        return (lambda p: hi), False, f", resized to {hi} px"
+    return ramp, True, f", resized to {lo} px growing to {hi} px at {RAMP_END:.0%} of training"
 
 
 def _small(size: int) -> bool:
