@@ -417,4 +417,4 @@ def test_ssl_views_grow_with_training_progress() -> None:
     # the same generator state gives the same crops, whatever the side
     assert torch.equal(pol(x, gen(5), 0.5)[0], pol(x, gen(5), 0.5)[0])
     same = build_policy("twoview:out_size=24..24")
-    assert not same.uses_progress and "resized to 24 px," in same.description
+    assert not same.uses_progress and "resized to 24 px)" in same.description
