@@ -78,9 +78,8 @@ METHOD_KWARGS: dict[str, dict[str, Any]] = {
     # The views come out at 24 px (out_size): at a fixed 1,200 steps they probe 44.8%
     # against 47.5% at 32 px (20 px: 44.6%) but take 357 s instead of 555 s, so 30 minutes
     # make 5,345 / 5,875 steps (two runs) instead of 3,854: 58.8 / 59.3% against 55.9%
-    # (batch 128, lr 0.15: 10,675
-    # steps, 58.2%; at batch 128 crops growing from 24 to 32 px, out_size=24..32, made
-    # 8,830 steps to 56.6%).
+    # (batch 128, lr 0.15: 10,675 steps, 58.2%; at batch 128 crops growing from 24 to 32
+    # px, out_size=24..32, made 8,830 steps to 56.6%).
     "vicreg": {
         "projector": (2048, 2048, 2048),
         "augment": "twoview:min_scale=0.35,out_size=24",
