@@ -120,8 +120,8 @@ def main() -> None:
         try:
             loop = LoopSteps(name, args.backbone, args.batch, args.size, precision)
             row.update(loop.train)
-            if name in METHOD_KWARGS:
-                row["method_kwargs"] = METHOD_KWARGS[name]
+            if full_size_kwargs(name):  # what was timed: views at the images' own size
+                row["method_kwargs"] = full_size_kwargs(name)
             loop.times(2)  # warm-up
             same = None  # the bare step on as many images as the loop's backbone sees
             if loop.views > 2:
