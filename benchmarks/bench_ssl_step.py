@@ -13,8 +13,8 @@ each image count four times). A method whose backbone sees more than two views p
 slower per image on the larger batch; ``ratio`` stays the target's yardstick. Each method
 runs with the settings ``bench_ssl.py`` pretrains it with (optimiser, learning rate,
 gradient clip, projector widths), but with views at the images' own size (a recipe's
-smaller ``out_size`` crops are left out). Bare and loop steps are timed in alternating rounds
-(loop, bare, loop, bare, ...), each rate the median over all its rounds' steps, so a
+smaller ``out_size`` crops are left out). Bare and loop steps are timed in alternating
+rounds (loop, bare, loop, bare, ...), each rate the median over all its rounds' steps, so a
 drifting machine slows both alike. Prints one JSON line per method: {"method",
 "backbone", "batch", "bare_two_view_img_s", "loop_img_s", "ratio", "target": 0.9, ...}.
 
@@ -71,7 +71,8 @@ class LoopSteps:
             [str(i) for i in range(10)],
         )
         torch.manual_seed(0)
-        self.method = build_method(name, Network(backbone, 3, size, 10), **full_size_kwargs(name))
+        self.kwargs = full_size_kwargs(name)  # what is timed
+        self.method = build_method(name, Network(backbone, 3, size, 10), **self.kwargs)
         self.views = self.method.unlabeled_copies * sum(
             build_policy(p, image_size=size).num_views for p in self.method.views["unlabeled"]
         )
@@ -120,8 +121,8 @@ def main() -> None:
         try:
             loop = LoopSteps(name, args.backbone, args.batch, args.size, precision)
             row.update(loop.train)
-            if full_size_kwargs(name):  # what was timed: views at the images' own size
-                row["method_kwargs"] = full_size_kwargs(name)
+            if loop.kwargs:  # what was timed: views at the images' own size
+                row["method_kwargs"] = loop.kwargs
             loop.times(2)  # warm-up
             same = None  # the bare step on as many images as the loop's backbone sees
             if loop.views > 2:

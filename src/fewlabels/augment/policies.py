@@ -177,13 +177,13 @@ def _out_side(size: int, out_size: int | str | None) -> tuple[Callable[[float], 
         raise bad() from None
     if not dots or lo < 8 or hi < lo:
         raise bad()
+    if lo == hi:
+        return (lambda p: hi), False, f", resized to {hi} px"
 
     def ramp(p: float) -> int:
         r = min(1.0, max(0.0, p) / RAMP_END)
         return hi if r >= 1.0 else lo + int((hi - lo) * r) // RAMP_STEP * RAMP_STEP
 
-    if lo == hi:
-        return (lambda p: hi), False, f", resized to {hi} px"
     return ramp, True, f", resized to {lo} px growing to {hi} px at {RAMP_END:.0%} of training"
 
 
