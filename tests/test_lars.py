@@ -167,6 +167,31 @@ def test_several_steps_match_the_per_parameter_formula(nesterov: bool, clip: boo
         torch.testing.assert_close(p.detach(), w, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_a_parameter_whose_gradient_starts_later_steps_as_if_alone(nesterov: bool):
+    # One group updates its parameters together; a parameter without a gradient at first
+    # (a head used from step 2, say) starts its momentum then, the others keep theirs.
+    g = torch.Generator().manual_seed(1)
+    w0 = [torch.randn(3, 2, generator=g), torch.randn(4, generator=g)]
+    grads = [[torch.randn(3, 2, generator=g), None]] + [
+        [torch.randn(3, 2, generator=g), torch.randn(4, generator=g)] for _ in range(3)
+    ]
+    kw = {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.01, "eta": 0.02, "nesterov": nesterov}
+    together = [torch.nn.Parameter(w.clone()) for w in w0]
+    alone = [torch.nn.Parameter(w.clone()) for w in w0]
+    opt_t = LARS([{"params": together}], **kw)  # type: ignore[arg-type]
+    opt_a = LARS([{"params": [p]} for p in alone], **kw)  # type: ignore[arg-type]
+    for gs in grads:
+        for ps in (together, alone):
+            for p, gi in zip(ps, gs, strict=True):
+                p.grad = None if gi is None else gi.clone()
+        opt_t.step()
+        opt_a.step()
+    assert not torch.equal(together[1].detach(), w0[1])  # it did move from step 2 on
+    for a, b in zip(together, alone, strict=True):
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-6, atol=1e-7)
+
+
 def test_bad_settings_are_config_errors():
     p = torch.nn.Parameter(torch.ones(2))
     with pytest.raises(ConfigError, match="eta"):

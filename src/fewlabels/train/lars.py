@@ -61,35 +61,38 @@ class LARS(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        """One update of every parameter with a gradient."""
+        """One update of every parameter with a gradient (each group in a few ``_foreach``
+        kernels: a per-parameter Python loop cost ~7% of a VICReg step on 2 CPU cores)."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            mom, wd = group["momentum"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                d = p.grad
-                if wd:
-                    d = d.add(p, alpha=wd)
-                if group["lars"]:
-                    if group["clip"] and group["lr"] == 0:
-                        continue
-                    w_norm = torch.linalg.vector_norm(p)
-                    d_norm = torch.linalg.vector_norm(d)
-                    ratio = group["eta"] * w_norm / d_norm
-                    if group["clip"]:
-                        ratio = torch.clamp(ratio / group["lr"], max=1.0)
-                    d = d.mul(torch.where((w_norm > 0) & (d_norm > 0), ratio, 1.0))
-                if mom:
-                    state = self.state[p]
-                    buf = state.get("momentum_buffer")
-                    if buf is None:
-                        buf = state["momentum_buffer"] = d.clone()
-                    else:
-                        buf.mul_(mom).add_(d)
-                    d = d.add(buf, alpha=mom) if group["nesterov"] else buf
-                p.add_(d, alpha=-group["lr"])
+            params = [p for p in group["params"] if p.grad is not None]
+            lr, mom, wd = group["lr"], group["momentum"], group["weight_decay"]
+            if not params or (group["lars"] and group["clip"] and lr == 0):
+                continue
+            grads = [p.grad for p in params]
+            d = torch._foreach_add(grads, params, alpha=wd) if wd else list(grads)
+            if group["lars"]:
+                w_norm = torch.stack(torch._foreach_norm(params))
+                d_norm = torch.stack(torch._foreach_norm(d))
+                ratio = group["eta"] * w_norm / d_norm
+                if group["clip"]:
+                    ratio = torch.clamp(ratio / lr, max=1.0)
+                factor = torch.where((w_norm > 0) & (d_norm > 0), ratio, 1.0)
+                d = torch._foreach_mul(d, list(factor.unbind()))
+            if mom:
+                bufs = [self.state[p].get("momentum_buffer") for p in params]
+                if any(b is None for b in bufs):  # a first step (of some parameters)
+                    for i, (p, b) in enumerate(zip(params, bufs, strict=True)):
+                        if b is None:
+                            bufs[i] = self.state[p]["momentum_buffer"] = d[i].clone()
+                        else:
+                            b.mul_(mom).add_(d[i])
+                else:
+                    torch._foreach_mul_(bufs, mom)
+                    torch._foreach_add_(bufs, d)
+                d = torch._foreach_add(d, bufs, alpha=mom) if group["nesterov"] else bufs
+            torch._foreach_add_(params, d, alpha=-lr)
         return loss
