@@ -134,6 +134,7 @@ def bench_config(method: str, args: argparse.Namespace) -> RunConfig:
         labels_per_class=25,
         val="train:0.1",
         backbone=args.backbone,
+        backbone_kwargs=args.backbone_kwargs,
         method=method,
         method_kwargs={**METHOD_KWARGS.get(method, {}), **args.method_kwargs},
         train={**train, "budget": args.budget, "seed": args.seed, "batch_size": args.batch_size},
@@ -147,6 +148,7 @@ def settings(cfg: RunConfig) -> dict[str, Any]:
     return {
         "method": cfg.method,
         "backbone": cfg.backbone,
+        **({"backbone_kwargs": cfg.backbone_kwargs} if cfg.backbone_kwargs else {}),
         "budget": t.budget,
         "batch_size": t.batch_size,
         "optimizer": t.optimizer,
@@ -158,13 +160,13 @@ def settings(cfg: RunConfig) -> dict[str, Any]:
 
 
 def pretrain_row(cfg: RunConfig, args: argparse.Namespace) -> dict[str, Any]:
-    """``pretrain``'s row, marked as a variant when ``--method-kwargs`` or ``--batch-size``
-    changed the recipe."""
+    """``pretrain``'s row, marked as a variant when ``--method-kwargs``, ``--backbone-kwargs``
+    or ``--batch-size`` changed the recipe."""
     try:
         row = pretrain(cfg)
     except FewlabelsError as e:  # a method that diverges is a result, not a crash
         row = {**settings(cfg), "error": str(e)}
-    variant = args.method_kwargs or args.batch_size != TRAIN["batch_size"]
+    variant = args.method_kwargs or args.backbone_kwargs or args.batch_size != TRAIN["batch_size"]
     return {**row, "variant": True} if variant else row
 
 
@@ -184,13 +186,23 @@ def pretrain(cfg: RunConfig) -> dict[str, Any]:
 
 
 def random_init(args: argparse.Namespace) -> dict[str, Any]:
-    cfg = RunConfig(data=CIFAR, labels_per_class=25, backbone=args.backbone)
+    cfg = RunConfig(
+        data=CIFAR,
+        labels_per_class=25,
+        backbone=args.backbone,
+        backbone_kwargs=args.backbone_kwargs,
+    )
     ds, splits = prepare_data(cfg)
     torch.manual_seed(args.seed)
     net = build_network(cfg, splits.labeled, ds.train.num_classes)
     out = args.out / "random-init"
     export_model(out / "model.pt", net, ds.class_names, {"method": "random-init"})
-    return {"method": "random-init", "backbone": args.backbone, **probes(out, out, args.seed)}
+    return {
+        "method": "random-init",
+        "backbone": args.backbone,
+        **({"backbone_kwargs": args.backbone_kwargs} if args.backbone_kwargs else {}),
+        **probes(out, out, args.seed),
+    }
 
 
 def probe_speed(args: argparse.Namespace) -> dict[str, Any]:
@@ -248,6 +260,12 @@ def main() -> None:
         default={},
         help="JSON merged over the method's bench options, e.g. '{\"projector\": [1024, 1024]}'; "
         "its rows are marked as variants, which results.md lists apart",
+    )
+    ap.add_argument(
+        "--backbone-kwargs",
+        type=json.loads,
+        default={},
+        help="JSON options of the backbone, e.g. '{\"widths\": [32, 128, 256]}' (variant rows)",
     )
     args = ap.parse_args()
     torch.set_num_threads(2)
