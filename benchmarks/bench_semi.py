@@ -149,6 +149,7 @@ def run_method(
         "labels_per_class": rc.labels_per_class,
         "budget": budget,
         "backbone": rc.backbone,
+        **({"backbone_kwargs": rc.backbone_kwargs} if rc.backbone_kwargs else {}),
         "seed": rc.train.seed,
         "mu": rc.train.unlabeled_batch_ratio
         if method not in ("supervised", SELF_TRAINING)
@@ -262,6 +263,12 @@ def main() -> None:
     ap.add_argument("--digits", action="store_true", help="digits, 5 labels per class, 60 s")
     ap.add_argument("--step-speed", action="store_true", help="FixMatch step vs bare backbone")
     ap.add_argument("--backbone", help="override the backbone")
+    ap.add_argument(
+        "--backbone-kwargs",
+        type=json.loads,
+        default={},
+        help="JSON options of the backbone, e.g. '{\"widths\": [32, 128, 256]}'",
+    )
     ap.add_argument("--batch", type=int, default=64, help="labeled batch (step-speed)")
     ap.add_argument("--mu", type=float, help="unlabeled batch ratio (default 7; digits 4)")
     ap.add_argument("--init", help="start from this pretrained run or model (e.g. a SimCLR run)")
@@ -291,6 +298,8 @@ def main() -> None:
         base["train"]["budget"] = args.budget
     if args.backbone:
         base["backbone"] = args.backbone
+    if args.backbone_kwargs:
+        base["backbone_kwargs"] = args.backbone_kwargs
     if args.mu:
         base["train"]["unlabeled_batch_ratio"] = args.mu
     if args.init:

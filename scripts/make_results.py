@@ -307,7 +307,7 @@ def render_semi(rows: list[dict[str, Any]]) -> list[str]:
     cifar: dict[tuple, dict[str, Any]] = {}
     for r in rows:
         if r.get("data") == "cifar10" and "method" in r:
-            key = (r["budget"], r["backbone"], r["method"], r.get("init"), r.get("mu"))
+            key = (r["budget"], _backbone(r), r["method"], r.get("init"), r.get("mu"))
             key += (r.get("auto_precision"),)  # two machines' runs are separate cells
             cifar[key] = r  # the latest measurement of each cell
     if cifar:
@@ -334,7 +334,7 @@ def render_semi(rows: list[dict[str, Any]]) -> list[str]:
                 method += f" ({r['rounds']} round(s), threshold {r['threshold']:g}: {kept})"
             init = Path(r["init"]).name + " encoder" if r.get("init") else "-"
             out.append(
-                f"| {r['budget']} | {r['backbone']} | {fmt(r.get('auto_precision'))} | {method} | "
+                f"| {r['budget']} | {_backbone(r)} | {fmt(r.get('auto_precision'))} | {method} | "
                 f"{init} | {fmt(r.get('mu'))} | "
                 f"{_pct(r['test_acc'])} | {fmt(r['test_macro_f1'])} | "
                 f"{_secs(r.get('time_to_40'))} | {_secs(r.get('time_to_50'))} | "
@@ -467,9 +467,19 @@ def _seconds(budget: str) -> float:
     return b.amount if b.kind == "seconds" else float("inf")
 
 
+def _backbone(r: dict[str, Any]) -> str:
+    """A row's backbone with its options (``--backbone-kwargs``), e.g. ``fastnet-s
+    (widths 32-128-256)``."""
+    opts = [
+        f"{k} {'-'.join(str(d) for d in v) if isinstance(v, list) else v}"
+        for k, v in (r.get("backbone_kwargs") or {}).items()
+    ]
+    return r["backbone"] + (f" ({', '.join(opts)})" if opts else "")
+
+
 def _ssl_row(r: dict[str, Any], rand: dict[str, dict[str, Any]]) -> str:
     """One pretraining run as a row of the SSL table."""
-    base = rand.get(r["backbone"])
+    base = rand.get(_backbone(r))
     gain = f"{100 * (r['linear_acc'] - base['linear_acc']):+.1f} points" if base else "-"
     opt = f"{r['optimizer']} ({r['lr']:g})" if r.get("optimizer") else "-"
     if r.get("batch_size"):  # recorded since 2026-12-02
@@ -485,7 +495,7 @@ def _ssl_row(r: dict[str, Any], rand: dict[str, dict[str, Any]]) -> str:
             v = f"{v:g}"  # strings (an augmentation policy) stay as written
         opt += f", {k} {v}"
     return (
-        f"| {r['budget']} | {r['backbone']} | {fmt(r.get('auto_precision'))} | "
+        f"| {r['budget']} | {_backbone(r)} | {fmt(r.get('auto_precision'))} | "
         f"{r['method']} | {opt} | {r['pretrain_steps']:,} | {_pct(r['linear_acc'])} | "
         f"{fmt(r['linear_macro_f1'])} | {_pct(r['knn_acc'])} | {fmt(r['knn_macro_f1'])} "
         f"| {gain} | {r.get('date', '?')} @ {r.get('commit', '?')} |"
@@ -504,11 +514,11 @@ def render_ssl(rows: list[dict[str, Any]]) -> list[str]:
         if r.get("mode") == "probe-speed":
             speed.append(r)
         elif r.get("method") == "random-init":
-            rand[r["backbone"]] = r
+            rand[_backbone(r)] = r
         elif r.get("variant"):
             variants.append(r)
         elif r.get("method") and r.get("budget"):
-            runs[(r["budget"], r["backbone"], r["method"], r.get("auto_precision"))] = r
+            runs[(r["budget"], _backbone(r), r["method"], r.get("auto_precision"))] = r
     failed = {k: r for k, r in runs.items() if r.get("error")}
     runs = {k: r for k, r in runs.items() if not r.get("error")}
     # the supervised baseline: the best CIFAR-10 run within 30 minutes per backbone and
@@ -520,7 +530,7 @@ def render_ssl(rows: list[dict[str, Any]]) -> list[str]:
             and r.get("method") == "supervised"
             and _seconds(r["budget"]) <= 1800
         ):
-            key = (r["backbone"], r.get("auto_precision"))
+            key = (_backbone(r), r.get("auto_precision"))
             best = sup.get(key)
             if best is None or r["test_acc"] > best["test_acc"]:
                 sup[key] = r
@@ -542,7 +552,7 @@ def render_ssl(rows: list[dict[str, Any]]) -> list[str]:
     done = [r for r in variants if not r.get("error")]
     if done:
         out += [
-            "Recipe variants (`bench_ssl.py --method-kwargs`: one method's options changed "
+            "Recipe variants (`bench_ssl.py --method-kwargs`, `--backbone-kwargs` or `--batch-size`: "
             "for a comparison; not the recipes above):",
             "",
             "| budget | backbone | precision | method | batch, optimizer (lr), options | steps | "
@@ -556,8 +566,8 @@ def render_ssl(rows: list[dict[str, Any]]) -> list[str]:
             f"- Random-init {backbone}: linear {_pct(base['linear_acc'])}, kNN "
             f"{_pct(base['knn_acc'])}."
         )
-        mine = [r for r in runs.values() if r["backbone"] == backbone]
-        mine += [r for r in failed.values() if r["backbone"] == backbone]
+        mine = [r for r in runs.values() if _backbone(r) == backbone]
+        mine += [r for r in failed.values() if _backbone(r) == backbone]
         if mine:
             acc = base["linear_acc"]
             above = sorted(r["method"] for r in mine if r.get("linear_acc", 0) > acc)
@@ -575,14 +585,15 @@ def render_ssl(rows: list[dict[str, Any]]) -> list[str]:
         best = max(budget_ok, key=lambda r: r["linear_acc"])
         line = (
             f"- Best linear probe within 30 minutes: {best['method']} ({best['budget']}, "
-            f"{best['backbone']}) {_pct(best['linear_acc'])} (target 60%: "
+            f"{_backbone(best)}) {_pct(best['linear_acc'])} (target 60%: "
             f"{'met' if best['linear_acc'] >= 0.6 else 'not met'})"
         )
-        s_row = sup.get((best["backbone"], best.get("auto_precision")))
+        s_row = sup.get((_backbone(best), best.get("auto_precision")))
         if s_row:
             gain = 100 * (best["linear_acc"] - s_row["test_acc"])
             line += (
-                f"; the supervised 250-label baseline ({s_row['budget']}, same precision) "
+                f"; the supervised 250-label baseline ({s_row['budget']}, same backbone "
+                "and precision) "
                 f"{_pct(s_row['test_acc'])}: {gain:+.1f} points (target +15: "
                 f"{'met' if gain >= 15 else 'not met'})"
             )
@@ -601,7 +612,7 @@ def render_ssl(rows: list[dict[str, Any]]) -> list[str]:
 def _groups(rows: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in rows:
-        groups.setdefault((r["budget"], r["backbone"], r.get("auto_precision")), []).append(r)
+        groups.setdefault((r["budget"], _backbone(r), r.get("auto_precision")), []).append(r)
     return groups
 
 
