@@ -12,11 +12,12 @@ each image count four times). A method whose backbone sees more than two views p
 (``bare_same_images_img_s``, ``ratio_same_images``), since the bare step itself can run
 slower per image on the larger batch; ``ratio`` stays the target's yardstick. Each method
 runs with the settings ``bench_ssl.py`` pretrains it with (optimiser, learning rate,
-gradient clip, projector widths), but with views at the images' own size (a recipe's
-smaller ``out_size`` crops are left out). Bare and loop steps are timed in alternating
-rounds (loop, bare, loop, bare, ...), each rate the median over all its rounds' steps, so a
-drifting machine slows both alike. Prints one JSON line per method: {"method",
-"backbone", "batch", "bare_two_view_img_s", "loop_img_s", "ratio", "target": 0.9, ...}.
+gradient clip, projector widths, backbone options, which the bare step then takes too), but
+with views at the images' own size (a recipe's smaller ``out_size`` crops are left out).
+Bare and loop steps are timed in alternating rounds (loop, bare, loop, bare, ...), each
+rate the median over all its rounds' steps, so a drifting machine slows both alike. Prints
+one JSON line per method: {"method", "backbone", "batch", "bare_two_view_img_s",
+"loop_img_s", "ratio", "target": 0.9, ...}.
 
     python benchmarks/bench_ssl_step.py --methods simclr byol vae --backbone fastnet-s
 """
@@ -29,7 +30,7 @@ import statistics
 from typing import Any
 
 import torch
-from bench_ssl import METHOD_KWARGS, METHOD_TRAIN, TRAIN
+from bench_ssl import METHOD_BACKBONE, METHOD_KWARGS, METHOD_TRAIN, TRAIN
 from bench_train_step import BareStep
 
 from fewlabels.augment import build_policy, parse_policy
@@ -72,7 +73,9 @@ class LoopSteps:
         )
         torch.manual_seed(0)
         self.kwargs = full_size_kwargs(name)  # what is timed
-        self.method = build_method(name, Network(backbone, 3, size, 10), **self.kwargs)
+        self.backbone_kwargs = METHOD_BACKBONE.get((name, backbone), {})
+        net = Network(backbone, 3, size, 10, backbone_kwargs=self.backbone_kwargs)
+        self.method = build_method(name, net, **self.kwargs)
         self.views = self.method.unlabeled_copies * sum(
             build_policy(p, image_size=size).num_views for p in self.method.views["unlabeled"]
         )
@@ -123,17 +126,25 @@ def main() -> None:
             row.update(loop.train)
             if loop.kwargs:  # what was timed: views at the images' own size
                 row["method_kwargs"] = loop.kwargs
+            bk = loop.backbone_kwargs  # the recipe's backbone options: the bare step takes them
+            if bk:
+                row["backbone_kwargs"] = bk
             loop.times(2)  # warm-up
+            own = bare
+            if bk:
+                own = BareStep(args.backbone, 2 * args.batch, args.size, precision, None, bk)
+                own.times(3)
             same = None  # the bare step on as many images as the loop's backbone sees
             if loop.views > 2:
-                same = BareStep(args.backbone, loop.views * args.batch, args.size, precision)
+                n_same = loop.views * args.batch
+                same = BareStep(args.backbone, n_same, args.size, precision, None, bk)
                 same.times(3)
             tl: list[float] = []
             tb: list[float] = []
             ts: list[float] = []
             for _ in range(args.rounds):
                 tl += loop.times(args.steps)
-                tb += bare.times(args.steps)
+                tb += own.times(args.steps)
                 if same is not None:
                     ts += same.times(args.steps)
         except Exception as e:  # one broken method must not hide the others' figures

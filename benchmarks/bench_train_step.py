@@ -44,9 +44,11 @@ class BareStep:
         size: int,
         precision: str,
         make_optimizer: Callable[[Any], torch.optim.Optimizer] | None = None,
+        backbone_kwargs: dict[str, Any] | None = None,
     ) -> None:
         torch.manual_seed(0)
-        self.net = Network(backbone, 3, size, 10).to(memory_format=torch.channels_last)
+        self.net = Network(backbone, 3, size, 10, backbone_kwargs=backbone_kwargs)
+        self.net = self.net.to(memory_format=torch.channels_last)
         params = self.net.parameters()
         self.opt = (
             make_optimizer(params)
