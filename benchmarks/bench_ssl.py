@@ -106,8 +106,9 @@ METHOD_KWARGS: dict[str, dict[str, Any]] = {
 # Backbone options of a method's recipe on one backbone (``--backbone-kwargs`` adds to them).
 METHOD_BACKBONE: dict[tuple[str, str], dict[str, Any]] = {
     # fastnet-s's last group at 256 channels instead of 128 (a 256-d feature; its maps are
-    # 5 px and 2 px at 24 px views, so 0.34 s a step against 0.29-0.31 s): 5,050 steps in
-    # 30 minutes to 59.9% linear, 59.4% kNN (the 128-wide recipe: 5,875 steps, 59.3%, 57.6%)
+    # 5 px and 2 px at 24 px views, so 0.34 s a step against 0.29-0.31 s): two 30-minute
+    # runs made 5,050 / 4,889 steps to 59.9 / 58.7% linear, 59.4 / 58.4% kNN (128 wide:
+    # 5,345 / 5,875 steps, 58.8 / 59.3% linear, 57.0 / 57.6% kNN): kNN gains, linear is level
     ("vicreg", "fastnet-s"): {"widths": [32, 128, 256]},
 }
 

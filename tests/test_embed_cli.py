@@ -167,6 +167,7 @@ def test_example_vicreg_config_with_flag_overrides(tmp_path):
     assert r.exit_code == 0, r.output
     cfg = json.loads((tmp_path / "config.json").read_text())
     assert cfg["method"] == "vicreg" and cfg["backbone"] == "fastnet-s"
+    assert cfg["backbone_kwargs"] == {"widths": [32, 128, 256]}
     assert cfg["method_kwargs"]["projector"] == [2048, 2048, 2048]
     train = cfg["train"]
     assert (train["optimizer"], train["grad_clip"], train["budget"]) == ("lars", 0.5, "3steps")
