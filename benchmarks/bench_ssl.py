@@ -223,7 +223,9 @@ def probe_speed(args: argparse.Namespace) -> dict[str, Any]:
     from fewlabels.evaluate.probe import linear_probe
     from fewlabels.train.precision import resolve_precision
 
-    cfg = RunConfig(data=CIFAR, val="none", backbone=args.backbone)
+    cfg = RunConfig(
+        data=CIFAR, val="none", backbone=args.backbone, backbone_kwargs=args.backbone_kwargs
+    )
     ds, splits = prepare_data(cfg)
     torch.manual_seed(args.seed)
     net = build_network(cfg, splits.labeled, ds.train.num_classes)
@@ -242,6 +244,7 @@ def probe_speed(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "mode": "probe-speed",
         "backbone": args.backbone,
+        **({"backbone_kwargs": args.backbone_kwargs} if args.backbone_kwargs else {}),
         "images": len(lab),
         "feature_dim": int(feats.shape[1]),
         "precision": precision,
@@ -277,7 +280,8 @@ def main() -> None:
         "--backbone-kwargs",
         type=json.loads,
         default={},
-        help="JSON options of the backbone, e.g. '{\"widths\": [32, 128, 256]}' (variant rows)",
+        help="JSON options of the backbone, e.g. '{\"widths\": [32, 128, 256]}' (pretraining "
+        "rows with them are variants)",
     )
     args = ap.parse_args()
     torch.set_num_threads(2)

@@ -132,12 +132,14 @@ def main() -> None:
             loop.times(2)  # warm-up
             own = bare
             if bk:
-                own = BareStep(args.backbone, 2 * args.batch, args.size, precision, None, bk)
+                own = BareStep(
+                    args.backbone, 2 * args.batch, args.size, precision, backbone_kwargs=bk
+                )
                 own.times(3)
             same = None  # the bare step on as many images as the loop's backbone sees
             if loop.views > 2:
                 n_same = loop.views * args.batch
-                same = BareStep(args.backbone, n_same, args.size, precision, None, bk)
+                same = BareStep(args.backbone, n_same, args.size, precision, backbone_kwargs=bk)
                 same.times(3)
             tl: list[float] = []
             tb: list[float] = []

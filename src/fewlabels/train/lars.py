@@ -61,8 +61,9 @@ class LARS(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        """One update of every parameter with a gradient (each group in a few ``_foreach``
-        kernels: a per-parameter Python loop cost ~7% of a VICReg step on 2 CPU cores)."""
+        """One update of every parameter with a gradient, each group in a few ``_foreach``
+        kernels (the step is memory-bound: on the VICReg fastnet-s network 39 ms against
+        42 ms for a per-parameter loop, 2 CPU cores)."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -82,17 +83,13 @@ class LARS(torch.optim.Optimizer):
                     ratio = torch.clamp(ratio / lr, max=1.0)
                 factor = torch.where((w_norm > 0) & (d_norm > 0), ratio, 1.0)
                 d = torch._foreach_mul(d, list(factor.unbind()))
-            if mom:
-                bufs = [self.state[p].get("momentum_buffer") for p in params]
-                if any(b is None for b in bufs):  # a first step (of some parameters)
-                    for i, (p, b) in enumerate(zip(params, bufs, strict=True)):
-                        if b is None:
-                            bufs[i] = self.state[p]["momentum_buffer"] = d[i].clone()
-                        else:
-                            b.mul_(mom).add_(d[i])
-                else:
-                    torch._foreach_mul_(bufs, mom)
-                    torch._foreach_add_(bufs, d)
+            if mom:  # a parameter's first buffer starts at 0, so it becomes its first d
+                for p in params:
+                    if "momentum_buffer" not in self.state[p]:
+                        self.state[p]["momentum_buffer"] = torch.zeros_like(p)
+                bufs = [self.state[p]["momentum_buffer"] for p in params]
+                torch._foreach_mul_(bufs, mom)
+                torch._foreach_add_(bufs, d)
                 d = torch._foreach_add(d, bufs, alpha=mom) if group["nesterov"] else bufs
             torch._foreach_add_(params, d, alpha=-lr)
         return loss
