@@ -196,6 +196,9 @@ def test_study_strategy_axis_selects_before_training(tmp_path):
     assert res.counts["done"] == 4 and res.counts["failed"] == 0
     rep = write_report(tmp_path / "out")
     assert (tmp_path / "out" / "figures" / "acc_vs_budget.png").is_file()
+    # val: none leaves no curve: a note instead of an empty time-to-accuracy figure
+    assert not (tmp_path / "out" / "figures" / "time_to_accuracy.png").exists()
+    assert "no run has a validation curve" in rep.markdown.read_text()
     rows = _rows(rep.csv)
     assert {r["strategy"] for r in rows} == {"random", "typiclust"}
     # each cell trained on exactly the selected images

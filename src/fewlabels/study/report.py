@@ -323,7 +323,8 @@ def plot_time_to_accuracy(groups: list[Group], path: Path) -> Path:
             g = _most_unlabeled(groups, m, lab)
             if g is None:
                 continue
-            for i, r in enumerate(g.rows):
+            label: str | None = m  # on the method's first drawn line only
+            for r in g.rows:
                 if r["curve"]:
                     ax.plot(
                         [p["time_s"] for p in r["curve"]],
@@ -331,14 +332,17 @@ def plot_time_to_accuracy(groups: list[Group], path: Path) -> Path:
                         color=colors[m],
                         alpha=0.85,
                         marker=".",
-                        label=m if i == 0 else None,
+                        label=label,
                     )
+                    label = None
         ax.set_title(f"{lab} labeled")
         ax.set_xlabel("training seconds")
         ax.set_ylabel("validation accuracy (%)")
         ax.grid(alpha=0.3)
-    if axes:
-        axes[0].legend(fontsize=7)
+    for ax in axes:  # the first panel with a line
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+            break
     return _save(fig, path)
 
 
@@ -690,13 +694,16 @@ def write_report(study_dir: str | Path, store_url: str | None = None) -> Report:
                 plot_vs_labeled(groups, fig_dir / "acc_vs_labeled.png"),
             )
         )
-        figures.append(
-            (
-                "Time to accuracy: validation accuracy vs training seconds (every "
-                "seed; a pipeline's runs one after the other)",
-                plot_time_to_accuracy(groups, fig_dir / "time_to_accuracy.png"),
+        if any(r["curve"] for g in groups for r in g.rows):
+            figures.append(
+                (
+                    "Time to accuracy: validation accuracy vs training seconds (every "
+                    "seed; a pipeline's runs one after the other)",
+                    plot_time_to_accuracy(groups, fig_dir / "time_to_accuracy.png"),
+                )
             )
-        )
+        else:
+            notes.append("No time-to-accuracy figure: no run has a validation curve.")
     tables = _tables(groups, rows, accuracies)
     comp = [(r[0], float(r[2])) for r in tables[2][2]]
     if comp:
