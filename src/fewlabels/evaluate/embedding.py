@@ -27,6 +27,7 @@ from fewlabels.errors import ConfigError, DataError
 from fewlabels.evaluate.monitor import MAX_POINTS, load_embeddings
 
 PLOTS = ("tsne", "umap")
+PANELS_PER_ROW = 5  # the combined picture wraps into rows of this many panels
 
 
 def _reduce(features: np.ndarray, seed: int) -> np.ndarray:
@@ -116,8 +117,8 @@ def _draw(ax: Any, xy: np.ndarray, labels: np.ndarray, class_names: list[str], t
 def plot_panels(
     points: list[dict[str, Any]], out_dir: Path, seed: int = 0, plot: str = "tsne"
 ) -> list[Path]:
-    """One PNG per point (``<plot>_<name>.png``) and ``<plot>.png`` with every panel in a
-    row (``plot``: tsne or umap)."""
+    """One PNG per point (``<plot>_<name>.png``) and ``<plot>.png`` with every panel, in
+    rows of up to ``PANELS_PER_ROW`` in training order (``plot``: tsne or umap)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     drawn = []
     for p in points:
@@ -130,14 +131,20 @@ def plot_panels(
         fig.tight_layout()
         atomic_savefig(fig, out_dir / f"{plot}_{p['name']}.png", dpi=110)
         plt.close(fig)
-    cols = len(drawn)
-    fig, axes = plt.subplots(1, cols, figsize=(3.2 * cols + 0.4, 3.6), squeeze=False)
-    for ax, (p, xy) in zip(axes[0], drawn, strict=True):
+    cols = min(PANELS_PER_ROW, len(drawn))
+    rows = -(-len(drawn) // cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(3.2 * cols + 0.4, 3.4 * rows + 0.3), squeeze=False
+    )
+    flat = list(axes.flat)
+    for ax, (p, xy) in zip(flat, drawn, strict=False):
         _draw(ax, xy, p["labels"], p["class_names"], _title(p))
-    handles, names = axes[0][-1].get_legend_handles_labels()
+    for ax in flat[len(drawn) :]:
+        ax.set_axis_off()
+    handles, names = flat[len(drawn) - 1].get_legend_handles_labels()
     if handles and len(names) <= 20:
         fig.legend(handles, names, loc="lower center", ncol=min(10, len(names)), fontsize=7)
-        fig.tight_layout(rect=(0, 0.08, 1, 1))
+        fig.tight_layout(rect=(0, 0.3 / (3.4 * rows + 0.3), 1, 1))
     else:
         fig.tight_layout()
     atomic_savefig(fig, out_dir / f"{plot}.png", dpi=110)
