@@ -138,3 +138,20 @@ def test_console_script_exit_code_and_stderr(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: ")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_help_text_reflows_docstring_paragraphs():
+    import typer
+
+    from fewlabels.cli import app
+
+    group = typer.main.get_command(app)
+    for name, cmd in group.commands.items():  # type: ignore[attr-defined]
+        for sub in getattr(cmd, "commands", {name: cmd}).values():
+            for para in (sub.help or "").split("\n\n"):
+                assert "\n" not in para and "  " not in para, (name, para)
+    # the pretrain paragraph whose source spans two lines reads as one
+    r = invoke("pretrain", "--help")
+    assert r.exit_code == 0
+    words = " ".join(r.output.replace("│", " ").split())
+    assert "the online linear probe and the kNN monitor on the validation curve" in words

@@ -891,6 +891,19 @@ def _slug(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)[:60] or "data"
 
 
+def _reflow(doc: str) -> str:
+    """A docstring as ``--help`` text: paragraphs kept, each on one line (Typer keeps a
+    docstring's line breaks, which break lines a second time at the terminal's width)."""
+    paras = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(" ".join(p.split()) for p in paras)
+
+
+for _typer in (app, data_app):
+    for _cmd in _typer.registered_commands:
+        if _cmd.help is None and _cmd.callback is not None and _cmd.callback.__doc__:
+            _cmd.help = _reflow(_cmd.callback.__doc__)
+
+
 def main() -> None:
     """Console-script entry point."""
     # OpenMP threads that sleep instead of spinning: on a machine with as few cores as
