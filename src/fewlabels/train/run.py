@@ -24,6 +24,7 @@ from fewlabels.select.simulate import SelectConfig, select_splits
 from fewlabels.train.checkpoint import atomic_write_bytes, save_checkpoint
 from fewlabels.train.distributed import DistInfo, init_distributed, pick_device
 from fewlabels.train.loop import TrainConfig, Trainer, barrier, with_train_defaults
+from fewlabels.train.precision import slow_precision_warning
 from fewlabels.train.warm_start import apply_init, architecture, read_init
 
 
@@ -318,6 +319,9 @@ def run_training(
             f"training {cfg.method} on {cfg.backbone} for {cfg.train.budget} "
             f"({trainer.precision}, {device.type}, {info.world_size} process(es))"
         )
+        slow = slow_precision_warning(trainer.precision, device)
+        if slow:
+            log(slow)
     fit = trainer.fit(method, splits.labeled, unlabeled, splits.val, stop_at_step=stop_at_step)
     metrics = None
     if info.is_main and not fit.stopped_early:

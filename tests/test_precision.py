@@ -1,0 +1,44 @@
+"""Which precision ``auto`` picks, and the warning for bf16 on a CPU that only emulates it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from cli_helpers import invoke
+
+from fewlabels.errors import ConfigError
+from fewlabels.train import precision as P
+
+CPU = torch.device("cpu")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_takes_bf16_only_where_the_cpu_has_it(monkeypatch, native):
+    monkeypatch.setattr(P, "cpu_has_fast_bf16", lambda: native)
+    assert P.resolve_precision("auto", CPU) == ("bf16" if native else "fp32")
+    assert P.resolve_precision("fp32", CPU) == "fp32"
+    assert P.resolve_precision("bf16", CPU) == "bf16"  # asked for: kept
+    warning = P.slow_precision_warning("bf16", CPU)
+    assert (warning is None) == native
+    assert P.slow_precision_warning("fp32", CPU) is None
+
+
+def test_an_unknown_precision_is_a_config_error():
+    with pytest.raises(ConfigError, match="fp16"):
+        P.resolve_precision("fp16", CPU)
+
+
+def test_training_in_bf16_on_a_cpu_without_it_says_so(monkeypatch, tmp_path):
+    monkeypatch.setattr(P, "cpu_has_fast_bf16", lambda: False)
+    r = invoke(
+        "train", "--data", "digits", "--labels-per-class", "5", "--budget", "2steps",
+        "--batch-size", "16", "--precision", "bf16", "--out", str(tmp_path), "--no-progress",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "no native bf16 instructions" in r.output
+    r = invoke(
+        "train", "--data", "digits", "--labels-per-class", "5", "--budget", "2steps",
+        "--batch-size", "16", "--out", str(tmp_path / "auto"), "--no-progress",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "(fp32, cpu" in r.output and "no native bf16" not in r.output
