@@ -42,3 +42,14 @@ def test_training_in_bf16_on_a_cpu_without_it_says_so(monkeypatch, tmp_path):
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     assert "(fp32, cpu" in r.output and "no native bf16" not in r.output
+
+
+def test_the_gan_trainer_warns_too(monkeypatch):
+    from fewlabels.generate.train import GANConfig, train_gan
+
+    monkeypatch.setattr(P, "cpu_has_fast_bf16", lambda: False)
+    images = torch.randint(0, 256, (16, 3, 16, 16), dtype=torch.uint8)
+    said: list[str] = []
+    cfg = GANConfig(budget="1steps", batch_size=8, z_dim=8, width=4, precision="bf16")
+    train_gan(images, cfg, progress=False, log=said.append)
+    assert any("no native bf16 instructions" in s for s in said)

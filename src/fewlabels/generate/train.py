@@ -29,7 +29,7 @@ from fewlabels.train.budget import Budget
 from fewlabels.train.checkpoint import load_checkpoint, save_checkpoint
 from fewlabels.train.ema import ModelEMA
 from fewlabels.train.loop import IndexStream, _mix
-from fewlabels.train.precision import autocast, resolve_precision
+from fewlabels.train.precision import autocast, resolve_precision, slow_precision_warning
 
 # settings that may change between a run and its resumption (they do not change the maths)
 _RESUMABLE = ("budget", "checkpoint_every_s", "evals")
@@ -149,6 +149,9 @@ def train_gan(
     cfg = cfg.resolved(dev)
     budget = Budget.parse(cfg.budget)
     precision = resolve_precision(cfg.precision, dev)
+    slow = slow_precision_warning(precision, dev)
+    if slow:
+        log(slow)
     ops = parse_policy(cfg.augment)
     n, channels, size = len(images), int(images.shape[1]), int(images.shape[-1])
     bs = cfg.batch_size
