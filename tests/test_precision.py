@@ -53,3 +53,25 @@ def test_the_gan_trainer_warns_too(monkeypatch):
     cfg = GANConfig(budget="1steps", batch_size=8, z_dim=8, width=4, precision="bf16")
     train_gan(images, cfg, progress=False, log=said.append)
     assert any("no native bf16 instructions" in s for s in said)
+
+
+def test_a_study_that_asks_for_bf16_says_so_once(monkeypatch, tmp_path):
+    from fewlabels.study import load_study, run_study
+
+    monkeypatch.setattr(P, "cpu_has_fast_bf16", lambda: False)
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "name: s\ndata: digits\nbackbone: convnet\nbudget: 1steps\nval: none\n"
+        "train: {batch_size: 16, evals: 1, precision: bf16}\nupper_bound: false\n"
+        "grid:\n  labels_per_class: [2]\n  unlabeled: ['0']\n  seeds: [0, 1]\n"
+        "methods:\n  - supervised\n"
+    )
+    said: list[str] = []
+    res = run_study(load_study(spec), tmp_path / "out", log=said.append)
+    assert res.counts["done"] == 2
+    assert sum("no native bf16 instructions" in s for s in said) == 1
+    said.clear()
+    fp32 = tmp_path / "f.yaml"
+    fp32.write_text(spec.read_text().replace("precision: bf16", "precision: fp32"))
+    run_study(load_study(fp32), tmp_path / "out32", log=said.append)
+    assert not any("no native bf16" in s for s in said)

@@ -281,6 +281,23 @@ class StudyOutcome:
     seconds: float
 
 
+def _precision_warnings(plan: Any) -> set[str]:
+    """The bf16-without-native-bf16 warning, once, if any training run of ``plan`` asks
+    for it (``run_training`` would log it, but study cells run with a quiet log)."""
+    from fewlabels.train.distributed import pick_device
+    from fewlabels.train.precision import slow_precision_warning
+
+    out: set[str] = set()
+    for job in plan.jobs.values():
+        cfg = job.spec.get("config", {}) if job.kind == "train" else {}
+        precision = cfg.get("train", {}).get("precision", "auto")
+        if precision == "bf16":
+            warning = slow_precision_warning(precision, pick_device(cfg.get("device", "auto")))
+            if warning:
+                out.add(warning)
+    return out
+
+
 def run_study(
     plan: Any,
     out_dir: str | Path,
@@ -318,6 +335,8 @@ def run_study(
         f"study {plan.name}: {len(plan.cells)} cells, {sum(c.values())} runs "
         f"({c['done']} already done), {workers} worker(s) x {threads} thread(s) -> {out}"
     )
+    for warning in _precision_warnings(plan):  # cells train with a quiet log
+        log(warning)
     t0 = time.time()
     if workers == 1:
         work(
