@@ -584,9 +584,8 @@ def render_ssl(rows: list[dict[str, Any]]) -> list[str]:
     by_precision: dict[str, list[dict[str, Any]]] = {}
     for r in runs.values():  # one line per precision: two hosts' budgets buy different work
         if _seconds(r["budget"]) <= 1800:
-            by_precision.setdefault(r.get("auto_precision") or "precision not recorded", []).append(
-                r
-            )
+            precision = r.get("auto_precision") or "precision not recorded"
+            by_precision.setdefault(precision, []).append(r)
     for precision, budget_ok in sorted(by_precision.items()):
         best = max(budget_ok, key=lambda r: r["linear_acc"])
         line = (

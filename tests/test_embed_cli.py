@@ -180,20 +180,22 @@ def test_the_combined_picture_wraps_panels_into_rows(tmp_path):
     from fewlabels.evaluate.embedding import PANELS_PER_ROW, plot_panels
 
     rng = np.random.default_rng(0)
-    points = [
-        {
-            "name": f"step_{i}",
-            "features": rng.normal(size=(40, 8)).astype(np.float32),
-            "labels": np.arange(40) % 3,
-            "class_names": ["a", "b", "c"],
-            "step": float(i),
-        }
-        for i in range(PANELS_PER_ROW + 2)
-    ]
-    paths = plot_panels(points, tmp_path, plot="tsne")
-    assert len(paths) == len(points) + 1 and all(p.is_file() for p in paths)
-    one = imread(paths[0]).shape
-    combined = imread(tmp_path / "tsne.png").shape
-    # two rows of PANELS_PER_ROW panels: wider than tall, and taller than one panel
-    assert combined[1] > combined[0] > one[0]
-    assert combined[1] < 3.2 * 110 * (PANELS_PER_ROW + 1)  # not one row of seven
+
+    def picture(n: int) -> tuple[int, ...]:
+        points = [
+            {
+                "name": f"step_{i}",
+                "features": rng.normal(size=(40, 8)).astype(np.float32),
+                "labels": np.arange(40) % 3,
+                "class_names": ["a", "b", "c"],
+                "step": float(i),
+            }
+            for i in range(n)
+        ]
+        paths = plot_panels(points, tmp_path / str(n), plot="tsne")
+        assert len(paths) == n + 1 and all(p.is_file() for p in paths)
+        return imread(tmp_path / str(n) / "tsne.png").shape
+
+    full_row, wrapped = picture(PANELS_PER_ROW), picture(PANELS_PER_ROW + 2)
+    # two more panels start a second row: as wide as one full row, and taller
+    assert wrapped[1] == full_row[1] and wrapped[0] > full_row[0]

@@ -281,21 +281,20 @@ class StudyOutcome:
     seconds: float
 
 
-def _precision_warnings(plan: Any) -> set[str]:
-    """The bf16-without-native-bf16 warning, once, if any training run of ``plan`` asks
-    for it (``run_training`` would log it, but study cells run with a quiet log)."""
+def _precision_warning(plan: Any) -> str | None:
+    """The bf16-without-native-bf16 warning if a training run of ``plan`` would log it
+    (``run_training`` does, but study cells run with a quiet log)."""
     from fewlabels.train.distributed import pick_device
     from fewlabels.train.precision import slow_precision_warning
 
-    out: set[str] = set()
     for job in plan.jobs.values():
-        cfg = job.spec.get("config", {}) if job.kind == "train" else {}
-        precision = cfg.get("train", {}).get("precision", "auto")
-        if precision == "bf16":
-            warning = slow_precision_warning(precision, pick_device(cfg.get("device", "auto")))
+        if job.kind == "train":
+            cfg = job.spec["config"]
+            device = pick_device(cfg.get("device", "auto"))
+            warning = slow_precision_warning(cfg["train"].get("precision", "auto"), device)
             if warning:
-                out.add(warning)
-    return out
+                return warning
+    return None
 
 
 def run_study(
@@ -335,7 +334,8 @@ def run_study(
         f"study {plan.name}: {len(plan.cells)} cells, {sum(c.values())} runs "
         f"({c['done']} already done), {workers} worker(s) x {threads} thread(s) -> {out}"
     )
-    for warning in _precision_warnings(plan):  # cells train with a quiet log
+    warning = _precision_warning(plan)
+    if warning:
         log(warning)
     t0 = time.time()
     if workers == 1:
