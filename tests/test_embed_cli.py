@@ -168,7 +168,7 @@ def test_example_vicreg_config_with_flag_overrides(tmp_path):
     cfg = json.loads((tmp_path / "config.json").read_text())
     assert cfg["method"] == "vicreg" and cfg["backbone"] == "fastnet-s"
     assert cfg["backbone_kwargs"] == {"widths": [32, 128, 256]}
-    assert cfg["method_kwargs"]["projector"] == [2048, 2048, 2048]
+    assert cfg["method_kwargs"]["projector"] == [1024, 1024, 1024]
     train = cfg["train"]
     assert (train["optimizer"], train["grad_clip"], train["budget"]) == ("lars", 0.5, "3steps")
     assert train["weight_decay"] == 1e-4 and train["batch_size"] == 64
