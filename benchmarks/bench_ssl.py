@@ -85,10 +85,10 @@ METHOD_KWARGS: dict[str, dict[str, Any]] = {
     # ResNet-50's 2,048-d feature, 1,024 is 4x the VICReg recipe's 256-d one (8x fastnet-s's
     # usual 128-d). On the CPU without native bf16 the 2,048-wide layers took ~0.2 s of a ~1 s
     # VICReg step; at 1,024 the full step rose from 0.785 to 0.933 of the bare two-view rate
-    # (4 rounds) and 30 minutes made 2,178 steps to 52.4% linear / 50.2% kNN against 2,000 to
-    # 51.7% / 49.6% (bf16 host, 10 minutes: 45.6% against 45.9%). Barlow Twins (10 minutes,
-    # fp32): 533 steps to 34.5% / 32.0% against 451 to 34.1% / 31.6%, and 0.947 of the bare
-    # rate against 0.794.
+    # (4 rounds) and 30 minutes made 2,178 / 2,256 steps (two runs) to 52.4 / 54.5% linear,
+    # 50.2 / 52.6% kNN against 2,000 to 51.7% / 49.6% (bf16 host, 10 minutes: 45.6% against
+    # 45.9%). Barlow Twins (10 minutes, fp32): 533 steps to 34.5% / 32.0% against 451 to 34.1%
+    # / 31.6%, and 0.947 of the bare rate against 0.794.
     "vicreg": {
         "projector": (1024, 1024, 1024),
         "augment": "twoview:min_scale=0.35,out_size=24",
