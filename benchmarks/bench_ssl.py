@@ -92,7 +92,7 @@ METHOD_KWARGS: dict[str, dict[str, Any]] = {
     # 20 px views, not 24: on the fp32 CPU the bare fastnet-s step over 512 images takes 0.37 s
     # at 20 px against 0.59 s at 24 px (16 px: 0.25 s), and 30 minutes made 3,394 steps to
     # 55.1% linear / 54.3% kNN (one run) against 2,178 / 2,256 steps to 52.4 / 54.5% and
-    # 50.2 / 52.6% at 24 px; 16 px views made 5,416 steps to 55.2% / 51.6%. On the bf16 host
+    # 50.2 / 52.6% at 24 px; 16 px views made 5,416 steps to 55.1% / 51.6%. On the bf16 host
     # 20 px was level with 24 px (58.6% against 58.8 / 59.3%, 128 wide, above).
     "vicreg": {
         "projector": (1024, 1024, 1024),
