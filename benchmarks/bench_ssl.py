@@ -89,11 +89,13 @@ METHOD_KWARGS: dict[str, dict[str, Any]] = {
     # 50.2 / 52.6% kNN against 2,000 to 51.7% / 49.6% (bf16 host, 10 minutes: 45.6% against
     # 45.9%). Barlow Twins (10 minutes, fp32): 533 steps to 34.5% / 32.0% against 451 to 34.1%
     # / 31.6%, and 0.947 of the bare rate against 0.794.
-    # 20 px views, not 24: on the fp32 CPU the bare fastnet-s step over 512 images takes 0.37 s
-    # at 20 px against 0.59 s at 24 px (16 px: 0.25 s), and 30 minutes made 3,394 steps to
-    # 55.1% linear / 54.3% kNN (one run) against 2,178 / 2,256 steps to 52.4 / 54.5% and
-    # 50.2 / 52.6% at 24 px; 16 px views made 5,416 steps to 55.1% / 51.6%. On the bf16 host
-    # 20 px was level with 24 px (58.6% against 58.8 / 59.3%, 128 wide, above).
+    # 20 px views, not 24: on the fp32 CPU the bare two-view step over 512 images takes 0.41 s
+    # at 20 px against 0.59 s at 24 px (16 px: 0.24 s; bench_ssl_step.py --size), and the full
+    # VICReg step 0.50 / 0.67 / 0.31 s at 20 / 24 / 16 px (its heads weigh more on a cheaper
+    # backbone: 0.82 / 0.88 / 0.77 of the bare rate, 0.93 at 32 px). 30 minutes made 3,394
+    # steps to 55.1% linear / 54.3% kNN (one run) against 2,178 / 2,256 steps to 52.4 / 54.5%
+    # and 50.2 / 52.6% at 24 px; 16 px views made 5,416 steps to 55.1% / 51.6%. On the bf16
+    # host 20 px was level with 24 px (58.6% against 58.8 / 59.3%, 128 wide, above).
     "vicreg": {
         "projector": (1024, 1024, 1024),
         "augment": "twoview:min_scale=0.35,out_size=20",
