@@ -92,9 +92,10 @@ METHOD_KWARGS: dict[str, dict[str, Any]] = {
     # 20 px views, not 24: on the fp32 CPU the bare two-view step over 512 images takes 0.41 s
     # at 20 px against 0.59 s at 24 px (16 px: 0.24 s; bench_ssl_step.py --size), and the full
     # VICReg step 0.50 / 0.67 / 0.31 s at 20 / 24 / 16 px (its heads weigh more on a cheaper
-    # backbone: 0.82 / 0.88 / 0.77 of the bare rate, 0.93 at 32 px). 30 minutes made 3,394
-    # steps to 55.1% linear / 54.3% kNN (one run) against 2,178 / 2,256 steps to 52.4 / 54.5%
-    # and 50.2 / 52.6% at 24 px; 16 px views made 5,416 steps to 55.1% / 51.6%. On the bf16
+    # backbone: 0.82 / 0.88 / 0.77 of the bare rate, 0.93 at 32 px). 30 minutes made 3,394 /
+    # 3,186 steps to 55.1 / 54.8% linear, 54.3 / 52.4% kNN (two runs) against 2,178 / 2,256
+    # steps to 52.4 / 54.5% and 50.2 / 52.6% at 24 px; 16 px views made 5,416 steps to 55.1% /
+    # 51.6%. On the bf16
     # host 20 px was level with 24 px (58.6% against 58.8 / 59.3%, 128 wide, above).
     "vicreg": {
         "projector": (1024, 1024, 1024),
