@@ -157,6 +157,8 @@ def probes(ckpt: Path, out: Path, seed: int) -> dict[str, Any]:
 def bench_config(method: str, args: argparse.Namespace) -> RunConfig:
     """The pretraining run of ``method``: its optimiser settings, the bench's budget."""
     train = {**TRAIN, **METHOD_TRAIN.get(method, {})}
+    if args.lr is not None:
+        train["lr"] = args.lr
     train["lr"] *= args.batch_size / TRAIN["batch_size"]
     key = (method, args.backbone)
     return RunConfig(
@@ -190,13 +192,18 @@ def settings(cfg: RunConfig) -> dict[str, Any]:
 
 
 def pretrain_row(cfg: RunConfig, args: argparse.Namespace) -> dict[str, Any]:
-    """``pretrain``'s row, marked as a variant when ``--method-kwargs``, ``--backbone-kwargs``
-    or ``--batch-size`` changed the recipe."""
+    """``pretrain``'s row, marked as a variant when ``--method-kwargs``, ``--backbone-kwargs``,
+    ``--batch-size`` or ``--lr`` changed the recipe."""
     try:
         row = pretrain(cfg)
     except FewlabelsError as e:  # a method that diverges is a result, not a crash
         row = {**settings(cfg), "error": str(e)}
-    variant = args.method_kwargs or args.backbone_kwargs or args.batch_size != TRAIN["batch_size"]
+    variant = (
+        args.method_kwargs
+        or args.backbone_kwargs
+        or args.batch_size != TRAIN["batch_size"]
+        or args.lr is not None
+    )
     return {**row, "variant": True} if variant else row
 
 
@@ -282,6 +289,13 @@ def main() -> None:
     ap.add_argument("--budget", default="10m")
     ap.add_argument("--backbone", default="fastnet")
     ap.add_argument("--batch-size", type=int, default=TRAIN["batch_size"])
+    ap.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="peak learning rate at batch 256 instead of the method's (scaled with "
+        "--batch-size like it; rows with it are variants)",
+    )
     ap.add_argument("--random-init", action="store_true", help="add the untrained baseline")
     ap.add_argument("--no-pretrain", action="store_true", help="skip the methods")
     ap.add_argument("--probe-speed", action="store_true", help="only time the probe")

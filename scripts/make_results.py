@@ -552,9 +552,9 @@ def render_ssl(rows: list[dict[str, Any]]) -> list[str]:
     done = [r for r in variants if not r.get("error")]
     if done:
         out += [
-            "Recipe variants (`bench_ssl.py --method-kwargs`, `--backbone-kwargs` or "
-            "`--batch-size`: one method's settings changed for a comparison; not the recipes "
-            "above):",
+            "Recipe variants (`bench_ssl.py --method-kwargs`, `--backbone-kwargs`, "
+            "`--batch-size` or `--lr`: one method's settings changed for a comparison; not the "
+            "recipes above):",
             "",
             "| budget | backbone | precision | method | batch, optimizer (lr), options | steps | "
             "linear acc | linear F1 | kNN acc | kNN F1 | linear vs random init | measured |",
