@@ -49,8 +49,8 @@ METHOD_TRAIN: dict[str, dict[str, Any]] = {
     # completes and leads the 10-minute table (43.5% linear, bf16 host). Peak lr 0.6, twice
     # solo-learn's (tuned for 1,000 epochs; 30 minutes here are ~40): on the fp32 CPU the 20 px
     # recipe probed 42.8 / 46.3 / 44.9% linear after 10 minutes at lr 0.3 / 0.6 / 1.0
-    # (`fewlabels pretrain --lr`), and 30 minutes at 0.6 made 3,180 steps to 57.2% linear,
-    # 55.1% kNN against 54.8-55.1% and 52.4-54.3% at 0.3 (two runs)
+    # (`fewlabels pretrain --lr`), and 30 minutes at 0.6 made 3,156-3,180 steps to 56.8-57.2%
+    # linear, 54.5-55.1% kNN against 54.8-55.1% and 52.4-54.3% at 0.3 (two runs each)
     "vicreg": {**LARS_CIFAR, "lr": 0.6, "grad_clip": 1.0},
     # BYOL (solo-learn's CIFAR config: LARS lr 1.0, eta 0.02 with clip_lr, wd 1e-5), 10
     # minutes: under the SGD above 24.7%, with LARS alone 23.8% (both below random init),
