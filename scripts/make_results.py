@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -308,16 +309,17 @@ def render_semi(rows: list[dict[str, Any]]) -> list[str]:
     for r in rows:
         if r.get("data") == "cifar10" and "method" in r:
             key = (r["budget"], _backbone(r), r["method"], r.get("init"), r.get("mu"))
-            key += (r.get("auto_precision"),)  # two machines' runs are separate cells
+            key += (_machine(r),)  # two machines' runs are separate cells
             cifar[key] = r  # the latest measurement of each cell
     if cifar:
         out += [
             "CIFAR-10, 250 labels, the other training images unlabeled (latest run of each "
-            "cell; time to 40/50% = first validation evaluation at or above it; precision = what "
-            "`auto` trained in on the machine, where recorded: a CPU with native bf16 runs about "
-            "twice the steps of one without, so budgets compare only within one precision):",
+            "cell; time to 40/50% = first validation evaluation at or above it; machine = the "
+            "precision `auto` trained in and the processor, where recorded: a CPU with native bf16 "
+            "runs about twice the steps of one without, so budgets compare only within one "
+            "machine):",
             "",
-            "| budget | backbone | precision | method | init | mu | test acc | macro-F1 | "
+            "| budget | backbone | machine | method | init | mu | test acc | macro-F1 | "
             "time to 40% | time to 50% | steps | measured |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
@@ -334,14 +336,14 @@ def render_semi(rows: list[dict[str, Any]]) -> list[str]:
                 method += f" ({r['rounds']} round(s), threshold {r['threshold']:g}: {kept})"
             init = Path(r["init"]).name + " encoder" if r.get("init") else "-"
             out.append(
-                f"| {r['budget']} | {_backbone(r)} | {fmt(r.get('auto_precision'))} | {method} | "
+                f"| {r['budget']} | {_backbone(r)} | {fmt(_machine(r))} | {method} | "
                 f"{init} | {fmt(r.get('mu'))} | "
                 f"{_pct(r['test_acc'])} | {fmt(r['test_macro_f1'])} | "
                 f"{_secs(r.get('time_to_40'))} | {_secs(r.get('time_to_50'))} | "
                 f"{r['steps']:,} | {r.get('date', '?')} @ {r.get('commit', '?')} |"
             )
         out.append("")
-        for (budget, backbone, precision), group in _groups(ordered).items():
+        for (budget, backbone, machine), group in _groups(ordered).items():
             sup = [r for r in group if r["method"] == "supervised"]
             semi = [r for r in group if r["method"] != "supervised"]
             if not sup or not semi:
@@ -355,7 +357,7 @@ def render_semi(rows: list[dict[str, Any]]) -> list[str]:
                 init = (
                     f" from the {Path(best['init']).name} encoder ({spent} pretraining not counted)"
                 )
-            where = f"{budget}, {backbone}" + (f", {precision}" if precision else "")
+            where = f"{budget}, {backbone}" + (f", {machine}" if machine else "")
             line = (
                 f"- {where}: best {best['method']}{init} "
                 f"{_pct(best['test_acc'])} vs supervised {_pct(sup[-1]['test_acc'])}: "
@@ -423,7 +425,7 @@ def _same_compute(rows: list[dict[str, Any]]) -> list[str]:
     the supervised run whose budget equals pretraining + training (within 2%)."""
     out = []
     sup = {
-        (r["backbone"], r.get("auto_precision"), _seconds(r["budget"])): r
+        (r["backbone"], _machine(r), _seconds(r["budget"])): r
         for r in rows
         if r["method"] == "supervised"
     }
@@ -433,8 +435,8 @@ def _same_compute(rows: list[dict[str, Any]]) -> list[str]:
         total = _seconds(r["budget"]) + r["init_pretrain_s"]
         match = [
             v
-            for (b, p, t), v in sup.items()
-            if (b, p) == (r["backbone"], r.get("auto_precision")) and abs(t - total) <= 0.02 * t
+            for (b, m, t), v in sup.items()
+            if (b, m) == (r["backbone"], _machine(r)) and abs(t - total) <= 0.02 * t
         ]
         if not match:
             continue
@@ -467,6 +469,17 @@ def _seconds(budget: str) -> float:
     return b.amount if b.kind == "seconds" else float("inf")
 
 
+def _machine(r: dict[str, Any]) -> str | None:
+    """What a budget buys on a row's machine: the precision ``auto`` trained in and the
+    processor, e.g. ``bf16, Intel Xeon`` (``None`` where the precision is not recorded).
+    Two CPUs with native bf16 can differ in speed as much as bf16 and fp32 on one CPU."""
+    if not r.get("auto_precision"):
+        return None
+    hw = r.get("gpu") or r.get("cpu") or "?"
+    hw = re.sub(r"\s+", " ", re.sub(r"\((R|TM)\)|\bProcessor\b|\bCPU\b", "", hw)).strip()
+    return f"{r['auto_precision']}, {hw}"
+
+
 def _backbone(r: dict[str, Any]) -> str:
     """A row's backbone with its options (``--backbone-kwargs``), e.g. ``fastnet-s
     (widths 32-128-256)``."""
@@ -495,7 +508,7 @@ def _ssl_row(r: dict[str, Any], rand: dict[str, dict[str, Any]]) -> str:
             v = f"{v:g}"  # strings (an augmentation policy) stay as written
         opt += f", {k} {v}"
     return (
-        f"| {r['budget']} | {_backbone(r)} | {fmt(r.get('auto_precision'))} | "
+        f"| {r['budget']} | {_backbone(r)} | {fmt(_machine(r))} | "
         f"{r['method']} | {opt} | {r['pretrain_steps']:,} | {_pct(r['linear_acc'])} | "
         f"{fmt(r['linear_macro_f1'])} | {_pct(r['knn_acc'])} | {fmt(r['knn_macro_f1'])} "
         f"| {gain} | {r.get('date', '?')} @ {r.get('commit', '?')} |"
@@ -518,11 +531,11 @@ def render_ssl(rows: list[dict[str, Any]]) -> list[str]:
         elif r.get("variant"):
             variants.append(r)
         elif r.get("method") and r.get("budget"):
-            runs[(r["budget"], _backbone(r), r["method"], r.get("auto_precision"))] = r
+            runs[(r["budget"], _backbone(r), r["method"], _machine(r))] = r
     failed = {k: r for k, r in runs.items() if r.get("error")}
     runs = {k: r for k, r in runs.items() if not r.get("error")}
     # the supervised baseline: the best CIFAR-10 run within 30 minutes per backbone and
-    # precision (budgets compare only on machines that train at the same speed)
+    # machine (budgets compare only on machines that train at the same speed)
     sup: dict[tuple, dict[str, Any]] = {}
     for r in load(RESULTS / "semi.jsonl") if (RESULTS / "semi.jsonl").exists() else []:
         if (
@@ -530,17 +543,17 @@ def render_ssl(rows: list[dict[str, Any]]) -> list[str]:
             and r.get("method") == "supervised"
             and _seconds(r["budget"]) <= 1800
         ):
-            key = (_backbone(r), r.get("auto_precision"))
+            key = (_backbone(r), _machine(r))
             best = sup.get(key)
             if best is None or r["test_acc"] > best["test_acc"]:
                 sup[key] = r
     if runs:
         out += [
-            "Latest run of each method, budget, backbone and precision (linear: logistic "
-            "regression on frozen features; kNN: cosine, k = 200; precision: what `auto` "
+            "Latest run of each method, budget, backbone and machine (linear: logistic "
+            "regression on frozen features; kNN: cosine, k = 200; machine: the precision `auto` "
             "trained in, where recorded):",
             "",
-            "| budget | backbone | precision | method | batch, optimizer (lr), options | steps | "
+            "| budget | backbone | machine | method | batch, optimizer (lr), options | steps | "
             "linear acc | linear F1 | kNN acc | kNN F1 | linear vs random init | measured |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
@@ -556,7 +569,7 @@ def render_ssl(rows: list[dict[str, Any]]) -> list[str]:
             "`--batch-size` or `--lr`: one method's settings changed for a comparison; not the "
             "recipes above):",
             "",
-            "| budget | backbone | precision | method | batch, optimizer (lr), options | steps | "
+            "| budget | backbone | machine | method | batch, optimizer (lr), options | steps | "
             "linear acc | linear F1 | kNN acc | kNN F1 | linear vs random init | measured |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|",
             *(_ssl_row(r, rand) for r in done),
@@ -581,24 +594,24 @@ def render_ssl(rows: list[dict[str, Any]]) -> list[str]:
     for (budget, backbone, method, _), r in sorted(failed.items(), key=lambda kv: kv[0][:3]):
         opt = f", {r['optimizer']} lr {r['lr']:g}" if r.get("optimizer") else ""
         out.append(f"- {method} ({budget}, {backbone}{opt}) did not complete: {r['error']}")
-    by_precision: dict[str, list[dict[str, Any]]] = {}
-    for r in runs.values():  # one line per precision: two hosts' budgets buy different work
+    by_machine: dict[str, list[dict[str, Any]]] = {}
+    for r in runs.values():  # one line per machine: two hosts' budgets buy different work
         if _seconds(r["budget"]) <= 1800:
-            precision = r.get("auto_precision") or "precision not recorded"
-            by_precision.setdefault(precision, []).append(r)
-    for precision, budget_ok in sorted(by_precision.items()):
+            machine = _machine(r) or "precision not recorded"
+            by_machine.setdefault(machine, []).append(r)
+    for machine, budget_ok in sorted(by_machine.items()):
         best = max(budget_ok, key=lambda r: r["linear_acc"])
         line = (
-            f"- Best linear probe within 30 minutes ({precision}): {best['method']} "
+            f"- Best linear probe within 30 minutes ({machine}): {best['method']} "
             f"({best['budget']}, {_backbone(best)}) {_pct(best['linear_acc'])} (target 60%: "
             f"{'met' if best['linear_acc'] >= 0.6 else 'not met'})"
         )
-        s_row = sup.get((_backbone(best), best.get("auto_precision")))
+        s_row = sup.get((_backbone(best), _machine(best)))
         if s_row:
             gain = 100 * (best["linear_acc"] - s_row["test_acc"])
             line += (
                 f"; the supervised 250-label baseline ({s_row['budget']}, same backbone "
-                "and precision) "
+                "and machine) "
                 f"{_pct(s_row['test_acc'])}: {gain:+.1f} points (target +15: "
                 f"{'met' if gain >= 15 else 'not met'})"
             )
@@ -617,7 +630,7 @@ def render_ssl(rows: list[dict[str, Any]]) -> list[str]:
 def _groups(rows: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in rows:
-        groups.setdefault((r["budget"], _backbone(r), r.get("auto_precision")), []).append(r)
+        groups.setdefault((r["budget"], _backbone(r), _machine(r)), []).append(r)
     return groups
 
 

@@ -61,3 +61,16 @@ def test_ssl_row_shows_every_kind_of_method_option() -> None:
         "+22.3 points",
     ):
         assert part in line, (part, line)
+
+
+def test_budgets_compare_only_within_one_machine() -> None:
+    mod = _load()
+    amd = {"budget": "30m", "backbone": "fastnet-s", "auto_precision": "bf16", "cpu": "AMD EPYC"}
+    intel = {**amd, "cpu": "Intel(R) Xeon(R) Processor"}
+    gpu = {**amd, "gpu": "NVIDIA H200"}
+    assert mod._machine(amd) == "bf16, AMD EPYC"
+    assert mod._machine(intel) == "bf16, Intel Xeon"
+    assert mod._machine(gpu) == "bf16, NVIDIA H200"
+    assert mod._machine({"cpu": "AMD EPYC"}) is None  # precision not recorded
+    groups = mod._groups([amd, intel, {**intel, "method": "other"}])
+    assert sorted(len(g) for g in groups.values()) == [1, 2]
