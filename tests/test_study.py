@@ -321,14 +321,28 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_table(done_study, 
         "1",
     ]
     rng = random.Random(0)
+    total = len(plan.jobs)
     interrupted = 0
+
+    def done_runs() -> int:
+        if not (out / STORE_NAME).exists():
+            return 0
+        store = Store(out / STORE_NAME)
+        n = store.counts()["done"]
+        store.close()
+        return n
+
     for _ in range(3):
+        # a random moment in progress, not in seconds, so a fast machine cannot finish the
+        # study before the kill: after a random number of further runs, plus up to 0.2 s
+        target = done_runs() + rng.randint(1, max(1, (total - 2 - done_runs()) // 2))
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        t0 = time.time()  # wait for the store, then a random moment
-        while not (out / STORE_NAME).exists() and time.time() - t0 < 300:
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.5, 4.0))
-        os.kill(proc.pid, signal.SIGKILL)
+        t0 = time.time()
+        while proc.poll() is None and done_runs() < target and time.time() - t0 < 300:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.2))
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         if not (out / STORE_NAME).exists():
             continue
