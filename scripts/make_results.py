@@ -551,7 +551,7 @@ def render_ssl(rows: list[dict[str, Any]]) -> list[str]:
         out += [
             "Latest run of each method, budget, backbone and machine (linear: logistic "
             "regression on frozen features; kNN: cosine, k = 200; machine: the precision `auto` "
-            "trained in, where recorded):",
+            "trained in and the processor, where recorded):",
             "",
             "| budget | backbone | machine | method | batch, optimizer (lr), options | steps | "
             "linear acc | linear F1 | kNN acc | kNN F1 | linear vs random init | measured |",

@@ -335,11 +335,12 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_table(done_study, 
     for _ in range(3):
         # a random moment in progress, not in seconds, so a fast machine cannot finish the
         # study before the kill: after a random number of further runs, plus up to 0.2 s
-        target = done_runs() + rng.randint(1, max(1, (total - 2 - done_runs()) // 2))
+        done = done_runs()
+        target = done + rng.randint(1, max(1, (total - 2 - done) // 2))
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         t0 = time.time()
         while proc.poll() is None and done_runs() < target and time.time() - t0 < 300:
-            time.sleep(0.02)
+            time.sleep(0.05)
         time.sleep(rng.uniform(0.0, 0.2))
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
