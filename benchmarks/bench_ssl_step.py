@@ -10,7 +10,11 @@ the optimiser, the schedule and ``after_step``. Images/s count source images x v
 each image count four times). A method whose backbone sees more than two views per image
 (RotNet: 4 x batch) is also timed against the bare backbone on that many images
 (``bare_same_images_img_s``, ``ratio_same_images``), since the bare step itself can run
-slower per image on the larger batch; ``ratio`` stays the target's yardstick. Each method
+slower per image on the larger batch; ``ratio`` stays the target's yardstick. A method that
+also runs a frozen momentum copy of its backbone over both views (BYOL, DINO) does a third
+backbone pass that the two-view yardstick leaves out (a forward costs about a third of a
+forward + backward, so its ratio cannot pass ~0.75); it is also timed against the bare step
+plus that no-grad forward (``bare_with_teacher_img_s``, ``ratio_with_teacher``). Each method
 runs with the settings ``bench_ssl.py`` pretrains it with (optimiser, learning rate,
 gradient clip, projector widths, backbone options, which the bare step then takes too), but
 with views at the images' own size (a recipe's smaller ``out_size`` crops are left out).
@@ -38,6 +42,7 @@ from fewlabels.data.imageset import ImageSet
 from fewlabels.methods import METHODS, build_method
 from fewlabels.models import Network
 from fewlabels.train.loop import TrainConfig, Trainer
+from fewlabels.train.memory import keep_freed_memory
 from fewlabels.train.precision import resolve_precision
 
 
@@ -58,6 +63,17 @@ def full_size_kwargs(name: str) -> dict[str, Any]:
             ":" + ",".join(f"{k}={v}" for k, v in opts.items()) if opts else ""
         )
     return kw
+
+
+def teacher_sees_both_views(method: torch.nn.Module) -> bool:
+    """Whether ``method`` holds a frozen copy of its backbone and runs it over both views each
+    step (BYOL, DINO); MoCo v2 in its default asymmetric form runs each network on one."""
+    frozen = [
+        m
+        for m in method.modules()
+        if isinstance(m, Network) and not any(p.requires_grad for p in m.parameters())
+    ]
+    return bool(frozen) and bool(getattr(method, "symmetric", True))
 
 
 class LoopSteps:
@@ -109,6 +125,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as Trainer.fit does: both sides under the same allocator
     precision = resolve_precision("auto", torch.device("cpu"))
     names = args.methods or ssl_methods()
     bare = BareStep(args.backbone, 2 * args.batch, args.size, precision)  # two views
@@ -141,14 +158,28 @@ def main() -> None:
                 n_same = loop.views * args.batch
                 same = BareStep(args.backbone, n_same, args.size, precision, backbone_kwargs=bk)
                 same.times(3)
+            teach = None  # the bare step plus the teacher's no-grad forward over both views
+            if teacher_sees_both_views(loop.method):
+                teach = BareStep(
+                    args.backbone,
+                    2 * args.batch,
+                    args.size,
+                    precision,
+                    backbone_kwargs=bk,
+                    teacher=True,
+                )
+                teach.times(3)
             tl: list[float] = []
             tb: list[float] = []
             ts: list[float] = []
+            tt: list[float] = []
             for _ in range(args.rounds):
                 tl += loop.times(args.steps)
                 tb += own.times(args.steps)
                 if same is not None:
                     ts += same.times(args.steps)
+                if teach is not None:
+                    tt += teach.times(args.steps)
         except Exception as e:  # one broken method must not hide the others' figures
             row["error"] = f"{type(e).__name__}: {e}"
         else:
@@ -167,6 +198,10 @@ def main() -> None:
                 same_rate = loop.views * args.batch / statistics.median(ts)
                 row["bare_same_images_img_s"] = round(same_rate, 1)
                 row["ratio_same_images"] = round(loop_rate / same_rate, 3)
+            if teach is not None:
+                teach_rate = 2 * args.batch / statistics.median(tt)
+                row["bare_with_teacher_img_s"] = round(teach_rate, 1)
+                row["ratio_with_teacher"] = round(loop_rate / teach_rate, 3)
         print(json.dumps(row), flush=True)
 
 

@@ -17,6 +17,7 @@ each rate is the median over all its rounds' steps, so a machine whose speed dri
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import time
@@ -30,12 +31,15 @@ from fewlabels.data.imageset import ImageSet
 from fewlabels.methods.supervised import Supervised
 from fewlabels.models import Network
 from fewlabels.train.loop import TrainConfig, Trainer
+from fewlabels.train.memory import keep_freed_memory
 from fewlabels.train.precision import autocast, resolve_precision
 
 
 class BareStep:
     """Forward + cross-entropy + backward + an optimiser step (SGD unless ``make_optimizer``
-    builds another) of the bare network on one ready batch."""
+    builds another) of the bare network on one ready batch. ``teacher`` adds what a
+    momentum-teacher method cannot do without: a no-grad forward of a frozen copy of the
+    backbone (BatchNorm in training mode, as BYOL's and DINO's targets) over the same batch."""
 
     def __init__(
         self,
@@ -45,10 +49,12 @@ class BareStep:
         precision: str,
         make_optimizer: Callable[[Any], torch.optim.Optimizer] | None = None,
         backbone_kwargs: dict[str, Any] | None = None,
+        teacher: bool = False,
     ) -> None:
         torch.manual_seed(0)
         self.net = Network(backbone, 3, size, 10, backbone_kwargs=backbone_kwargs)
         self.net = self.net.to(memory_format=torch.channels_last)
+        self.teacher = copy.deepcopy(self.net).requires_grad_(False) if teacher else None
         params = self.net.parameters()
         self.opt = (
             make_optimizer(params)
@@ -65,6 +71,9 @@ class BareStep:
             t0 = time.perf_counter()
             with autocast(self.precision, torch.device("cpu")):
                 loss = F.cross_entropy(self.net(self.x).float(), self.y)
+                if self.teacher is not None:
+                    with torch.no_grad():
+                        self.teacher.features(self.x)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
@@ -122,6 +131,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as Trainer.fit does: both sides under the same allocator
     precision = resolve_precision("auto", torch.device("cpu"))
     for bb in args.backbones:
         bare, loop = rates(bb, args.batch, args.size, args.steps, args.rounds, precision)

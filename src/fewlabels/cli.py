@@ -18,6 +18,7 @@ import typer
 from pydantic import ValidationError
 
 from fewlabels.errors import ConfigError, FewlabelsError
+from fewlabels.train.memory import keep_freed_memory
 
 app = typer.Typer(
     add_completion=False,
@@ -910,6 +911,7 @@ def main() -> None:
     # torch threads, spinning collapses throughput whenever anything else runs (measured
     # 20-100x on 2 cores). Set before torch is imported; a user's value wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    keep_freed_memory()  # freed activations stay mapped: no page faults every step
     try:
         app()
     except FewlabelsError as e:  # raised outside a command (should not happen)

@@ -35,6 +35,7 @@ from fewlabels.train.distributed import DistInfo
 from fewlabels.train.ema import ModelEMA
 from fewlabels.train.feed import ImageFeed, resolve_in_memory
 from fewlabels.train.lars import LARS
+from fewlabels.train.memory import keep_freed_memory
 from fewlabels.train.precision import autocast, resolve_precision
 from fewlabels.train.schedule import warmup_cosine
 
@@ -303,6 +304,8 @@ class Trainer:
             raise ConfigError(
                 f"method {method.name!r} needs unlabeled images and the unlabeled pool is empty"
             )
+        if dev.type == "cpu":
+            keep_freed_memory()  # no page faults on each step's activations
         method.to(dev)
         method.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         some = labeled if labeled is not None else unlabeled
