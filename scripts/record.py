@@ -35,6 +35,16 @@ def machine() -> dict[str, str | int]:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip()
+        # code changed since that commit (results and the page made from them aside): the
+        # figure was not measured on the commit alone, and the row says so
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--", ".", ":!benchmarks/results", ":!docs"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        if commit and changed:
+            commit += "+uncommitted"
     except OSError:
         commit = ""
     import torch
