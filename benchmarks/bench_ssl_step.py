@@ -13,8 +13,9 @@ each image count four times). A method whose backbone sees more than two views p
 slower per image on the larger batch; ``ratio`` stays the target's yardstick. A method that
 also runs a frozen momentum copy of its backbone over both views (BYOL, DINO) does a third
 backbone pass that the two-view yardstick leaves out (a forward costs about a third of a
-forward + backward, so its ratio cannot pass ~0.75); it is also timed against the bare step
-plus that no-grad forward (``bare_with_teacher_img_s``, ``ratio_with_teacher``). Each method
+forward + backward: on the Xeon the bare step with it ran at 0.76-0.79 of the bare rate);
+it is also timed against the bare step plus that no-grad forward
+(``bare_with_teacher_img_s``, ``ratio_with_teacher``). Each method
 runs with the settings ``bench_ssl.py`` pretrains it with (optimiser, learning rate,
 gradient clip, projector widths, backbone options, which the bare step then takes too), but
 with views at the images' own size (a recipe's smaller ``out_size`` crops are left out).
