@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
 
 import pytest
+
+from fewlabels.train.memory import ENV
 
 GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
@@ -31,16 +34,32 @@ print(before, ok, keep_freed_memory(), faults())
 """
 
 
+def probe(env_value: str | None) -> tuple[int, str, str, int]:
+    env = {k: v for k, v in os.environ.items() if k != ENV}
+    if env_value is not None:
+        env[ENV] = env_value
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, env=env
+    ).stdout.split()
+    return int(out[0]), out[1], out[2], int(out[3])
+
+
+PAGES = (40 << 20) // 4096
+
+
 @pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
 def test_freed_large_buffers_are_reused_without_page_faults() -> None:
-    out = subprocess.run(
-        [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True
-    ).stdout.split()
-    before, ok, again, after = int(out[0]), out[1], out[2], int(out[3])
-    pages = (40 << 20) // 4096
+    before, ok, again, after = probe(None)
     assert ok == "True" and again == "True"  # in force, and a second call says so too
-    assert before >= 10 * pages  # each cycle faulted the buffer in afresh
-    assert after < pages // 2  # reused: not even one buffer's worth of faults in 20 cycles
+    assert before >= 10 * PAGES  # each cycle faulted the buffer in afresh
+    assert after < PAGES // 2  # reused: not even one buffer's worth of faults in 20 cycles
+
+
+@pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
+def test_the_environment_variable_leaves_malloc_alone() -> None:
+    before, ok, again, after = probe("0")
+    assert ok == "False" and again == "False"
+    assert before >= 10 * PAGES and after >= 10 * PAGES  # still faulted in every cycle
 
 
 def test_off_glibc_nothing_is_changed(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,12 +8,14 @@ batch of 512 images already has 33 MiB bf16 maps after fastnet-s's first layer, 
 cores RotNet's step (1,024 images) spent 4-6 s of a 30 s run in page faults (2.4-3.4 M of
 them); with the settings below its step took 465-468 ms against 537-569 ms
 (``benchmarks/bench_ssl_step.py``). jemalloc or tcmalloc (``LD_PRELOAD``), which PyTorch's
-CPU tuning guide recommends, do the same; this needs nothing installed.
+CPU tuning guide recommends, do the same; this needs nothing installed. The process then
+holds its peak memory between steps; ``FEWLABELS_KEEP_FREED_MEMORY=0`` leaves malloc as it is.
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
 import platform
 import sys
 
@@ -26,17 +28,21 @@ MMAP_THRESHOLD = 1 << 30  # blocks up to 1 GiB come from the heap and are reused
 TRIM_THRESHOLD = 1 << 30  # up to 1 GiB free at the heap's top stays mapped
 TOP_PAD = 64 << 20  # grow the heap 64 MiB at a time
 
+ENV = "FEWLABELS_KEEP_FREED_MEMORY"  # "0": leave malloc's settings alone
+
 _done: bool | None = None
 
 
 def keep_freed_memory() -> bool:
     """Set glibc's malloc to reuse freed blocks up to 1 GiB rather than unmap them (once per
     process). Returns whether the settings are in force: False off Linux/glibc (macOS,
-    Windows, musl), where nothing is changed."""
+    Windows, musl) or with ``FEWLABELS_KEEP_FREED_MEMORY=0``, where nothing is changed."""
     global _done
     if _done is not None:
         return _done
     _done = False
+    if os.environ.get(ENV, "1").strip() == "0":
+        return False
     if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         return False
     try:
