@@ -45,6 +45,13 @@ SECTIONS: dict[str, tuple[str, str, str]] = {
         "full two-view step as a fraction of the bare backbone's two-view rate; target >= 0.9",
         "python benchmarks/bench_ssl_step.py --backbone fastnet-s",
     ),
+    "malloc": (
+        "Pretraining step with and without freed memory kept mapped",
+        "loop step time, page faults and kernel time per step in fresh processes, glibc's "
+        "malloc as it comes (keep_freed false: FEWLABELS_KEEP_FREED_MEMORY=0) against "
+        "train/memory.py's settings (true), alternating",
+        "python benchmarks/bench_malloc.py --methods rotnet vicreg simclr --processes 2",
+    ),
     "ssl": (
         "Self-supervised pretraining, then probes with 250 labels",
         "CIFAR-10, pretraining on the 20,000 training images without labels, linear and kNN "

@@ -4,12 +4,14 @@ A training step allocates and frees the same large activation buffers every step
 malloc serves blocks above its mmap threshold (adjusted up to 32 MiB at most) with a fresh
 ``mmap`` and unmaps them on free, and trims the heap's free top beyond twice that; the next
 step then faults every page of those buffers in again, zero-filled by the kernel. A 32 px
-batch of 512 images already has 33 MiB bf16 maps after fastnet-s's first layer, so on 2 CPU
-cores RotNet's step (1,024 images) spent 4-6 s of a 30 s run in page faults (2.4-3.4 M of
-them); with the settings below its step took 465-468 ms against 537-569 ms
-(``benchmarks/bench_ssl_step.py``). jemalloc or tcmalloc (``LD_PRELOAD``), which PyTorch's
-CPU tuning guide recommends, do the same; this needs nothing installed. The process then
-holds its peak memory between steps; ``FEWLABELS_KEEP_FREED_MEMORY=0`` leaves malloc as it is.
+batch of 512 images already has 33 MiB bf16 maps after fastnet-s's first layer. On a 2-core
+Intel Xeon (``benchmarks/bench_malloc.py``) RotNet's step (1,024 images) took 480 ms with
+53,712 page faults and 91 ms of kernel time, and 441 ms with 0 faults and 0.8 ms under the
+settings below; SimCLR's and Barlow Twins' steps (512 images) kept their time (249-271 ms)
+while their faults fell from 7,100-7,900 to 200-400 a step. jemalloc or tcmalloc
+(``LD_PRELOAD``), which PyTorch's CPU tuning guide recommends, do the same; this needs
+nothing installed. The process then holds its peak memory between steps;
+``FEWLABELS_KEEP_FREED_MEMORY=0`` leaves malloc as it is.
 """
 
 from __future__ import annotations
