@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-import platform
 import subprocess
 import sys
 
 import pytest
 
-from fewlabels.train.memory import ENV
+from fewlabels.train.memory import ENV, is_glibc
 
-GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+GLIBC = sys.platform.startswith("linux") and is_glibc()
 
 # Faults of 20 allocate-touch-free cycles of a 40 MiB buffer (above glibc's largest dynamic
 # mmap threshold, 32 MiB), before and after keep_freed_memory().
@@ -66,5 +65,5 @@ def test_off_glibc_nothing_is_changed(monkeypatch: pytest.MonkeyPatch) -> None:
     from fewlabels.train import memory
 
     monkeypatch.setattr(memory, "_done", None)
-    monkeypatch.setattr(memory.platform, "libc_ver", lambda: ("", ""))
+    monkeypatch.setattr(memory, "is_glibc", lambda: False)
     assert memory.keep_freed_memory() is False  # monkeypatch puts the real _done back

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 import sys
 
 # mallopt parameters (glibc's malloc.h)
@@ -35,6 +34,14 @@ ENV = "FEWLABELS_KEEP_FREED_MEMORY"  # "0": leave malloc's settings alone
 _done: bool | None = None
 
 
+def is_glibc() -> bool:
+    """Whether this process runs on GNU libc (asked of the C library, not read from a file)."""
+    try:
+        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    except (ValueError, OSError):
+        return False
+
+
 def keep_freed_memory() -> bool:
     """Set glibc's malloc to reuse freed blocks up to 1 GiB rather than unmap them (once per
     process). Returns whether the settings are in force: False off Linux/glibc (macOS,
@@ -45,7 +52,7 @@ def keep_freed_memory() -> bool:
     _done = False
     if os.environ.get(ENV, "1").strip() == "0":
         return False
-    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+    if not sys.platform.startswith("linux") or not is_glibc():
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt
