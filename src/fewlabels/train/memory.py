@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import sys
 
 # mallopt parameters (glibc's malloc.h)
 M_TRIM_THRESHOLD = -1
@@ -44,16 +43,14 @@ def is_glibc() -> bool:
 
 def keep_freed_memory() -> bool:
     """Set glibc's malloc to reuse freed blocks up to 1 GiB rather than unmap them (once per
-    process). Returns whether the settings are in force: False off Linux/glibc (macOS,
-    Windows, musl) or with ``FEWLABELS_KEEP_FREED_MEMORY=0``, where nothing is changed."""
+    process). Returns whether the settings are in force: False off glibc (macOS, Windows,
+    musl) or with ``FEWLABELS_KEEP_FREED_MEMORY=0`` (or ``no``), where nothing is changed."""
     global _done
     if _done is not None:
         return _done
     _done = False
-    if os.environ.get(ENV, "1").strip() == "0":
-        return False
-    if not sys.platform.startswith("linux") or not is_glibc():
-        return False
+    if os.environ.get(ENV, "1").strip().lower() in ("0", "no") or not is_glibc():
+        return False  # the off values FEWLABELS_DATA_IN_MEMORY takes too
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
