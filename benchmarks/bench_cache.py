@@ -97,6 +97,8 @@ from fewlabels.data import SplitConfig, load_dataset, make_splits
 from fewlabels.methods import build_method
 from fewlabels.train.loop import TrainConfig, Trainer
 from fewlabels.train.run import RunConfig, build_network
+from fewlabels.core.process import keep_freed_memory
+keep_freed_memory()
 folder, cache, backbone, steps, batch, in_memory, warm = sys.argv[1:8]
 steps, batch, warm = int(steps), int(batch), int(warm)
 ds = load_dataset("folder:" + folder, cache_dir=cache)

@@ -31,10 +31,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from fewlabels.errors import FewlabelsError
+from fewlabels.core.checkpoint import load_checkpoint
+from fewlabels.core.errors import FewlabelsError
 from fewlabels.study import load_study
 from fewlabels.study.store import STORE_NAME, Store
-from fewlabels.train.checkpoint import load_checkpoint
 
 STUDY = """\
 name: kill-bench

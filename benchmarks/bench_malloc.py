@@ -1,4 +1,4 @@
-"""Pretraining step time with and without keeping freed memory mapped (train/memory.py).
+"""Pretraining step time with and without keeping freed memory mapped (core/process.py).
 
 Each method's loop step (``Trainer.fit`` on resident uint8 images, bench_ssl's settings at
 the images' own size, as ``bench_ssl_step.py`` times it) runs in fresh processes, with
@@ -22,7 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fewlabels.train.memory import ENV
+from fewlabels.core.process import ENV, keep_freed_memory
 
 
 def child(method: str, backbone: str, batch: int, steps: int, threads: int) -> None:
@@ -30,9 +30,10 @@ def child(method: str, backbone: str, batch: int, steps: int, threads: int) -> N
     import torch
     from bench_ssl_step import LoopSteps
 
-    from fewlabels.train.precision import resolve_precision
+    from fewlabels.core.precision import resolve_precision
 
     torch.set_num_threads(threads)
+    keep_freed_memory()  # as the CLI does; off when the environment variable says 0
     loop = LoopSteps(method, backbone, batch, 32, resolve_precision("auto", torch.device("cpu")))
     loop.times(3)  # warm-up: the heap grows to its peak, first-call dispatch
     r0 = resource.getrusage(resource.RUSAGE_SELF)

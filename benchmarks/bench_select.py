@@ -31,12 +31,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from fewlabels.core.precision import resolve_precision
 from fewlabels.data import load_dataset
 from fewlabels.evaluate.features import cached_features, load_encoder
 from fewlabels.evaluate.probe import linear_probe
 from fewlabels.select.features import pixel_features
 from fewlabels.select.simulate import SelectConfig, select_splits
-from fewlabels.train.precision import resolve_precision
 from fewlabels.train.run import RunConfig, run_training
 
 ROOT = Path(__file__).resolve().parents[1]

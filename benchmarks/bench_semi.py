@@ -30,12 +30,12 @@ from typing import Any
 import torch
 from bench_train_step import BareStep
 
+from fewlabels.core.budget import Budget
+from fewlabels.core.precision import resolve_precision
 from fewlabels.data.imageset import ImageSet
 from fewlabels.methods import build_method
 from fewlabels.models import Network
-from fewlabels.train.budget import Budget
 from fewlabels.train.loop import TrainConfig, Trainer
-from fewlabels.train.precision import resolve_precision
 from fewlabels.train.run import RunConfig, run_training
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from fewlabels.errors import FewlabelsError
+from fewlabels.core.errors import FewlabelsError
 from fewlabels.evaluate.probe import ProbeConfig, run_probe
 from fewlabels.methods import METHODS
 from fewlabels.train.run import RunConfig, build_network, export_model, prepare_data, run_training
@@ -248,9 +248,9 @@ def random_init(args: argparse.Namespace) -> dict[str, Any]:
 
 def probe_speed(args: argparse.Namespace) -> dict[str, Any]:
     """Features of all 20,000 labeled training images + the linear probe, timed cold."""
+    from fewlabels.core.precision import resolve_precision
     from fewlabels.evaluate.features import extract_features
     from fewlabels.evaluate.probe import linear_probe
-    from fewlabels.train.precision import resolve_precision
 
     cfg = RunConfig(
         data=CIFAR, val="none", backbone=args.backbone, backbone_kwargs=args.backbone_kwargs

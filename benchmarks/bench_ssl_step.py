@@ -39,12 +39,12 @@ from bench_ssl import METHOD_BACKBONE, METHOD_KWARGS, METHOD_TRAIN, TRAIN
 from bench_train_step import BareStep
 
 from fewlabels.augment import build_policy, parse_policy
+from fewlabels.core.precision import resolve_precision
+from fewlabels.core.process import keep_freed_memory
 from fewlabels.data.imageset import ImageSet
 from fewlabels.methods import METHODS, build_method
 from fewlabels.models import Network
 from fewlabels.train.loop import TrainConfig, Trainer
-from fewlabels.train.memory import keep_freed_memory
-from fewlabels.train.precision import resolve_precision
 
 
 def ssl_methods() -> list[str]:
@@ -126,7 +126,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    keep_freed_memory()  # as Trainer.fit does: both sides under the same allocator
+    keep_freed_memory()  # as the CLI does: both sides under the same allocator
     precision = resolve_precision("auto", torch.device("cpu"))
     names = args.methods or ssl_methods()
     bare = BareStep(args.backbone, 2 * args.batch, args.size, precision)  # two views

@@ -27,12 +27,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from fewlabels.core.precision import autocast, resolve_precision
+from fewlabels.core.process import keep_freed_memory
 from fewlabels.data.imageset import ImageSet
 from fewlabels.methods.supervised import Supervised
 from fewlabels.models import Network
 from fewlabels.train.loop import TrainConfig, Trainer
-from fewlabels.train.memory import keep_freed_memory
-from fewlabels.train.precision import autocast, resolve_precision
 
 
 class BareStep:

@@ -49,7 +49,7 @@ SECTIONS: dict[str, tuple[str, str, str]] = {
         "Pretraining step with and without freed memory kept mapped",
         "loop step time, page faults and kernel time per step in fresh processes, glibc's "
         "malloc as it comes (keep_freed false: FEWLABELS_KEEP_FREED_MEMORY=0) against "
-        "train/memory.py's settings (true), alternating",
+        "core/process.py's settings (true), alternating",
         "python benchmarks/bench_malloc.py --methods rotnet vicreg simclr --processes 2",
     ),
     "ssl": (
@@ -466,8 +466,8 @@ def _same_compute(rows: list[dict[str, Any]]) -> list[str]:
 def _seconds(budget: str) -> float:
     """A wall-clock budget (``600s``, ``10m``, ``30min``, ``1h``) in seconds; inf for the
     other kinds (steps, epochs, images) and for text that is not a budget."""
-    from fewlabels.errors import ConfigError
-    from fewlabels.train.budget import Budget
+    from fewlabels.core.budget import Budget
+    from fewlabels.core.errors import ConfigError
 
     try:
         b = Budget.parse(budget)

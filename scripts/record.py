@@ -49,7 +49,7 @@ def machine() -> dict[str, str | int]:
         commit = ""
     import torch
 
-    from fewlabels.train.precision import resolve_precision
+    from fewlabels.core.precision import resolve_precision
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
     device = torch.device("cuda" if gpu else "cpu")

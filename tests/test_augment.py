@@ -27,7 +27,7 @@ from fewlabels.augment import (
     solarize,
     vflip,
 )
-from fewlabels.errors import ConfigError
+from fewlabels.core.errors import ConfigError
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from fewlabels.augment import build_policy
+from fewlabels.core.errors import ConfigError
 from fewlabels.data.digits import load_digits_dataset
 from fewlabels.data.imageset import ImageSet
-from fewlabels.errors import ConfigError
 from fewlabels.methods import METHODS, Batch, build_method
 from fewlabels.methods.autoencoder import (
     ConvDecoder,

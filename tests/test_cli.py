@@ -13,7 +13,7 @@ from cli_helpers import invoke
 from cli_helpers import one_line_error as _one_line_error
 from PIL import Image
 
-from fewlabels.train.checkpoint import load_checkpoint, save_checkpoint
+from fewlabels.core.checkpoint import load_checkpoint, save_checkpoint
 
 
 @pytest.fixture(scope="module")

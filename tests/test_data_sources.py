@@ -14,9 +14,9 @@ import torch
 from conftest import cifar_records, save_image, stl_image
 from PIL import Image
 
+from fewlabels.core.errors import ConfigError, DataError
 from fewlabels.data import UNLABELED, load_dataset, parse_spec
 from fewlabels.data import sources as sources_mod
-from fewlabels.errors import ConfigError, DataError
 
 
 def _load(spec: str, tmp_path: Path, **kw):

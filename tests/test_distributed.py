@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
+from fewlabels.core.checkpoint import load_checkpoint
 from fewlabels.models import Network
-from fewlabels.train.checkpoint import load_checkpoint
 from fewlabels.train.run import run_training
 
 HERE = Path(__file__).parent

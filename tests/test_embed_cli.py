@@ -12,9 +12,9 @@ import torch
 from cli_helpers import invoke
 from cli_helpers import one_line_error as _one_line_error
 
-from fewlabels.errors import ConfigError
+from fewlabels.core.checkpoint import save_checkpoint
+from fewlabels.core.errors import ConfigError
 from fewlabels.evaluate.embedding import project_2d, umap_2d
-from fewlabels.train.checkpoint import save_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -18,12 +18,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import fewlabels.atomic as atomic
+import fewlabels.core.atomic as atomic
 from fewlabels.cli import app
-from fewlabels.errors import WriteError
+from fewlabels.core.checkpoint import load_checkpoint, save_checkpoint
+from fewlabels.core.errors import WriteError
 from fewlabels.study import load_study, run_study, write_report
 from fewlabels.study.store import STORE_NAME, Store
-from fewlabels.train.checkpoint import load_checkpoint, save_checkpoint
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
 HERE = Path(__file__).resolve().parent
@@ -64,7 +64,7 @@ def test_sigkill_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, mod
         "import sys, torch\n"
         f"sys.path.insert(0, {str(HERE)!r})\n"
         "from fault_inject import plant\n"
-        "from fewlabels.train.checkpoint import save_checkpoint\n"
+        "from fewlabels.core.checkpoint import save_checkpoint\n"
         f"path = {str(path)!r}\n"
         "save_checkpoint({'step': 1, 'w': torch.zeros(200_000)}, path)\n"
         f"plant({mode!r}, 'checkpoint.pt', 1)\n"

@@ -28,13 +28,13 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fewlabels.core.checkpoint import load_checkpoint, save_checkpoint
+from fewlabels.core.errors import FewlabelsError
 from fewlabels.data import cifar, stl10
 from fewlabels.data.folder import parse_val_annotations
 from fewlabels.data.imageset import Dataset, ImageSet
 from fewlabels.data.sources import parse_spec
-from fewlabels.errors import FewlabelsError
 from fewlabels.study.spec import StudyPlan, parse_study
-from fewlabels.train.checkpoint import load_checkpoint, save_checkpoint
 
 FUZZ_EXAMPLES = int(os.environ.get("FEWLABELS_FUZZ_EXAMPLES", "1000"))
 PER_EXAMPLE = 10

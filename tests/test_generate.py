@@ -13,12 +13,12 @@ import torch
 from cli_helpers import invoke
 from cli_helpers import one_line_error as _one_line_error
 
+from fewlabels.core.checkpoint import load_checkpoint
+from fewlabels.core.errors import ConfigError
 from fewlabels.data import load_dataset
-from fewlabels.errors import ConfigError
 from fewlabels.generate import GANConfig, frechet_distance, knn_precision_recall, train_gan
 from fewlabels.generate.diffaugment import cutout, diff_augment, translation
 from fewlabels.generate.train import load_generator
-from fewlabels.train.checkpoint import load_checkpoint
 
 TINY = {"batch_size": 16, "z_dim": 16, "width": 8, "precision": "fp32", "checkpoint_every_s": 0}
 

@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
+from fewlabels.core.errors import ConfigError
 from fewlabels.data.digits import load_digits_dataset
-from fewlabels.errors import ConfigError
 from fewlabels.methods import Batch, build_method
 from fewlabels.models import Network
 from fewlabels.train.lars import LARS

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from fewlabels.train.memory import ENV, is_glibc
+from fewlabels.core.process import ENV, is_glibc
 
 GLIBC = is_glibc()
 
@@ -16,7 +16,7 @@ GLIBC = is_glibc()
 # mmap threshold, 32 MiB), before and after keep_freed_memory().
 PROBE = """
 import resource, torch
-from fewlabels.train.memory import keep_freed_memory
+from fewlabels.core.process import keep_freed_memory
 
 def faults():
     f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -62,7 +62,7 @@ def test_the_environment_variable_leaves_malloc_alone() -> None:
 
 
 def test_off_glibc_nothing_is_changed(monkeypatch: pytest.MonkeyPatch) -> None:
-    from fewlabels.train import memory
+    from fewlabels.core import process as memory
 
     monkeypatch.setattr(memory, "_done", None)
     monkeypatch.setattr(memory, "is_glibc", lambda: False)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from fewlabels.errors import ConfigError
+from fewlabels.core.errors import ConfigError
 from fewlabels.models import BACKBONES, Network, build_backbone
 from fewlabels.models.registry import resolve_stem
 

@@ -22,7 +22,7 @@ from types import SimpleNamespace as NS
 
 import pytest
 
-from fewlabels.errors import ConfigError, FewlabelsError
+from fewlabels.core.errors import ConfigError, FewlabelsError
 from fewlabels.study import load_study, run_study, write_report
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,8 +6,8 @@ import pytest
 import torch
 from cli_helpers import invoke
 
-from fewlabels.errors import ConfigError
-from fewlabels.train import precision as P
+from fewlabels.core import precision as P
+from fewlabels.core.errors import ConfigError
 
 CPU = torch.device("cpu")
 

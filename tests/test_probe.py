@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from fewlabels.errors import ConfigError
+from fewlabels.core.errors import ConfigError
 from fewlabels.evaluate.features import cached_features, extract_features, load_encoder
 from fewlabels.evaluate.knn import knn_predict, knn_scores
 from fewlabels.evaluate.probe import ProbeConfig, fit_logistic, linear_probe, run_probe

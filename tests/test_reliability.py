@@ -11,11 +11,11 @@ import torch
 from typer.testing import CliRunner
 
 from fewlabels.cli import app
+from fewlabels.core.checkpoint import load_checkpoint
+from fewlabels.core.errors import DivergenceError
 from fewlabels.data import load_dataset
-from fewlabels.errors import DivergenceError
 from fewlabels.methods.supervised import Supervised
 from fewlabels.models import Network
-from fewlabels.train.checkpoint import load_checkpoint
 from fewlabels.train.loop import TrainConfig, Trainer
 
 runner = CliRunner()

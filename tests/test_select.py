@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fewlabels.errors import ConfigError
+from fewlabels.core.errors import ConfigError
 from fewlabels.select import STRATEGIES, select, strategy
 from fewlabels.select.base import Pool
 from fewlabels.select.probcover import estimate_delta

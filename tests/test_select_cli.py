@@ -13,8 +13,8 @@ import torch
 from cli_helpers import invoke
 from cli_helpers import one_line_error as _one_line_error
 
+from fewlabels.core.errors import ConfigError, DataError
 from fewlabels.data import load_dataset
-from fewlabels.errors import ConfigError, DataError
 from fewlabels.select.labels import Universe, apply_labels, merge_labels, parse_labels
 from fewlabels.select.simulate import SelectConfig, select_splits
 

@@ -13,12 +13,12 @@ from cli_helpers import runner
 from torch import nn
 
 from fewlabels.cli import app
+from fewlabels.core.checkpoint import load_checkpoint, save_checkpoint
+from fewlabels.core.errors import CheckpointError, ConfigError
 from fewlabels.data import load_dataset
-from fewlabels.errors import CheckpointError, ConfigError
 from fewlabels.evaluate.inference import load_model
 from fewlabels.evaluate.metrics import predict_logits
 from fewlabels.models import Network
-from fewlabels.train.checkpoint import load_checkpoint, save_checkpoint
 from fewlabels.train.run import RunConfig, run_training
 from fewlabels.train.self_training import accounting, parse_settings, pseudo_label
 from fewlabels.train.warm_start import apply_init, read_init

@@ -9,8 +9,8 @@ import math
 import pytest
 import torch
 
+from fewlabels.core.errors import ConfigError
 from fewlabels.data.imageset import ImageSet
-from fewlabels.errors import ConfigError
 from fewlabels.methods import METHODS, Batch, build_method
 from fewlabels.methods.fixmatch import pseudo_label_loss
 from fewlabels.methods.masking import (

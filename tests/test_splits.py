@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from fewlabels.core.errors import SplitError
 from fewlabels.data import (
     UNLABELED,
     Dataset,
@@ -18,7 +19,6 @@ from fewlabels.data import (
     parse_unlabeled,
 )
 from fewlabels.data.splits import UnlabeledSpec
-from fewlabels.errors import SplitError
 
 NAMES = ["ant", "bee", "cow"]
 

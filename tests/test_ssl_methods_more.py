@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
+from fewlabels.core.errors import ConfigError
 from fewlabels.data.digits import load_digits_dataset
 from fewlabels.data.imageset import ImageSet
-from fewlabels.errors import ConfigError
 from fewlabels.methods import METHODS, Batch, build_method
 from fewlabels.methods.dino import dino_loss
 from fewlabels.methods.heads import CosineLinear

@@ -21,12 +21,12 @@ import pytest
 import torch
 from PIL import Image
 
-from fewlabels.errors import ConfigError
+from fewlabels.core.budget import Budget
+from fewlabels.core.errors import ConfigError
 from fewlabels.methods import METHODS
 from fewlabels.methods.base import Batch
 from fewlabels.study import Store, load_study, run_study, write_report
 from fewlabels.study.store import STORE_NAME
-from fewlabels.train.budget import Budget
 from fewlabels.train.loop import count_images
 
 # the deterministic columns of results.csv (times vary from run to run)

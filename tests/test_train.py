@@ -7,12 +7,12 @@ import json
 import pytest
 import torch
 
+from fewlabels.core.budget import Budget
+from fewlabels.core.checkpoint import load_checkpoint, save_checkpoint
+from fewlabels.core.errors import CheckpointError, ConfigError, DivergenceError
 from fewlabels.data import load_dataset
-from fewlabels.errors import CheckpointError, ConfigError, DivergenceError
 from fewlabels.methods.supervised import Supervised
 from fewlabels.models import Network
-from fewlabels.train.budget import Budget
-from fewlabels.train.checkpoint import load_checkpoint, save_checkpoint
 from fewlabels.train.loop import IndexStream, TrainConfig, Trainer
 from fewlabels.train.schedule import warmup_cosine
 
@@ -200,7 +200,7 @@ def test_empty_labeled_set_is_refused(digits):
 
 
 def test_batch_must_split_over_processes():
-    from fewlabels.train.distributed import DistInfo
+    from fewlabels.core.device import DistInfo
 
     with pytest.raises(ConfigError, match="split evenly"):
         Trainer(_cfg(batch_size=5), dist_info=DistInfo(0, 2, 0), progress=False)

@@ -17,8 +17,8 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from fewlabels.errors import ConfigError, FewlabelsError
-from fewlabels.train.memory import keep_freed_memory
+from fewlabels.core.errors import ConfigError, FewlabelsError
+from fewlabels.core.process import keep_freed_memory
 
 app = typer.Typer(
     add_completion=False,
@@ -333,7 +333,7 @@ def evaluate(
     strict: Annotated[bool, typer.Option(help="Refuse corrupt images.")] = False,
 ) -> None:
     """Evaluate a trained model: accuracy, macro-F1, per-class scores and a confusion PNG."""
-    from fewlabels.atomic import atomic_write_text
+    from fewlabels.core.atomic import atomic_write_text
     from fewlabels.data import load_dataset
     from fewlabels.data.imageset import ImageSet
     from fewlabels.evaluate.inference import evaluate_model, load_model

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from fewlabels.augment import ops
-from fewlabels.errors import ConfigError
+from fewlabels.core.errors import ConfigError
 
 Tensor = torch.Tensor
 Out = Tensor | tuple[Tensor, ...]

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from fewlabels.core.errors import DataError
 from fewlabels.data.cache import Decoded, Part, Scan, file_stat
-from fewlabels.errors import DataError
 
 CIFAR10_NAMES = [
     "airplane", "automobile", "bird", "cat", "deer",

@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from fewlabels.core.errors import DataError
 from fewlabels.data.cache import Decoded, Part, RowWriter, Scan, file_stat
 from fewlabels.data.imageset import UNLABELED
-from fewlabels.errors import DataError
 
 EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif"})
 _GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from fewlabels.core.errors import DataError
 from fewlabels.data import mapped
-from fewlabels.errors import DataError
 
 UNLABELED = -1
 

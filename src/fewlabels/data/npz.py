@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from fewlabels.core.errors import DataError
 from fewlabels.data.cache import Decoded, Part, Scan, file_stat
-from fewlabels.errors import DataError
 
 _IMAGE_KEYS = ("images", "x", "X")
 _LABEL_KEYS = ("labels", "y")

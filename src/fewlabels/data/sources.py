@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fewlabels.core.errors import ConfigError, DataError
 from fewlabels.data import cache, cifar, folder, npz, stl10
 from fewlabels.data.digits import load_digits_dataset
 from fewlabels.data.imageset import Dataset
-from fewlabels.errors import ConfigError, DataError
 
 OptionParser = Callable[[str, str], Any]  # (value, "kind option") -> parsed value
 

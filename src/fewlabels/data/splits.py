@@ -24,8 +24,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from fewlabels.core.errors import SplitError
 from fewlabels.data.imageset import Dataset, ImageSet
-from fewlabels.errors import SplitError
 
 _RATIO = re.compile(r"^\s*1\s*:\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*$")
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from fewlabels.core.errors import DataError
 from fewlabels.data.cache import Decoded, Part, Scan, file_stat
-from fewlabels.errors import DataError
 
 STL10_NAMES = [
     "airplane", "bird", "car", "cat", "deer",

@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from fewlabels.core.checkpoint import atomic_write_bytes, load_checkpoint
+from fewlabels.core.errors import CheckpointError
+from fewlabels.core.precision import autocast
 from fewlabels.data.cache import cache_root
-from fewlabels.errors import CheckpointError
 from fewlabels.models import Network
-from fewlabels.train.checkpoint import atomic_write_bytes, load_checkpoint
-from fewlabels.train.precision import autocast
 
 
 @torch.no_grad()

@@ -12,13 +12,13 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from fewlabels.atomic import atomic_write_text
+from fewlabels.core.atomic import atomic_write_text
+from fewlabels.core.checkpoint import load_checkpoint
+from fewlabels.core.errors import CheckpointError, DataError
+from fewlabels.core.precision import resolve_precision
 from fewlabels.data.imageset import ImageSet
-from fewlabels.errors import CheckpointError, DataError
 from fewlabels.evaluate.metrics import Metrics, classification_metrics, predict_logits
 from fewlabels.models import Network
-from fewlabels.train.checkpoint import load_checkpoint
-from fewlabels.train.precision import resolve_precision
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif"}
 

@@ -9,7 +9,7 @@ import torch
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 from torch import nn
 
-from fewlabels.train.precision import autocast
+from fewlabels.core.precision import autocast
 
 
 @torch.no_grad()

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from fewlabels.core.checkpoint import atomic_write_bytes
 from fewlabels.data.imageset import ImageSet
 from fewlabels.evaluate.features import extract_features
 from fewlabels.evaluate.knn import knn_predict
 from fewlabels.models import Network
-from fewlabels.train.checkpoint import atomic_write_bytes
 
 MAX_POINTS = 1000
 

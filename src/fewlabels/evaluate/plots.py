@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from fewlabels.atomic import atomic_savefig
+from fewlabels.core.atomic import atomic_savefig
 
 
 def plot_confusion(

@@ -29,9 +29,11 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
+from fewlabels.core.budget import Budget
+from fewlabels.core.errors import ConfigError, DataError
+from fewlabels.core.precision import resolve_precision
 from fewlabels.data import Dataset, Splits
 from fewlabels.data.imageset import ImageSet
-from fewlabels.errors import ConfigError, DataError
 from fewlabels.evaluate.features import cached_features, load_encoder, network_fingerprint
 from fewlabels.evaluate.knn import DEFAULTS as KNN_DEFAULTS
 from fewlabels.evaluate.knn import knn_predict
@@ -39,8 +41,6 @@ from fewlabels.evaluate.metrics import Metrics, classification_metrics, predict_
 from fewlabels.evaluate.plots import plot_confusion
 from fewlabels.models import Network
 from fewlabels.models.freeze import backbone_blocks, freeze_backbone
-from fewlabels.train.budget import Budget
-from fewlabels.train.precision import resolve_precision
 
 # L2 penalties tried by the linear probe (on standardised features; loss = mean CE +
 # wd/2 * ||W||^2), strongest first so each fit warm-starts the next.
@@ -222,7 +222,7 @@ def run_probe(
     cfg: ProbeConfig, *, log: Callable[[str], Any] = print, progress: bool = True
 ) -> ProbeResult:
     """Evaluate the encoder in ``cfg.checkpoint`` with ``cfg.protocol``; results in ``cfg.out``."""
-    from fewlabels.train.distributed import pick_device
+    from fewlabels.core.device import pick_device
     from fewlabels.train.run import export_model, write_json
 
     t0 = time.perf_counter()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from fewlabels.errors import ConfigError
+from fewlabels.core.errors import ConfigError
 
 OPS = ("color", "translation", "cutout")
 

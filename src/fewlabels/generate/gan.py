@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from fewlabels.errors import ConfigError
+from fewlabels.core.errors import ConfigError
 
 LOSSES = ("hinge", "ns")
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fewlabels.errors import ConfigError
+from fewlabels.core.errors import ConfigError
 
 
 def frechet_distance(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
@@ -184,8 +184,8 @@ def load_images(source: str | Path, *, strict: bool = False) -> torch.Tensor:
 def _read_folder(path: Path, strict: bool) -> torch.Tensor:
     from PIL import Image
 
+    from fewlabels.core.errors import DataError
     from fewlabels.data.folder import walk_images
-    from fewlabels.errors import DataError
 
     if not path.exists():
         raise DataError(f"no such file or directory: {path}")

@@ -26,10 +26,10 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from fewlabels.errors import ConfigError, DataError
+from fewlabels.core.checkpoint import atomic_write_bytes, save_checkpoint
+from fewlabels.core.errors import ConfigError, DataError
 from fewlabels.generate.gan import check_size, sample
 from fewlabels.generate.train import GANConfig, GANResult, train_gan
-from fewlabels.train.checkpoint import atomic_write_bytes, save_checkpoint
 
 SAMPLES = "samples"
 
@@ -204,7 +204,7 @@ def run_generate(
     stop_at_step: int | None = None,
 ) -> GenerateResult:
     """Train (or resume) the GAN, sample ``num`` images into ``out/samples``, measure them."""
-    from fewlabels.train.distributed import pick_device
+    from fewlabels.core.device import pick_device
 
     t0 = time.perf_counter()
     try:

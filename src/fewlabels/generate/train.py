@@ -22,14 +22,14 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from fewlabels.errors import CheckpointError, ConfigError, DivergenceError
+from fewlabels.core.budget import Budget
+from fewlabels.core.checkpoint import load_checkpoint, save_checkpoint
+from fewlabels.core.errors import CheckpointError, ConfigError, DivergenceError
+from fewlabels.core.precision import autocast, resolve_precision, slow_precision_warning
 from fewlabels.generate.diffaugment import diff_augment, parse_policy
 from fewlabels.generate.gan import Discriminator, Generator, d_loss, from_uint8, g_loss
-from fewlabels.train.budget import Budget
-from fewlabels.train.checkpoint import load_checkpoint, save_checkpoint
 from fewlabels.train.ema import ModelEMA
 from fewlabels.train.loop import IndexStream, _mix
-from fewlabels.train.precision import autocast, resolve_precision, slow_precision_warning
 
 # settings that may change between a run and its resumption (they do not change the maths)
 _RESUMABLE = ("budget", "checkpoint_every_s", "evals")

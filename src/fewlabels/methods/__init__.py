@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fewlabels.errors import ConfigError
+from fewlabels.core.errors import ConfigError
 from fewlabels.methods.autoencoder import Autoencoder, DenoisingAutoencoder
 from fewlabels.methods.barlow_twins import BarlowTwins
 from fewlabels.methods.base import Batch, Method

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fewlabels.errors import ConfigError
+from fewlabels.core.errors import ConfigError
 from fewlabels.methods.base import Batch, Method
 from fewlabels.methods.heads import full_precision
 from fewlabels.models import Network

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from fewlabels.errors import ConfigError
+from fewlabels.core.errors import ConfigError
 
 
 @dataclass

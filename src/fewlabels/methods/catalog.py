@@ -14,7 +14,7 @@ import inspect
 import re
 from typing import Any
 
-from fewlabels.errors import ConfigError
+from fewlabels.core.errors import ConfigError
 from fewlabels.methods import METHODS, RUN_METHODS
 
 KINDS = ("supervised", "self-supervised", "semi-supervised")

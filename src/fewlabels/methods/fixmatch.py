@@ -30,7 +30,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from fewlabels.errors import ConfigError
+from fewlabels.core.errors import ConfigError
 from fewlabels.methods.base import Batch, Method
 from fewlabels.methods.masking import (
     ConfidenceWeight,

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import torch
 
-from fewlabels.errors import ConfigError
+from fewlabels.core.errors import ConfigError
 from fewlabels.methods.fixmatch import DEFAULTS as FIXMATCH
 from fewlabels.methods.fixmatch import WeakStrong
 from fewlabels.methods.masking import SelfAdaptiveThreshold, freematch_fairness_loss

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fewlabels.errors import ConfigError
+from fewlabels.core.errors import ConfigError
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fewlabels.errors import ConfigError
+from fewlabels.core.errors import ConfigError
 
 Tensor = torch.Tensor
 

@@ -18,7 +18,7 @@ from typing import ClassVar
 
 import torch
 
-from fewlabels.errors import ConfigError
+from fewlabels.core.errors import ConfigError
 from fewlabels.methods.base import Batch, Method
 from fewlabels.methods.heads import frozen_copy, momentum_update
 from fewlabels.methods.masking import check_rampup, check_weight

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fewlabels.errors import ConfigError
+from fewlabels.core.errors import ConfigError
 from fewlabels.methods.base import Batch, Method
 from fewlabels.methods.distributed import gather_with_grad
 from fewlabels.methods.heads import CosineLinear, full_precision, mlp

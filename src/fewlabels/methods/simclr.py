@@ -20,7 +20,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from fewlabels.errors import ConfigError
+from fewlabels.core.errors import ConfigError
 from fewlabels.methods.base import Batch, Method
 from fewlabels.methods.distributed import gather_with_grad, rank_and_world
 from fewlabels.methods.heads import full_precision, mlp, two_view_policy

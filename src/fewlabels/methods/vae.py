@@ -18,7 +18,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from fewlabels.errors import ConfigError
+from fewlabels.core.errors import ConfigError
 from fewlabels.methods.autoencoder import DEFAULTS as AE_DEFAULTS
 from fewlabels.methods.autoencoder import ConvDecoder, input_and_target
 from fewlabels.methods.base import Batch, Method

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fewlabels.errors import ConfigError
+from fewlabels.core.errors import ConfigError
 
 
 def backbone_blocks(backbone: nn.Module) -> list[nn.Module]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from fewlabels.errors import ConfigError
+from fewlabels.core.errors import ConfigError
 
 
 def norm_layer(kind: str, channels: int, momentum: float = 0.1) -> nn.Module:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fewlabels.errors import ConfigError
+from fewlabels.core.errors import ConfigError
 from fewlabels.models.registry import build_backbone
 
 

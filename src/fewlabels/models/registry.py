@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from fewlabels.errors import ConfigError
+from fewlabels.core.errors import ConfigError
 from fewlabels.models.convnet import ConvNet
 from fewlabels.models.fastnet import FastNet
 from fewlabels.models.resnet import ResNet

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from fewlabels.errors import ConfigError
+from fewlabels.core.errors import ConfigError
 
 
 @dataclass

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fewlabels.errors import DataError
+from fewlabels.core.errors import DataError
 
 PIXEL_SIDE = 16
 PIXEL_DIMS = 64
@@ -47,8 +47,8 @@ def pixel_features(
 
 def encoder_features(encoder: str | Path, images: torch.Tensor) -> np.ndarray:
     """Backbone features of ``images`` by the encoder in ``encoder``, through the disk cache."""
+    from fewlabels.core.precision import resolve_precision
     from fewlabels.evaluate.features import cached_features, load_encoder
-    from fewlabels.train.precision import resolve_precision
 
     net, _ = load_encoder(encoder)
     c, h, w = (int(v) for v in images.shape[1:])

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
+from fewlabels.core.checkpoint import atomic_write_bytes
+from fewlabels.core.errors import DataError
 from fewlabels.data.imageset import UNLABELED, Dataset, ImageSet
-from fewlabels.errors import DataError
-from fewlabels.train.checkpoint import atomic_write_bytes
 
 
 @dataclass

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fewlabels.errors import ConfigError
+from fewlabels.core.errors import ConfigError
 from fewlabels.select.base import Picked, Pool, check_budget, kmeans, normalise
 
 PURITY = 0.95  # paper

@@ -22,13 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from fewlabels.core.checkpoint import atomic_write_bytes
+from fewlabels.core.errors import ConfigError
 from fewlabels.data import load_dataset, parse_spec
-from fewlabels.errors import ConfigError
 from fewlabels.select import select, strategy
 from fewlabels.select.base import Pool
 from fewlabels.select.features import pool_features
 from fewlabels.select.labels import Universe, parse_labels
-from fewlabels.train.checkpoint import atomic_write_bytes
 
 
 @dataclass

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from fewlabels.core.errors import ConfigError, SplitError
 from fewlabels.data import Dataset, SplitConfig, Splits, make_splits, parse_unlabeled
 from fewlabels.data.imageset import ImageSet
-from fewlabels.errors import ConfigError, SplitError
 
 
 class SelectConfig(BaseModel):

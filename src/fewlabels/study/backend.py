@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fewlabels.atomic import atomic_write_text
-from fewlabels.errors import ConfigError
+from fewlabels.core.atomic import atomic_write_text
+from fewlabels.core.errors import ConfigError
 from fewlabels.study.pgstore import PgStore, is_url, redact
 from fewlabels.study.sqlstore import SqlStore
 from fewlabels.study.store import STORE_NAME, Store

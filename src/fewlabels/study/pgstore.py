@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from fewlabels.errors import ConfigError, FewlabelsError, WriteError
+from fewlabels.core.errors import ConfigError, FewlabelsError, WriteError
 from fewlabels.study.sqlstore import SqlStore, process_host
 from fewlabels.study.store import SCHEMA_VERSION
 

@@ -25,8 +25,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from fewlabels.atomic import atomic_savefig, atomic_write_text
-from fewlabels.errors import ConfigError
+from fewlabels.core.atomic import atomic_savefig, atomic_write_text
+from fewlabels.core.errors import ConfigError
 from fewlabels.study.backend import check_location, find_store, open_store
 
 CSV_COLUMNS = [

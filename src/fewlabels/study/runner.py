@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fewlabels.atomic import atomic_write_text
-from fewlabels.errors import ConfigError, FewlabelsError, WriteError
+from fewlabels.core.atomic import atomic_write_text
+from fewlabels.core.errors import ConfigError, FewlabelsError, WriteError
 from fewlabels.study.backend import open_store, remember
 
 Log = Callable[[str], None]
@@ -284,8 +284,8 @@ class StudyOutcome:
 def _precision_warning(plan: Any) -> str | None:
     """The bf16-without-native-bf16 warning if a training run of ``plan`` would log it
     (``run_training`` does, but study cells run with a quiet log)."""
-    from fewlabels.train.distributed import pick_device
-    from fewlabels.train.precision import slow_precision_warning
+    from fewlabels.core.device import pick_device
+    from fewlabels.core.precision import slow_precision_warning
 
     for job in plan.jobs.values():
         if job.kind == "train":

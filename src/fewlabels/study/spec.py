@@ -25,9 +25,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from fewlabels.errors import ConfigError, FewlabelsError
+from fewlabels.core.budget import Budget
+from fewlabels.core.errors import ConfigError, FewlabelsError
 from fewlabels.study.yamlines import LineDict, LineList, decode_text, line_of, load_yaml_lines
-from fewlabels.train.budget import Budget
 
 PROBES = ("linear", "knn", "finetune")
 

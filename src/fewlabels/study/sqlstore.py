@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from fewlabels.errors import ConfigError, FewlabelsError
+from fewlabels.core.errors import ConfigError, FewlabelsError
 
 STATUSES = ("pending", "running", "done", "failed")
 

@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-from fewlabels.errors import ConfigError, FewlabelsError, WriteError
+from fewlabels.core.errors import ConfigError, FewlabelsError, WriteError
 from fewlabels.study.sqlstore import SqlStore, _pid_alive, process_host
 
 __all__ = ["SCHEMA_VERSION", "STORE_NAME", "Store", "_pid_alive", "store_error"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fewlabels.train.checkpoint import atomic_write_bytes
+from fewlabels.core.checkpoint import atomic_write_bytes
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from fewlabels.errors import ConfigError
+from fewlabels.core.errors import ConfigError
 
 MAX_NODES = 100_000  # a document whose aliases expand beyond this is refused ("billion laughs")
 

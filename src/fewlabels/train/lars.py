@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from fewlabels.errors import ConfigError
+from fewlabels.core.errors import ConfigError
 
 
 class LARS(torch.optim.Optimizer):

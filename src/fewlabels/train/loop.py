@@ -22,21 +22,20 @@ import torch.distributed as dist
 from pydantic import BaseModel, ConfigDict, field_validator
 from torch import nn
 
-from fewlabels.atomic import atomic_write_text
 from fewlabels.augment import build_policy
+from fewlabels.core.atomic import atomic_write_text
+from fewlabels.core.budget import Budget
+from fewlabels.core.checkpoint import load_checkpoint, save_checkpoint
+from fewlabels.core.device import DistInfo
+from fewlabels.core.errors import CheckpointError, ConfigError, DivergenceError
+from fewlabels.core.precision import autocast, resolve_precision
 from fewlabels.data.imageset import ImageSet
-from fewlabels.errors import CheckpointError, ConfigError, DivergenceError
 from fewlabels.evaluate.metrics import predict_logits, quick_metrics
 from fewlabels.evaluate.monitor import FeatureMonitor
 from fewlabels.methods.base import Batch, Method
-from fewlabels.train.budget import Budget
-from fewlabels.train.checkpoint import load_checkpoint, save_checkpoint
-from fewlabels.train.distributed import DistInfo
 from fewlabels.train.ema import ModelEMA
 from fewlabels.train.feed import ImageFeed, resolve_in_memory
 from fewlabels.train.lars import LARS
-from fewlabels.train.memory import keep_freed_memory
-from fewlabels.train.precision import autocast, resolve_precision
 from fewlabels.train.schedule import warmup_cosine
 
 # field -> (low, high, low excluded): the ranges TrainConfig accepts (high always excluded)
@@ -304,8 +303,6 @@ class Trainer:
             raise ConfigError(
                 f"method {method.name!r} needs unlabeled images and the unlabeled pool is empty"
             )
-        if dev.type == "cpu":
-            keep_freed_memory()  # no page faults on each step's activations
         method.to(dev)
         method.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         some = labeled if labeled is not None else unlabeled

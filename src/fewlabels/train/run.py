@@ -11,9 +11,12 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from fewlabels.core.checkpoint import atomic_write_bytes, save_checkpoint
+from fewlabels.core.device import DistInfo, init_distributed, pick_device
+from fewlabels.core.errors import CheckpointError, ConfigError, DataError
+from fewlabels.core.precision import slow_precision_warning
 from fewlabels.data import Dataset, SplitConfig, Splits, load_dataset, make_splits
 from fewlabels.data.imageset import ImageSet
-from fewlabels.errors import CheckpointError, ConfigError, DataError
 from fewlabels.evaluate.metrics import Metrics, classification_metrics, predict_logits
 from fewlabels.evaluate.plots import plot_confusion
 from fewlabels.methods import build_method
@@ -21,10 +24,7 @@ from fewlabels.methods.online_probe import with_online_probe
 from fewlabels.models import Network
 from fewlabels.select.labels import apply_labels
 from fewlabels.select.simulate import SelectConfig, select_splits
-from fewlabels.train.checkpoint import atomic_write_bytes, save_checkpoint
-from fewlabels.train.distributed import DistInfo, init_distributed, pick_device
 from fewlabels.train.loop import TrainConfig, Trainer, barrier, with_train_defaults
-from fewlabels.train.precision import slow_precision_warning
 from fewlabels.train.warm_start import apply_init, architecture, read_init
 
 

@@ -29,18 +29,18 @@ from typing import Any
 
 import torch
 
-from fewlabels.atomic import atomic_write_text
+from fewlabels.core.atomic import atomic_write_text
+from fewlabels.core.budget import Budget
+from fewlabels.core.checkpoint import load_checkpoint, save_checkpoint
+from fewlabels.core.device import init_distributed, pick_device
+from fewlabels.core.errors import CheckpointError, ConfigError
+from fewlabels.core.precision import resolve_precision
 from fewlabels.data import Splits
 from fewlabels.data.imageset import ImageSet
-from fewlabels.errors import CheckpointError, ConfigError
 from fewlabels.evaluate.inference import load_model
 from fewlabels.evaluate.metrics import Metrics, predict_logits
 from fewlabels.methods.supervised import Supervised
-from fewlabels.train.budget import Budget
-from fewlabels.train.checkpoint import load_checkpoint, save_checkpoint
-from fewlabels.train.distributed import init_distributed, pick_device
 from fewlabels.train.loop import barrier
-from fewlabels.train.precision import resolve_precision
 from fewlabels.train.run import RunConfig, RunResult, prepare_data, run_training, write_json
 
 DEFAULTS: dict[str, Any] = {

@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
-from fewlabels.errors import CheckpointError
+from fewlabels.core.checkpoint import load_checkpoint
+from fewlabels.core.errors import CheckpointError
 from fewlabels.models import Network
-from fewlabels.train.checkpoint import load_checkpoint
 
 
 @dataclass

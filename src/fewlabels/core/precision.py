@@ -9,7 +9,7 @@ from typing import Literal
 
 import torch
 
-from fewlabels.errors import ConfigError
+from fewlabels.core.errors import ConfigError
 
 Precision = Literal["auto", "bf16", "fp32"]
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from fewlabels.atomic import atomic_write_bytes
-from fewlabels.errors import CheckpointError
+from fewlabels.core.atomic import atomic_write_bytes
+from fewlabels.core.errors import CheckpointError
 
 __all__ = ["FORMAT_VERSION", "atomic_write_bytes", "load_checkpoint", "save_checkpoint"]
 

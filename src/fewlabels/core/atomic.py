@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fewlabels.errors import WriteError
+from fewlabels.core.errors import WriteError
 
 _CHUNK = 1 << 20
 
