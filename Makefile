@@ -18,14 +18,14 @@ demo: $(STAMP)
 	$(BIN)/fewlabels study examples/digits.yaml --out runs/demo --workers 2
 
 test: export OMP_WAIT_POLICY ?= PASSIVE
-test: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks scripts
-	$(BIN)/ruff format --check src tests benchmarks scripts
+test: lint
 	$(BIN)/python -m pytest
 
+# ruff, then the package layers ([tool.importlinter] in pyproject.toml)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/lint-imports --no-cache
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks scripts
