@@ -158,48 +158,55 @@ def _counts(labels: np.ndarray, k: int) -> list[int]:
     return np.bincount(lab, minlength=k).tolist() if k else []
 
 
-def make_splits(dataset: Dataset, cfg: SplitConfig) -> Splits:
-    """Cut ``dataset`` as ``cfg`` says; the same config and seed always give the same sets."""
-    train = dataset.train
-    names = train.class_names
-    k = len(names)
-    y = train.labels.cpu().numpy()
-    all_rows = np.arange(len(y))
-    labeled_rows = all_rows[y >= 0]
-    val_src, val_frac = parse_val(cfg.val)
-    unl_spec = parse_unlabeled(cfg.unlabeled)
+class _Validation(NamedTuple):
+    """Step 1's result: the validation set and what is left of the test set."""
 
-    # 1. validation
-    val_rows = np.zeros(0, np.int64)
-    val_set: ImageSet | None = None
-    test_set = dataset.test
-    test_rows: np.ndarray | None = None
-    val_test_rows: np.ndarray | None = None
+    val_rows: np.ndarray  # rows of the training pool (empty unless val is train:F)
+    val_set: ImageSet | None
+    test_set: ImageSet | None
+    val_test_rows: np.ndarray | None  # rows of the test set (val is test:F)
+    test_rows: np.ndarray | None
+
+
+def _take_validation(
+    dataset: Dataset, cfg: SplitConfig, y: np.ndarray, labeled_rows: np.ndarray
+) -> _Validation:
+    """Step 1: a stratified fraction of the labeled training rows or of the test set."""
+    k = len(dataset.train.class_names)
+    val_src, val_frac = parse_val(cfg.val)
     if val_src == "train":
         val_rows = _stratified_take(y, labeled_rows, k, val_frac, _rng(cfg.seed, 1))
-        val_set = train.subset(val_rows.tolist())
-    elif val_src == "test":
-        if dataset.test is None:
-            raise SplitError(
-                f"val {cfg.val!r} needs a test set and {dataset.name} has none; use train:F or none"
-            )
-        ty = dataset.test.labels.cpu().numpy()
-        trows = np.arange(len(ty))
-        val_test_rows = _stratified_take(ty, trows[ty >= 0], k, val_frac, _rng(cfg.seed, 1))
-        test_rows = np.setdiff1d(trows, val_test_rows)
-        val_set = dataset.test.subset(val_test_rows.tolist())
-        test_set = dataset.test.subset(test_rows.tolist())
+        return _Validation(
+            val_rows, dataset.train.subset(val_rows.tolist()), dataset.test, None, None
+        )
+    no_rows = np.zeros(0, np.int64)
+    if val_src != "test":
+        return _Validation(no_rows, None, dataset.test, None, None)
+    if dataset.test is None:
+        raise SplitError(
+            f"val {cfg.val!r} needs a test set and {dataset.name} has none; use train:F or none"
+        )
+    ty = dataset.test.labels.cpu().numpy()
+    trows = np.arange(len(ty))
+    val_test_rows = _stratified_take(ty, trows[ty >= 0], k, val_frac, _rng(cfg.seed, 1))
+    test_rows = np.setdiff1d(trows, val_test_rows)
+    val_set = dataset.test.subset(val_test_rows.tolist())
+    test_set = dataset.test.subset(test_rows.tolist())
+    return _Validation(no_rows, val_set, test_set, val_test_rows, test_rows)
 
-    # 2. labeled
-    pool = np.setdiff1d(labeled_rows, val_rows)
-    per_class = _by_class(y, pool, k)
-    wants_labels = cfg.labels_per_class is not None or cfg.labeled_fraction is not None
+
+def _take_labeled(
+    dataset: Dataset, cfg: SplitConfig, y: np.ndarray, pool: np.ndarray, after_val: bool
+) -> np.ndarray:
+    """Step 2: the first n rows of each class's seeded permutation of ``pool``, sorted."""
+    names = dataset.train.class_names
+    per_class = _by_class(y, pool, len(names))
+    after = " after taking the validation set" if after_val else ""
     if not len(pool):
         raise SplitError(f"{dataset.name} has no labeled training images left to label")
-    if wants_labels:
+    if cfg.labels_per_class is not None or cfg.labeled_fraction is not None:
         for c, rows in enumerate(per_class):
             if not len(rows):
-                after = " after taking the validation set" if len(val_rows) else ""
                 raise SplitError(f"class {names[c]!r} has no labeled training images{after}")
     rng = _rng(cfg.seed, 2)
     chosen = []
@@ -216,30 +223,49 @@ def make_splits(dataset: Dataset, cfg: SplitConfig) -> Splits:
         sizes = [len(r) for r in per_class]
         c_min = int(np.argmin(sizes))
         if cfg.labels_per_class > sizes[c_min]:
-            after = " after taking the validation set" if len(val_rows) else ""
             raise SplitError(
                 f"{cfg.labels_per_class} labels per class is more than class "
                 f"{names[c_min]!r} has: {sizes[c_min]} labeled training images{after}"
             )
-    lab_rows = np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
 
-    # 3. unlabeled: the remaining training rows, then the dataset's unlabeled set
-    rest_rows = np.setdiff1d(all_rows, np.concatenate([lab_rows, val_rows]))
-    n_extra = len(dataset.unlabeled) if dataset.unlabeled is not None else 0
-    available = len(rest_rows) + n_extra
-    if unl_spec.kind == "rest":
+
+def _unlabeled_wanted(cfg: SplitConfig, available: int, n_labeled: int) -> int:
+    """How many unlabeled images the ``unlabeled`` setting asks for, out of ``available``."""
+    spec = parse_unlabeled(cfg.unlabeled)
+    if spec.kind == "rest":
         want = available
-    elif unl_spec.kind == "count":
-        want = int(unl_spec.value)
-    elif unl_spec.kind == "fraction":
-        want = _round(unl_spec.value * available)
+    elif spec.kind == "count":
+        want = int(spec.value)
+    elif spec.kind == "fraction":
+        want = _round(spec.value * available)
     else:
-        want = _round(unl_spec.value * len(lab_rows))
+        want = _round(spec.value * n_labeled)
     if want > available:
         raise SplitError(
             f"unlabeled {cfg.unlabeled!r} asks for {want} unlabeled images but only "
             f"{available} are available"
         )
+    return want
+
+
+class _Unlabeled(NamedTuple):
+    """Step 3's result: the unlabeled set, its hidden labels and the rows it came from."""
+
+    images: ImageSet
+    true_labels: torch.Tensor
+    train_rows: np.ndarray  # rows of the training pool
+    extra_rows: np.ndarray  # rows of Dataset.unlabeled
+
+
+def _take_unlabeled(
+    dataset: Dataset, cfg: SplitConfig, y: np.ndarray, rest_rows: np.ndarray, n_labeled: int
+) -> _Unlabeled:
+    """Step 3: a uniform draw from ``rest_rows`` of the training pool, then Dataset.unlabeled."""
+    train = dataset.train
+    n_extra = len(dataset.unlabeled) if dataset.unlabeled is not None else 0
+    available = len(rest_rows) + n_extra
+    want = _unlabeled_wanted(cfg, available, n_labeled)
     if want == available:
         pick = np.arange(available)
     else:
@@ -254,40 +280,70 @@ def make_splits(dataset: Dataset, cfg: SplitConfig) -> Splits:
             extra = dataset.unlabeled.unlabel()
         else:
             extra = dataset.unlabeled.subset(unl_extra.tolist()).unlabel()
-        extra.class_names = list(names)
+        extra.class_names = list(train.class_names)
         parts.append(extra)
         hidden.append(dataset.unlabeled.labels[torch.from_numpy(unl_extra)].cpu())
     # the whole of a large unlabeled set is used as is, not copied
     unlabeled = parts[1] if len(parts) == 2 and not len(unl_train) else ImageSet.concat(parts)
-    unlabeled_true = torch.cat(hidden).to(torch.int64)
+    return _Unlabeled(unlabeled, torch.cat(hidden).to(torch.int64), unl_train, unl_extra)
 
-    labeled = train.subset(lab_rows.tolist())
+
+def _record(
+    dataset: Dataset,
+    cfg: SplitConfig,
+    y: np.ndarray,
+    val: _Validation,
+    lab_rows: np.ndarray,
+    unl: _Unlabeled,
+) -> dict[str, Any]:
+    """The JSON record of a split: sizes, counts per class and every chosen row."""
+    names = dataset.train.class_names
+    k = len(names)
+    val_set, test_set = val.val_set, val.test_set
     record: dict[str, Any] = {
         "dataset": dataset.name,
         "fingerprint": dataset.fingerprint,
         "seed": cfg.seed,
         "config": asdict(cfg),
         "sizes": {
-            "train": len(train),
-            "labeled": len(labeled),
-            "unlabeled": len(unlabeled),
+            "train": len(dataset.train),
+            "labeled": len(lab_rows),
+            "unlabeled": len(unl.images),
             "val": len(val_set) if val_set is not None else 0,
             "test": len(test_set) if test_set is not None else 0,
         },
         "counts_per_class": {
             "class_names": list(names),
             "labeled": _counts(y[lab_rows], k),
-            "unlabeled_hidden": _counts(unlabeled_true.numpy(), k),
+            "unlabeled_hidden": _counts(unl.true_labels.numpy(), k),
             "val": val_set.counts() if val_set is not None else [0] * k,
             "test": test_set.counts() if test_set is not None else [0] * k,
         },
         "labeled_rows": lab_rows.tolist(),
-        "unlabeled_rows": unl_train.tolist(),
-        "unlabeled_extra_rows": unl_extra.tolist(),
-        "val_rows": val_rows.tolist(),
-        "val_from": val_src,
+        "unlabeled_rows": unl.train_rows.tolist(),
+        "unlabeled_extra_rows": unl.extra_rows.tolist(),
+        "val_rows": val.val_rows.tolist(),
+        "val_from": parse_val(cfg.val)[0],
     }
-    if val_test_rows is not None and test_rows is not None:
-        record["val_test_rows"] = val_test_rows.tolist()
-        record["test_rows"] = test_rows.tolist()
-    return Splits(labeled, unlabeled, val_set, test_set, unlabeled_true, record)
+    if val.val_test_rows is not None and val.test_rows is not None:
+        record["val_test_rows"] = val.val_test_rows.tolist()
+        record["test_rows"] = val.test_rows.tolist()
+    return record
+
+
+def make_splits(dataset: Dataset, cfg: SplitConfig) -> Splits:
+    """Cut ``dataset`` as ``cfg`` says; the same config and seed always give the same sets."""
+    train = dataset.train
+    y = train.labels.cpu().numpy()
+    all_rows = np.arange(len(y))
+    labeled_rows = all_rows[y >= 0]
+    parse_val(cfg.val)  # bad settings fail before any work
+    parse_unlabeled(cfg.unlabeled)
+    val = _take_validation(dataset, cfg, y, labeled_rows)
+    pool = np.setdiff1d(labeled_rows, val.val_rows)
+    lab_rows = _take_labeled(dataset, cfg, y, pool, after_val=bool(len(val.val_rows)))
+    rest_rows = np.setdiff1d(all_rows, np.concatenate([lab_rows, val.val_rows]))
+    unl = _take_unlabeled(dataset, cfg, y, rest_rows, len(lab_rows))
+    labeled = train.subset(lab_rows.tolist())
+    record = _record(dataset, cfg, y, val, lab_rows, unl)
+    return Splits(labeled, unl.images, val.val_set, val.test_set, unl.true_labels, record)
