@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
+import fewlabels.augment as augment
 from fewlabels.augment import (
     POLICIES,
     Policy,
@@ -16,12 +17,14 @@ from fewlabels.augment import (
     cutout,
     gaussian_blur,
     gaussian_noise,
+    geometric,
     grayscale,
     hflip,
     ops,
     pad_crop,
     parse_policy,
     rand_augment,
+    randaugment,
     random_resized_crop,
     rot90,
     solarize,
@@ -350,9 +353,9 @@ def test_equalize_and_posterize_match_pil() -> None:
     x[1] = x[1] // 4 + 100  # narrow histogram
     x[2, 1] = 7  # a constant channel
     xf = x.float() / 255
-    eq = (ops._equalize(xf) * 255).round().to(torch.uint8)
+    eq = (randaugment._equalize(xf) * 255).round().to(torch.uint8)
     v = torch.full((4,), 1.0)  # posterize to 4 bits
-    post = (ops._color_op("posterize", xf, v) * 255).round().to(torch.uint8)
+    post = (randaugment._color_op("posterize", xf, v) * 255).round().to(torch.uint8)
     for i in range(len(x)):
         want = np.asarray(ImageOps.equalize(_pil(x[i])))
         assert np.array_equal(eq[i].permute(1, 2, 0).numpy(), want)
@@ -362,17 +365,25 @@ def test_equalize_and_posterize_match_pil() -> None:
 
 def test_autocontrast_stretches_each_channel() -> None:
     x = images(4) * 0.5 + 0.2
-    y = ops._autocontrast(x)
+    y = randaugment._autocontrast(x)
     assert torch.allclose(y.amin((2, 3)), torch.zeros(4, 3), atol=1e-6)
     assert torch.allclose(y.amax((2, 3)), torch.ones(4, 3), atol=1e-6)
     flat = torch.full((2, 3, 4, 4), 0.3)
-    assert torch.equal(ops._autocontrast(flat), flat)
+    assert torch.equal(randaugment._autocontrast(flat), flat)
 
 
 def test_geometric_identity_at_zero_strength() -> None:
     x = images(5)
-    theta = ops._geom_theta(torch.arange(5), torch.zeros(5), 32, 32)
-    assert torch.allclose(ops._affine(x, theta, fill=0.5), x, atol=1e-5)
+    theta = randaugment._geom_theta(torch.arange(5), torch.zeros(5), 32, 32)
+    assert torch.allclose(geometric._affine(x, theta, fill=0.5), x, atol=1e-5)
+
+
+def test_ops_module_gathers_the_public_ops() -> None:
+    """``fewlabels.augment.ops`` keeps naming every op the package exports."""
+    for name in augment.__all__:
+        if name not in ("POLICIES", "Policy", "build_policy", "parse_policy"):
+            assert getattr(ops, name) is getattr(augment, name)
+    assert ops.RAND_OPS == ops.COLOR_OPS + ops.GEOM_OPS
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
