@@ -363,6 +363,16 @@ def test_equalize_and_posterize_match_pil() -> None:
         assert np.array_equal(post[i].permute(1, 2, 0).numpy(), want)
 
 
+def test_rand_augment_takes_channels_last_images() -> None:
+    """A single channels_last image (a one-sample subset of a batch) equalizes as NCHW does."""
+    xf = images(3)
+    xcl = xf.contiguous(memory_format=torch.channels_last)
+    assert torch.equal(randaugment._equalize(xcl[:1]), randaugment._equalize(xf[:1]))
+    for seed in range(4):  # seed 2 hands equalize a single image, twice
+        y = rand_augment(xcl, gen(seed), num_ops=3)
+        assert y.shape == xf.shape and y.min() >= 0 and y.max() <= 1
+
+
 def test_autocontrast_stretches_each_channel() -> None:
     x = images(4) * 0.5 + 0.2
     y = randaugment._autocontrast(x)

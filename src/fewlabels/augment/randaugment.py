@@ -62,7 +62,7 @@ def _equalize(x: Tensor) -> Tensor:
         hist = torch.diff(cdf, dim=1, prepend=torch.zeros_like(cdf[:, :1]))
     else:
         offs = torch.arange(m, device=x.device)[:, None] * 256
-        hist = torch.bincount((q + offs).view(-1), minlength=m * 256).view(m, 256)
+        hist = torch.bincount((q + offs).reshape(-1), minlength=m * 256).view(m, 256)
         cdf = hist.cumsum(1)
     last = torch.where(hist > 0, levels, -1).amax(1, keepdim=True)  # top non-empty level
     step = (hw - hist.gather(1, last)) // 255
