@@ -21,7 +21,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fewlabels.core.errors import ConfigError
+from fewlabels.core.errors import ConfigError, DataError
+from fewlabels.data import load_dataset
+from fewlabels.data.folder import walk_images
+from fewlabels.data.sources import SOURCES
+from fewlabels.evaluate.features import cached_features
 
 
 def frechet_distance(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
@@ -120,8 +124,6 @@ def encoder_features(
     encoder: Any, images: torch.Tensor, *, precision: str = "fp32", use_cache: bool = True
 ) -> torch.Tensor:
     """The encoder's features of uint8 images, fitted to its input size and channels."""
-    from fewlabels.evaluate.features import cached_features
-
     size = int(encoder.config["image_size"])
     channels = int(encoder.config["in_channels"])
     x = fit_images(images, size, channels)
@@ -169,9 +171,6 @@ def load_images(source: str | Path, *, strict: bool = False) -> torch.Tensor:
     A folder that is not a data-spec layout is read at any depth; its images must share
     one size (else a one-line ``DataError`` from the folder source).
     """
-    from fewlabels.data import load_dataset
-    from fewlabels.data.sources import SOURCES
-
     text = str(source)
     kind = text.split(":", 1)[0].lower() if ":" in text else ""
     if kind in SOURCES or text == "digits":
@@ -183,9 +182,6 @@ def load_images(source: str | Path, *, strict: bool = False) -> torch.Tensor:
 
 def _read_folder(path: Path, strict: bool) -> torch.Tensor:
     from PIL import Image
-
-    from fewlabels.core.errors import DataError
-    from fewlabels.data.folder import walk_images
 
     if not path.exists():
         raise DataError(f"no such file or directory: {path}")

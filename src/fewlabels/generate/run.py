@@ -27,8 +27,12 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from fewlabels.core.checkpoint import atomic_write_bytes, save_checkpoint
+from fewlabels.core.device import pick_device
 from fewlabels.core.errors import ConfigError, DataError
+from fewlabels.data import load_dataset
+from fewlabels.evaluate.features import load_encoder
 from fewlabels.generate.gan import check_size, sample
+from fewlabels.generate.quality import sample_quality
 from fewlabels.generate.train import GANConfig, GANResult, train_gan
 
 SAMPLES = "samples"
@@ -80,8 +84,6 @@ class GenerateResult:
 def training_pool(spec: str, size: int | None, *, strict: bool = False) -> torch.Tensor:
     """Every training image of a source (labels dropped) plus its unlabeled set, as uint8
     (N, C, S, S) at ``size`` (default: the source's, when the GAN supports it)."""
-    from fewlabels.data import load_dataset
-
     ds = load_dataset(spec, strict=strict)
     parts = [p.images for p in (ds.train, ds.unlabeled) if p is not None and len(p)]
     if not parts:
@@ -187,8 +189,6 @@ def _grid(images: torch.Tensor, cols: int = 8) -> np.ndarray:
 
 def reference_images(cfg: GenerateConfig) -> tuple[torch.Tensor, str]:
     """The real images quality is measured against: the test set of ``test`` or ``data``."""
-    from fewlabels.data import load_dataset
-
     spec = cfg.test or cfg.data
     ds = load_dataset(spec, strict=cfg.strict)
     if ds.test is not None and len(ds.test):
@@ -204,8 +204,6 @@ def run_generate(
     stop_at_step: int | None = None,
 ) -> GenerateResult:
     """Train (or resume) the GAN, sample ``num`` images into ``out/samples``, measure them."""
-    from fewlabels.core.device import pick_device
-
     t0 = time.perf_counter()
     try:
         device = pick_device(cfg.device)
@@ -218,8 +216,6 @@ def run_generate(
         raise ConfigError(f"--out {out} is a file, not a folder")
     encoder = None
     if cfg.encoder is not None:  # fail on a bad encoder before hours of training
-        from fewlabels.evaluate.features import load_encoder
-
         encoder, _ = load_encoder(cfg.encoder)
     images = training_pool(cfg.data, cfg.size, strict=cfg.strict)
     out.mkdir(parents=True, exist_ok=True)
@@ -277,8 +273,6 @@ def run_generate(
 
 def sample_quality_safe(encoder: Any, real: torch.Tensor, fake: torch.Tensor) -> dict[str, Any]:
     """``sample_quality`` with k lowered for tiny sets (at least 2 images each needed)."""
-    from fewlabels.generate.quality import sample_quality
-
     k = min(3, len(real) - 1, len(fake) - 1)
     if k < 1:
         raise DataError("sample quality needs at least 2 real and 2 generated images")

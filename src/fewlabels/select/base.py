@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from fewlabels.core.errors import ConfigError
+from fewlabels.evaluate.probe import linear_probe
 
 
 @dataclass
@@ -108,8 +109,6 @@ def classifier_probs(pool: Pool, seed: int, what: str) -> np.ndarray:
     The probe is ``evaluate.probe.linear_probe`` (standardised features, weight decay picked
     on a held-out fifth of the labels). Needs labels of at least two classes.
     """
-    from fewlabels.evaluate.probe import linear_probe
-
     classes = np.unique(pool.labels)
     if len(classes) < 2:
         raise ConfigError(

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from fewlabels.core.errors import DataError
+from fewlabels.core.precision import resolve_precision
+from fewlabels.evaluate.features import cached_features, load_encoder
 
 PIXEL_SIDE = 16
 PIXEL_DIMS = 64
@@ -47,9 +49,6 @@ def pixel_features(
 
 def encoder_features(encoder: str | Path, images: torch.Tensor) -> np.ndarray:
     """Backbone features of ``images`` by the encoder in ``encoder``, through the disk cache."""
-    from fewlabels.core.precision import resolve_precision
-    from fewlabels.evaluate.features import cached_features, load_encoder
-
     net, _ = load_encoder(encoder)
     c, h, w = (int(v) for v in images.shape[1:])
     ec, es = int(net.config["in_channels"]), int(net.config["image_size"])
