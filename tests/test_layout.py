@@ -52,7 +52,11 @@ def _write_package(root: Path, sources: dict[str, str]) -> None:
         (package / name).mkdir()
         (package / name / "__init__.py").write_text("")
     for relative, text in sources.items():
-        (package / relative).write_text(text)
+        path = package / relative
+        if not path.parent.exists():  # a new package, e.g. an optional layer
+            path.parent.mkdir(parents=True)
+            (path.parent / "__init__.py").write_text("")
+        path.write_text(text)
 
 
 def _write_config(path: Path) -> None:
@@ -89,11 +93,13 @@ def test_contract_keeps_downward_imports(tmp_path: Path) -> None:
     result = _lint_imports(
         tmp_path,
         {
-            "cli/main.py": "import fewlabels.study\n",
+            "cli/main.py": "import fewlabels.api\n",
             "study/run.py": "from fewlabels.train import loop\nfrom fewlabels import select\n",
             "select/pick.py": "import fewlabels.evaluate\n",
             "train/loop.py": "import fewlabels.methods\nimport fewlabels.data\n",
-            "methods/m.py": "import fewlabels.augment\nimport fewlabels.models\n",
+            "methods/m.py": "import fewlabels.losses\n",
+            "losses/l.py": "import fewlabels.augment\nimport fewlabels.models\n",
+            "api/run.py": "import fewlabels.study\n",
             "data/d.py": "import fewlabels.core\n",
         },
     )
@@ -122,6 +128,15 @@ def test_contract_keeps_downward_imports(tmp_path: Path) -> None:
         (
             {"models/net.py": "from fewlabels.augment import ops\n"},
             "fewlabels.models is not allowed to import fewlabels.augment",
+        ),
+        # the optional layers (api, losses) are checked once they exist
+        (
+            {"losses/ntxent.py": "from fewlabels.methods import simclr\n"},
+            "fewlabels.losses is not allowed to import fewlabels.methods",
+        ),
+        (
+            {"api/train.py": "import fewlabels.cli\n"},
+            "fewlabels.api is not allowed to import fewlabels.cli",
         ),
         # core is the lowest layer
         (
