@@ -8,8 +8,11 @@ Layouts, tried in this order:
 - Splits: ``train/<class>/...`` and ``test/<class>/...`` (or ``val/<class>/...``).
 - Flat: ``<class>/...``.
 
-Class folders are the first level; images are found at any depth below them. A folder
-named ``unlabeled`` (or the ``unlabeled=PATH`` option) holds unlabeled images at any depth.
+Class folders are the first level; images are found at any depth below them, following
+links except loops and links back into the data folder (``imagefile.walk_images``), and are
+decoded by ``imagefile.read_image``, as ``predict`` decodes them. A folder named
+``unlabeled`` (or the ``unlabeled=PATH`` option) holds unlabeled images at any depth. A
+class whose training images are all unreadable is refused, like an empty one.
 """
 
 from __future__ import annotations
