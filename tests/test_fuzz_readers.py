@@ -370,3 +370,48 @@ def test_fuzz_checkpoint(tmp_path):
             assert isinstance(obj, dict) and isinstance(obj["format"], int)
 
     check()
+
+
+# -- npz archives --------------------------------------------------------------------------
+def _npz_blob(compressed: bool, extra: str | None = None, **arrays) -> bytes:
+    buf = io.BytesIO()
+    (np.savez_compressed if compressed else np.savez)(buf, **arrays)
+    if extra is not None:
+        import zipfile
+
+        with zipfile.ZipFile(buf, "a") as z:
+            z.writestr(extra, b"not an array")
+    return buf.getvalue()
+
+
+_IMGS = np.arange(3 * 4 * 4, dtype=np.uint8).reshape(3, 4, 4)
+_NPZS = [
+    _npz_blob(False, images=_IMGS, labels=[0, 1, 1], class_names=np.array(["a", "b"])),
+    _npz_blob(True, images=_IMGS, labels=[0, 2, 255]),
+    _npz_blob(True, images=_IMGS / 255.0, y=[0, -1, 1], test_images=_IMGS, test_labels=[1, 0, 1]),
+    _npz_blob(False, images=_IMGS, labels=[0, 1, 0], class_names=np.array([b"\xff", b"b"])),
+    _npz_blob(True, "notes.txt", images=_IMGS, labels=[0, 1, 0]),
+    _npz_blob(False, x=_IMGS[..., None], unlabeled_images=_IMGS),
+]
+
+
+def test_fuzz_npz(tmp_path):
+    from fewlabels.data import npz
+
+    path = tmp_path / "d.npz"
+
+    @FUZZ
+    @given(seed=SEEDS)
+    def check(seed):
+        for blob in inputs(seed, lambda rng: rng.choice(_NPZS), [b"PK\x03\x04", b"\x93NUMPY"]):
+            path.write_bytes(blob)
+            try:
+                dec = npz.decode("npz", npz.scan("npz", path, {}), {}, False)
+            except FewlabelsError as e:
+                one_line(e)
+                continue
+            x, y = dec.train.images, dec.train.labels
+            assert x.dtype == np.uint8 and x.ndim == 4 and y.shape == (len(x),)
+            assert len(y) == 0 or -1 <= int(y.min()) <= int(y.max()) < len(dec.class_names)
+
+    check()

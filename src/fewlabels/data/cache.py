@@ -20,6 +20,7 @@ import mmap
 import os
 import secrets
 import shutil
+import stat
 import time
 import warnings
 from collections.abc import Callable
@@ -30,10 +31,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from fewlabels.core.errors import DataError
 from fewlabels.data import mapped
+from fewlabels.data.imagefile import not_regular
 from fewlabels.data.imageset import Dataset, ImageSet
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the change time joins the fingerprint; 16-bit, EXIF, TIFF
 PARTS = ("train", "test", "unlabeled")
 _CHUNK_BYTES = 64 << 20
 
@@ -73,10 +76,11 @@ class Decoded:
 
 @dataclass
 class Scan:
-    """A source's files (relative path, size, mtime_ns) and whatever its decoder needs."""
+    """A source's files (relative path, size, mtime_ns, ctime_ns) and whatever its decoder
+    needs."""
 
     root: Path
-    files: list[tuple[str, int, int]]
+    files: list[tuple[str, int, int, int]]
     plan: Any = None
 
 
@@ -90,14 +94,24 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
     return Path.home() / ".cache" / "fewlabels"
 
 
-def file_stat(path: Path, rel: str) -> tuple[str, int, int]:
-    """(rel, size, mtime_ns) of ``path``, for the fingerprint."""
+def file_stat(path: Path, rel: str) -> tuple[str, int, int, int]:
+    """(rel, size, mtime_ns, ctime_ns) of ``path``, for the fingerprint.
+
+    The change time moves with the content and with the permissions, so a file made
+    readable again (``chmod``, or repaired and given its old mtime back) is decoded again
+    rather than staying cached as unreadable. A path that is no regular file (a FIFO,
+    which would block the reader forever) is a one-line ``DataError``.
+    """
     st = path.stat()
-    return rel, int(st.st_size), int(st.st_mtime_ns)
+    if not stat.S_ISREG(st.st_mode):
+        why = not_regular(path) or "not a regular file"
+        raise DataError(f"{path} is {why}, not a data file; give a regular file")
+    return rel, int(st.st_size), int(st.st_mtime_ns), int(st.st_ctime_ns)
 
 
 def fingerprint(kind: str, root: Path, options: dict[str, Any], scan: Scan) -> str:
-    """sha256 of the kind, resolved path, options and every file's (path, size, mtime_ns)."""
+    """sha256 of the kind, resolved path, options and every file's (path, size, mtime_ns,
+    ctime_ns)."""
     payload = {
         "version": CACHE_VERSION,
         "kind": kind,

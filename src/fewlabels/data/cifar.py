@@ -53,8 +53,8 @@ def scan(kind: str, path: Path, options: dict[str, Any]) -> Scan:
     base = path / lay.folder if (path / lay.folder).is_dir() else path
     if not base.is_dir():
         raise DataError(f"{path} is not a folder; {kind}:PATH wants the folder of batch files")
-    train = [f for f in lay.train if (base / f).is_file()]
-    test = lay.test if (base / lay.test).is_file() else None
+    train = [f for f in lay.train if (base / f).exists()]  # a FIFO: refused below
+    test = lay.test if (base / lay.test).exists() else None
     if not train and test is None:
         wanted = ", ".join(
             lay.train if len(lay.train) < 3 else (lay.train[0], "...", lay.train[-1])
@@ -65,7 +65,7 @@ def scan(kind: str, path: Path, options: dict[str, Any]) -> Scan:
         raise DataError(f"no {kind} batch files ({wanted}, {lay.test}) in {base}{hint}")
     names_file, _ = _names_file(kind, options)
     files = [file_stat(base / f, f) for f in [*train, *([test] if test else [])]]
-    if (base / names_file).is_file():
+    if (base / names_file).exists():
         files.append(file_stat(base / names_file, names_file))
     return Scan(base, files, {"train": train, "test": test})
 

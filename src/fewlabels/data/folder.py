@@ -8,8 +8,11 @@ Layouts, tried in this order:
 - Splits: ``train/<class>/...`` and ``test/<class>/...`` (or ``val/<class>/...``).
 - Flat: ``<class>/...``.
 
-Class folders are the first level; images are found at any depth below them. A folder
-named ``unlabeled`` (or the ``unlabeled=PATH`` option) holds unlabeled images at any depth.
+Class folders are the first level; images are found at any depth below them, following
+links except loops and links back into the data folder (``imagefile.walk_images``), and are
+decoded by ``imagefile.read_image``, as ``predict`` decodes them. A folder named
+``unlabeled`` (or the ``unlabeled=PATH`` option) holds unlabeled images at any depth. A
+class whose training images are all unreadable is refused, like an empty one.
 """
 
 from __future__ import annotations
@@ -24,14 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from fewlabels.core.errors import DataError
 from fewlabels.data.cache import Decoded, Part, RowWriter, Scan, file_stat
+from fewlabels.data.imagefile import is_image_file, read_image, walk_images
 from fewlabels.data.imageset import UNLABELED
 
-EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif"})
-_GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 _SPLIT_NAMES = frozenset({"train", "test", "val", "unlabeled"})
 _PARTS = ("train", "test", "unlabeled")
 MIN_SIDE = 4  # smaller images (a 1x1 thumbnail, ...) are refused unless resized with size=N
@@ -52,50 +53,7 @@ class _Plan:
     items: list[_Item] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     ignored: int = 0  # loose images beside the class folders
-
-
-def is_image_file(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in EXTENSIONS
-
-
-def walk_images(top: Path) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Image files at any depth below ``top``, sorted; symlinks are followed, loops are not.
-
-    Returns the files and ``(folder, reason)`` for folders that could not be read.
-    """
-    found: list[Path] = []
-    problems: list[tuple[str, str]] = []
-    seen: set[tuple[int, int]] = set()
-    try:
-        st = top.stat()
-        seen.add((st.st_dev, st.st_ino))
-    except OSError as e:
-        return [], [(str(top), f"unreadable folder ({e.strerror})")]
-    stack = [top]
-    while stack:
-        d = stack.pop()
-        try:
-            with os.scandir(d) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError as e:
-            problems.append((str(d), f"unreadable folder ({e.strerror})"))
-            continue
-        for e in entries:
-            if e.name.startswith("."):
-                continue
-            try:
-                if e.is_dir():  # follows symlinks
-                    st = e.stat()
-                    key = (st.st_dev, st.st_ino)
-                    if key not in seen:  # a folder reached twice (a symlink loop) is skipped
-                        seen.add(key)
-                        stack.append(Path(e.path))
-                elif e.is_file() and is_image_file(e.name):
-                    found.append(Path(e.path))
-            except OSError:  # a dangling symlink or a file that vanished
-                continue
-    found.sort(key=lambda p: p.as_posix())
-    return found, problems
+    links: list[str] = field(default_factory=list)  # folder links that lead back into root
 
 
 def _class_dirs(d: Path, exclude: frozenset[str] = frozenset({"unlabeled"})) -> list[str]:
@@ -131,8 +89,25 @@ def _rel(p: Path, root: Path) -> str:
         return p.as_posix()
 
 
-def _add_tree(plan: _Plan, top: Path, root: Path, label: int, split: str) -> None:
-    files, problems = walk_images(top)
+def _add_tree(
+    plan: _Plan, top: Path, root: Path, label: int, split: str, data_root: Path | None = None
+) -> None:
+    """Add the images below ``top``; ids are relative to ``root``, and folder links that
+    lead back into ``data_root`` (default ``root``) are not followed."""
+    data_root = data_root or root
+    try:
+        top_r, data_r = top.resolve(), data_root.resolve()
+    except (OSError, RuntimeError):
+        top_r = data_r = None
+    if (
+        top_r is not None
+        and data_r is not None
+        and top.is_symlink()
+        and data_r.is_relative_to(top_r)
+    ):
+        plan.links.append(str(top))  # a class folder that is a link to the data or above it
+        return
+    files, problems = walk_images(top, data_root, plan.links)
     plan.skipped.extend(problems)
     plan.items.extend(_Item(f, _rel(f, root), label, split) for f in files)
 
@@ -249,9 +224,17 @@ def make_plan(root: Path, options: dict[str, Any], force_tiny: bool = False) -> 
         unl = _unlabeled_dir(root, options, root / "unlabeled")
     if unl is not None:
         before = len(plan.items)
-        _add_tree(plan, unl, root if unl.is_relative_to(root) else unl, UNLABELED, "unlabeled")
+        ids_root = root if unl.is_relative_to(root) else unl
+        _add_tree(plan, unl, ids_root, UNLABELED, "unlabeled", root)
         if len(plan.items) == before and (options.get("unlabeled") or unl.name == "unlabeled"):
             raise DataError(f"the unlabeled folder {unl} holds no images")
+    if plan.links:
+        more = f" (and {len(plan.links) - 1} more)" if len(plan.links) > 1 else ""
+        warnings.warn(
+            f"did not follow the folder link {plan.links[0]}{more}: it leads back into "
+            f"{root} or above it, so its images would count twice or as another class",
+            stacklevel=4,
+        )
     if not plan.items:
         raise DataError(f"no images found in {root}")
     counts = [0] * len(plan.class_names)
@@ -271,44 +254,15 @@ def make_plan(root: Path, options: dict[str, Any], force_tiny: bool = False) -> 
 def scan(kind: str, path: Path, options: dict[str, Any]) -> Scan:
     """List the images (with sizes and mtimes, for the cache fingerprint)."""
     plan = make_plan(path, options, force_tiny=kind == "tinyimagenet")
-    files = [(f"layout:{plan.layout}", 0, 0)]
+    files = [(f"layout:{plan.layout}", 0, 0, 0)]
     for it in plan.items:
         try:
             files.append(file_stat(it.path, f"{it.split}:{it.id}"))
         except OSError:
-            files.append((f"{it.split}:{it.id}", -1, -1))
+            files.append((f"{it.split}:{it.id}", -1, -1, -1))
     if plan.layout == "tinyimagenet" and (path / "val" / "val_annotations.txt").is_file():
         files.append(file_stat(path / "val" / "val_annotations.txt", "val/val_annotations.txt"))
     return Scan(path, files, plan)
-
-
-def _decode_one(path: Path, size: int | None) -> tuple[np.ndarray, bool] | str:
-    """(H, W) or (H, W, 3) uint8 and whether it is in colour, or why it could not be read."""
-    try:
-        with Image.open(path) as im:
-            if size:
-                im.draft(None, (size, size))  # JPEG: decode at a reduced scale when possible
-            if im.mode.startswith("I;16") or im.mode == "I":
-                # 16-bit (or 32-bit) grey: keep the top 8 bits of 16 (convert("L") would clip)
-                a = np.asarray(im).astype(np.int64)
-                out, color = Image.fromarray((a.clip(0, 65535) >> 8).astype(np.uint8)), False
-            elif im.mode in _GRAY_MODES:
-                out, color = im.convert("L"), False
-            else:
-                out, color = im.convert("RGB"), True
-                if im.mode in ("P", "PA"):  # a palette image may be grey after all
-                    a = np.asarray(out)
-                    color = not (
-                        np.array_equal(a[..., 0], a[..., 1])
-                        and np.array_equal(a[..., 0], a[..., 2])
-                    )
-                    if not color:
-                        out = out.convert("L")
-            if size and out.size != (size, size):
-                out = out.resize((size, size), Image.Resampling.BILINEAR)
-            return np.asarray(out, dtype=np.uint8), color
-    except Exception as e:  # Pillow raises many types for bad files; all mean "unreadable"
-        return f"{type(e).__name__}: {e}"
 
 
 _AHEAD = 64  # images decoded ahead of the writer: bounds the memory the pass holds
@@ -354,6 +308,27 @@ class _Rows:
         return Part(x, y, ids=self.ids)
 
 
+def _refuse_unreadable_classes(
+    plan: _Plan, train: _Rows | None, skipped: list[tuple[str, str]], root: Path
+) -> None:
+    """A class whose training images were all unreadable is refused, as an empty one is."""
+    counts = np.bincount(
+        np.asarray(train.labels if train is not None else [], np.int64),
+        minlength=len(plan.class_names),
+    )
+    empty = [c for c, n in zip(plan.class_names, counts.tolist(), strict=False) if n == 0]
+    if not empty:
+        return
+    name = empty[0]
+    mine = [p for p, _ in skipped if any(part == name for part in Path(p).parts)]
+    first = f"; first: {mine[0]}" if mine else ""
+    more = f" (and {len(empty) - 1} more)" if len(empty) > 1 else ""
+    raise DataError(
+        f"class folder {name!r}{more} in {root} holds no readable images "
+        f"({len(mine)} unreadable{first}); fix or remove them, or remove the folder"
+    )
+
+
 def decode(
     kind: str, sc: Scan, options: dict[str, Any], strict: bool, folder: Path | None = None
 ) -> Decoded:
@@ -379,12 +354,12 @@ def decode(
             items = iter(plan.items)
             pending: deque[tuple[_Item, Future]] = deque()
             for it in islice(items, _AHEAD):
-                pending.append((it, ex.submit(_decode_one, it.path, size)))
+                pending.append((it, ex.submit(read_image, it.path, size)))
             while pending:
                 it, fut = pending.popleft()
                 nxt = next(items, None)
                 if nxt is not None:
-                    pending.append((nxt, ex.submit(_decode_one, nxt.path, size)))
+                    pending.append((nxt, ex.submit(read_image, nxt.path, size)))
                 res = fut.result()
                 if isinstance(res, str):
                     skipped.append((str(it.path), res))
@@ -420,6 +395,7 @@ def decode(
     if ref is None:
         first = f" ({len(skipped)} unreadable, first: {skipped[0][0]})" if skipped else ""
         raise DataError(f"no readable images found in {sc.root}{first}")
+    _refuse_unreadable_classes(plan, rows.get("train"), skipped, sc.root)
     if "train" not in rows:
         path = folder / "train_images.npy" if folder is not None else None
         rows["train"] = _Rows(path, (channels, *ref), 0)

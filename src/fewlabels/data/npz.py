@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fewlabels.core.errors import DataError
+from fewlabels.core.errors import ConfigError, DataError
 from fewlabels.data.cache import Decoded, Part, Scan, file_stat
 
 _IMAGE_KEYS = ("images", "x", "X")
 _LABEL_KEYS = ("labels", "y")
+MAX_CLASSES = 100_000  # a label above this is a mistake (a marker, a hash), not a class
 
 
 def scan(kind: str, path: Path, options: dict[str, Any]) -> Scan:
     """The archive itself is the only file."""
-    if not path.is_file():
+    if not path.exists() or path.is_dir():
         raise DataError(f"{path} is not a file; npz:FILE wants a .npz archive")
     return Scan(path.parent, [file_stat(path, path.name)], path)
 
@@ -62,14 +64,73 @@ def _labels(arr: np.ndarray, n: int, what: str) -> np.ndarray:
     return y
 
 
-def decode(kind: str, sc: Scan, options: dict[str, Any], strict: bool) -> Decoded:
-    """Read the archive (never unpickling objects)."""
-    path: Path = sc.plan
+def _read(path: Path) -> dict[str, np.ndarray]:
+    """Every member of the archive; a member that is not a ``.npy`` array is refused."""
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise DataError(f"cannot read {path} as .npz: {e}") from None
+    except (
+        OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError,
+        RuntimeError,
+    ) as e:  # fmt: skip
+        msg = " ".join(str(e).split())[:200] or type(e).__name__
+        raise DataError(f"cannot read {path} as .npz: {msg}") from None
+    for k, v in arrays.items():
+        if not isinstance(v, np.ndarray):
+            raise DataError(
+                f"{path} member {k[:60]!r} is not a .npy array; an .npz archive holds only "
+                ".npy arrays (images, labels, ...)"
+            )
+    return arrays
+
+
+def _class_names(arr: np.ndarray, what: str) -> list[str]:
+    """Class names from a string (or bytes, UTF-8) array."""
+    names = []
+    for i, c in enumerate(arr.reshape(-1).tolist()):
+        if isinstance(c, bytes):
+            try:
+                c = c.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(
+                    f"{what} name {i} is not UTF-8 text (bad byte at offset {e.start})"
+                ) from None
+        names.append(str(c))
+    return names
+
+
+def _check_labels(ys: dict[str, np.ndarray], names: list[str] | None, classes: int) -> None:
+    """Labels must index the classes: below the number of class names (or ``classes``),
+    and, when neither is given, numbering the classes 0..K-1 without a gap."""
+    seen = np.zeros(0, np.int64)
+    for what, y in ys.items():
+        top = int(y.max()) if len(y) else -1
+        if top >= MAX_CLASSES:
+            raise DataError(f"{what} holds label {top}; at most {MAX_CLASSES} classes are read")
+        if names is not None and top >= len(names):
+            raise DataError(
+                f"{what} holds label {top} but there are {len(names)} class names "
+                f"(labels are 0..{len(names) - 1}, or -1 for unlabeled)"
+            )
+        if names is None and classes and top >= classes:
+            raise DataError(
+                f"{what} holds label {top} but classes={classes} (labels 0..{classes - 1})"
+            )
+        seen = np.union1d(seen, y[y >= 0])
+    if names is None and not classes and len(seen) and len(seen) != int(seen[-1]) + 1:
+        gap = int(np.setdiff1d(np.arange(int(seen[-1]) + 1), seen)[0])
+        where = " and ".join(ys)
+        raise DataError(
+            f"{where} hold label {int(seen[-1])} but no image has label {gap}: labels must "
+            "number the classes 0..K-1 (give class_names, or classes=N, for classes without "
+            "images)"
+        )
+
+
+def decode(kind: str, sc: Scan, options: dict[str, Any], strict: bool) -> Decoded:
+    """Read the archive (never unpickling objects)."""
+    path: Path = sc.plan
+    arrays = _read(path)
     key = next((k for k in _IMAGE_KEYS if k in arrays), None)
     if key is None:
         raise DataError(f"{path} has no 'images' array (found: {', '.join(arrays) or 'none'})")
@@ -98,15 +159,23 @@ def decode(kind: str, sc: Scan, options: dict[str, Any], strict: bool) -> Decode
                 f"{path.name}[{what}] holds {part.images.shape[1:]} images but the training "
                 f"images are {train_x.shape[1:]} (C, H, W)"
             )
-    if "class_names" in arrays:
-        raw = arrays["class_names"].reshape(-1).tolist()
-        names = [c.decode() if isinstance(c, bytes) else str(c) for c in raw]
+    given = (
+        _class_names(arrays["class_names"], f"{path.name}[class_names]")
+        if "class_names" in arrays
+        else None
+    )
+    ys = {f"{path.name}[{lkey}]": train_y} if lkey is not None else {}
+    if test is not None:
+        ys[f"{path.name}[test_labels]"] = test.labels
+    classes = int(options.get("classes", 0))
+    if classes > MAX_CLASSES:
+        raise ConfigError(f"npz option classes={classes}: at most {MAX_CLASSES} classes are read")
+    _check_labels(ys, given, classes)
+    if given is not None:
+        names = given
     else:
-        top = max(
-            [int(train_y.max()) if len(train_y) else -1]
-            + ([int(test.labels.max())] if test is not None and len(test.labels) else [])
-        )
-        names = [str(i) for i in range(max(top + 1, int(options.get("classes", 0))))]
+        top = max([int(y.max()) for y in ys.values() if len(y)] + [-1])
+        names = [str(i) for i in range(max(top + 1, classes))]
     return Decoded(
         f"npz:{path.stem}",
         names,

@@ -27,7 +27,7 @@ def scan(kind: str, path: Path, options: dict[str, Any]) -> Scan:
     base = path / "stl10_binary" if (path / "stl10_binary").is_dir() else path
     if not base.is_dir():
         raise DataError(f"{path} is not a folder; stl10:PATH wants the folder of .bin files")
-    present = [f for f in _FILES if (base / f).is_file()]
+    present = [f for f in _FILES if (base / f).exists()]  # a FIFO: refused below
     if "train_X.bin" not in present and "test_X.bin" not in present:
         raise DataError(f"no STL-10 files (train_X.bin, train_y.bin, test_X.bin, ...) in {base}")
     return Scan(base, [file_stat(base / f, f) for f in present], set(present))

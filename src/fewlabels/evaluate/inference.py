@@ -10,17 +10,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from fewlabels.core.atomic import atomic_write_text
 from fewlabels.core.checkpoint import load_checkpoint
 from fewlabels.core.errors import CheckpointError, DataError
 from fewlabels.core.precision import resolve_precision
+from fewlabels.data.imagefile import EXTENSIONS, not_regular, read_image, to_channels, walk_images
 from fewlabels.data.imageset import ImageSet
 from fewlabels.evaluate.metrics import Metrics, classification_metrics, predict_logits
 from fewlabels.models import Network
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif"}
+IMAGE_SUFFIXES = set(EXTENSIONS)
 
 
 @dataclass
@@ -40,8 +40,21 @@ class LoadedModel:
         return int(self.network.config["image_size"])
 
 
+def _refuse_special(path: Path) -> None:
+    """A checkpoint path (or a run folder's model.pt / checkpoint.pt) that is a FIFO or a
+    device is refused before anything opens it: reading a FIFO waits for a writer forever."""
+    candidates = [path / "model.pt", path / "checkpoint.pt"] if path.is_dir() else [path]
+    for p in candidates:
+        if p.exists():
+            why = not_regular(p)
+            if why is not None:
+                raise CheckpointError(f"{p} is {why}, not a checkpoint file")
+            return
+
+
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
     """Load ``model.pt`` (or a run directory holding one) without unpickling code."""
+    _refuse_special(Path(path))
     obj = load_checkpoint(path, map_location="cpu")
     if obj.get("kind") == "training":
         state = {
@@ -100,17 +113,21 @@ def evaluate_model(model: LoadedModel, test: ImageSet, *, tta: bool = False) -> 
 
 
 def find_images(inputs: list[str | Path]) -> list[Path]:
-    """Image files named directly or found (recursively, sorted) in folders."""
+    """Image files named directly or found (at any depth, sorted) in folders.
+
+    Folders are walked as data folders are (``data.imagefile.walk_images``): symlinks are
+    followed, loops and links back into the folder are not, and FIFOs are never opened.
+    """
     files: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(
-                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-            )
+            found, _ = walk_images(p)
             if not found:
                 raise DataError(f"no images found in {p}")
             files.extend(found)
+        elif (why := not_regular(p)) is not None:
+            raise DataError(f"{p} is {why}, not an image file")
         elif p.is_file():
             files.append(p)
         else:
@@ -121,20 +138,18 @@ def find_images(inputs: list[str | Path]) -> list[Path]:
 
 
 def read_images(files: list[Path], channels: int, size: int) -> tuple[torch.Tensor, list[Path]]:
-    """Decode files to uint8 NCHW at the model's channels and size; unreadable files listed."""
+    """Decode files to uint8 NCHW at the model's channels and size; unreadable files listed.
+
+    The decoder is training's (``data.imagefile.read_image``): 16-bit images scaled to
+    8 bits, EXIF orientation applied, decompression bombs and broken files unreadable.
+    """
     arrays, bad = [], []
-    mode = "RGB" if channels == 3 else "L"
     for f in files:
-        try:
-            with Image.open(f) as im:
-                im = im.convert(mode)
-                if im.size != (size, size):
-                    im = im.resize((size, size), Image.Resampling.BILINEAR)
-                a = np.asarray(im, dtype=np.uint8)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        res = read_image(f, size)
+        if isinstance(res, str):
             bad.append(f)
             continue
-        arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+        arrays.append(to_channels(res[0], channels))
     if not arrays:
         return torch.empty(0, channels, size, size, dtype=torch.uint8), bad
     return torch.from_numpy(np.stack(arrays)), bad
@@ -146,7 +161,8 @@ def predict_files(
     """Predict every image; rows hold path, predicted class, confidence and class probabilities."""
     files = find_images(inputs)
     images, bad = read_images(files, model.channels, model.image_size)
-    good = [f for f in files if f not in set(bad)]
+    unreadable = set(bad)
+    good = [f for f in files if f not in unreadable]
     rows: list[dict[str, Any]] = []
     if len(good):
         probs = predict_logits(model.network, images, precision=_precision(model)).softmax(1)

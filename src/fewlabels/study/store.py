@@ -8,8 +8,10 @@ takes the database's write lock at once, so claims happen one at a time.
 from __future__ import annotations
 
 import contextlib
+import random
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from fewlabels.core.errors import ConfigError, FewlabelsError, WriteError
@@ -45,6 +47,43 @@ CREATE TABLE IF NOT EXISTS cells (
 """
 
 
+_BUSY_S = 60.0  # how long a store operation waits for another process's lock
+
+
+def _is_busy(e: BaseException) -> bool:
+    """Whether ``e`` is SQLite's "database is locked" (or busy), raw or as ``store_error``
+    made it (``study store PATH: MESSAGE``, where the path must not count)."""
+    if isinstance(e, sqlite3.Error):
+        text = str(e)
+    elif type(e) is FewlabelsError:
+        text = str(e).rsplit(": ", 1)[-1]
+    else:
+        return False
+    return "is locked" in text or "busy" in text
+
+
+def _retry_busy(
+    op: Callable[[], object], errors: tuple[type[BaseException], ...] | type = sqlite3.Error
+) -> None:
+    """Run ``op``, again after a short, growing, jittered pause while SQLite answers busy.
+
+    Switching a new database to WAL needs an exclusive lock, and SQLite reports busy at
+    once (without waiting out the busy timeout) when another connection is opening the
+    same new file; so does a schema read racing that switch. Gives up after ``_BUSY_S``.
+    """
+    deadline = time.monotonic() + _BUSY_S
+    pause = 0.002
+    while True:
+        try:
+            op()
+            return
+        except errors as e:
+            if not _is_busy(e) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause * (0.5 + random.random()))
+        pause = min(0.25, pause * 2)
+
+
 def store_error(path: Path, e: sqlite3.Error) -> FewlabelsError:
     """A one-line error for a failed store operation (disk full, not a database, ...)."""
     msg = " ".join(str(e).split()) or type(e).__name__
@@ -71,13 +110,13 @@ class Store(SqlStore):
         self.stale_s = stale_s
         self.host = process_host()
         try:
-            self.conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+            self.conn = sqlite3.connect(self.path, timeout=_BUSY_S, isolation_level=None)
         except sqlite3.Error as e:
             raise store_error(self.path, e) from None
         try:
+            self.conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_S * 1000)}")  # before all else
             self.conn.row_factory = sqlite3.Row
-            self.conn.execute("PRAGMA busy_timeout = 60000")
-            self.conn.execute("PRAGMA journal_mode = WAL")
+            _retry_busy(lambda: self.conn.execute("PRAGMA journal_mode = WAL").fetchall())
             self.conn.execute("PRAGMA synchronous = NORMAL")
         except sqlite3.Error as e:
             self.conn.close()
@@ -89,6 +128,9 @@ class Store(SqlStore):
             raise
 
     def _init_schema(self) -> None:
+        _retry_busy(self._create_schema, FewlabelsError)
+
+    def _create_schema(self) -> None:
         with self.tx():
             self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
             v = self.get_meta("schema_version")
