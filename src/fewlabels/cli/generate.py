@@ -8,7 +8,7 @@ import typer
 
 from fewlabels.cli import _lib as lib
 from fewlabels.cli.common import command, flag_table, guard
-from fewlabels.cli.options import Opt, build_command, values_to_settings
+from fewlabels.cli.options import Opt, build_command, settings_of
 from fewlabels.cli.train import DATA_HELP
 from fewlabels.core.errors import ConfigError
 
@@ -67,8 +67,7 @@ GENERATE_OPTS = [
 def generate(ctx: typer.Context, values: dict[str, Any]) -> None:
     """Train a data-efficient GAN on a source's images and sample new images into a folder."""
     with guard(values["out"], flag_table(ctx)):
-        settings = values_to_settings(ctx, GENERATE_OPTS, values, only_given=False)
-        cfg = lib.GenerateConfig(**settings)
+        cfg = lib.GenerateConfig(**settings_of(GENERATE_OPTS, values))
         res = lib.run_generate(cfg, progress=values["progress"], log=typer.echo)
         typer.echo(f"samples: {res.num:,} images; use them as folder:{res.samples_dir}")
         if res.quality is not None:

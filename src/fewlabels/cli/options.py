@@ -2,7 +2,7 @@
 
 A command with many settings (``train`` has ~40) is a list of ``Opt`` rows rather than a
 function signature of that many parameters: the rows give Typer its parameters, give the
-config dict its values (``values_to_settings``) and give the error guard its flag for each
+config dict its values (``settings_of``) and give the error guard its flag for each
 setting (``common.flag_table``). ``train`` and ``pretrain`` are the same rows with a few
 defaults changed (``Opt.but``).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -84,18 +84,22 @@ def build_command(
     return command(name=name, **kwargs)(callback)
 
 
-def values_to_settings(
-    ctx: typer.Context, opts: Sequence[Opt], values: dict[str, Any], *, only_given: bool
-) -> dict[str, Any]:
-    """The config dict the options' values make: each value at its setting's path.
-
-    ``only_given``: only the options given on the command line; otherwise every option
-    whose value is not ``None`` (the defaults as well)."""
+def settings_of(opts: Sequence[Opt], values: Mapping[str, Any]) -> dict[str, Any]:
+    """The config dict of options' ``values`` (by option name): each value that is not
+    ``None`` at its option's setting path (a path as text)."""
     out: dict[str, Any] = {}
     for o in opts:
-        if o.setting is None:
-            continue
-        value = values[o.name]
-        if given(ctx, o.name) if only_given else value is not None:
+        value = values.get(o.name)
+        if o.setting is not None and value is not None:
             set_path(out, o.setting.split("."), str(value) if isinstance(value, Path) else value)
     return out
+
+
+def defaults_of(opts: Sequence[Opt]) -> dict[str, Any]:
+    """The options' defaults by name."""
+    return {o.name: o.default for o in opts}
+
+
+def given_values(ctx: typer.Context, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Those of ``values`` given on the command line (not left at their defaults)."""
+    return {name: v for name, v in values.items() if given(ctx, name)}

@@ -26,7 +26,14 @@ from fewlabels.cli.common import (
     guard,
     load_config,
 )
-from fewlabels.cli.options import Opt, build_command, replace_opts, values_to_settings
+from fewlabels.cli.options import (
+    Opt,
+    build_command,
+    defaults_of,
+    given_values,
+    replace_opts,
+    settings_of,
+)
 from fewlabels.cli.settings import merge, overrides
 from fewlabels.core.atomic import atomic_write_text
 from fewlabels.core.errors import ConfigError, FewlabelsError
@@ -164,8 +171,8 @@ PRETRAIN_OPTS = replace_opts(
 
 def resolve(ctx: typer.Context, opts: list[Opt], values: dict[str, Any]) -> Any:
     """The RunConfig of a ``train``/``pretrain`` command line, validated."""
-    defaults = values_to_settings(ctx, opts, values, only_given=False)
-    flags = values_to_settings(ctx, opts, values, only_given=True)
+    defaults = settings_of(opts, defaults_of(opts))
+    flags = settings_of(opts, given_values(ctx, values))
     if "threshold" in flags.get("method_kwargs", {}):
         lib.check_threshold(values["threshold"])
     from_file = load_config(values["config"], lib.RunConfig.model_fields)
