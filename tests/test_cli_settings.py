@@ -4,6 +4,7 @@ setting-name -> flag table of errors, and ``--version``."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import types
@@ -20,9 +21,9 @@ from fewlabels.cli import _lib, app
 from fewlabels.cli.common import SETTINGS, guard, name_flags
 from fewlabels.cli.settings import SettingError
 from fewlabels.core.errors import ConfigError
-from fewlabels.methods.catalog import describe
-from fewlabels.train.loop import TrainConfig
-from fewlabels.train.run import RunConfig
+
+# the library as the command line imports it
+RunConfig, TrainConfig = _lib.RunConfig, _lib.TrainConfig
 
 # settings whose values are checked beyond their type (or where a realistic value reads better)
 SAMPLES = {
@@ -109,7 +110,7 @@ def test_every_runconfig_and_trainconfig_field_is_reachable_by_set():
 
 
 # every option some method takes (method_kwargs keys)
-METHOD_OPTIONS = {k for m in describe(None) for k in m["options"]}
+METHOD_OPTIONS = {k for m in _lib.describe(None) for k in m["options"]}
 
 
 def _train_params() -> dict[str, Any]:
@@ -272,3 +273,16 @@ def test_version():
         timeout=60,
     )
     assert proc.returncode == 0 and proc.stdout == f"fewlabels {fewlabels.__version__}\n"
+
+
+def test_set_reaches_the_run_that_trains(tmp_path):
+    out = tmp_path / "run"
+    r = invoke(
+        "train", "--budget", "2steps", "--labels-per-class", "2", "--batch-size", "8",
+        "--out", str(out), "--no-progress", "--set", "train.evals=0",
+        "--set", "method.label_smoothing=0.05", "--set", "train.momentum=0.8",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["train"]["evals"], cfg["train"]["momentum"]) == (0, 0.8)
+    assert cfg["method_kwargs"] == {"label_smoothing": 0.05}
