@@ -1,10 +1,10 @@
 """Commands declared as tables of options, each option naming the setting it sets.
 
-A command with many settings (``train`` has ~40) is a list of ``Opt`` rows rather than a
+A command with many settings (``train`` has 36) is a list of ``Opt`` rows rather than a
 function signature of that many parameters: the rows give Typer its parameters, give the
 config dict its values (``settings_of``) and give the error guard its flag for each
 setting (``common.flag_table``). ``train`` and ``pretrain`` are the same rows with a few
-defaults changed (``Opt.but``).
+defaults changed (``replace_opts``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ class Opt:
     """One option: parameter ``name``, its type, default and help, and the ``setting``
     (a dotted path in the command's config, e.g. ``train.lr``) it sets; ``None`` for an
     option of the command itself (``--progress``). ``decls``: its flags when they are not
-    ``--name-with-dashes`` (and ``--no-...`` for a bool)."""
+    ``--name-with-dashes`` (and ``--no-...`` for a bool); ``metavar``: how ``--help`` shows
+    its value."""
 
     name: str
     type: Any
@@ -34,6 +35,7 @@ class Opt:
     help: str
     setting: str | None = None
     decls: tuple[str, ...] = ()
+    metavar: str | None = None
 
     def but(self, **changes: Any) -> Opt:
         """This option with ``changes`` (e.g. another default or help)."""
@@ -41,7 +43,7 @@ class Opt:
 
     def parameter(self) -> inspect.Parameter:
         """The parameter Typer reads this option from."""
-        info = typer.Option(*self.decls, help=self.help)
+        info = typer.Option(*self.decls, help=self.help, metavar=self.metavar)
         return inspect.Parameter(
             self.name,
             inspect.Parameter.KEYWORD_ONLY,
@@ -62,7 +64,6 @@ def build_command(
     opts: Sequence[Opt],
     body: Callable[[typer.Context, dict[str, Any]], None],
     doc: str,
-    group: typer.Typer | None = None,
 ) -> Callable[..., None]:
     """Register command ``name`` whose options are ``opts``; ``body(ctx, values)`` runs it
     with every option's value by name."""
@@ -80,8 +81,7 @@ def build_command(
     callback.__name__ = callback.__qualname__ = name.replace("-", "_")
     callback.__doc__ = doc
     SETTINGS[name] = {o.name: o.setting for o in opts if o.setting is not None}
-    kwargs = {} if group is None else {"group": group}
-    return command(name=name, **kwargs)(callback)
+    return command(name=name)(callback)
 
 
 def settings_of(opts: Sequence[Opt], values: Mapping[str, Any]) -> dict[str, Any]:

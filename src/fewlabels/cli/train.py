@@ -144,7 +144,7 @@ TRAIN_OPTS = [
         "Set any setting of the RunConfig by its dotted name, over --config and flags: "
         "train.lr=0.05, method.temperature=0.2 (method_kwargs), backbone.widths=[32,64] "
         "(backbone_kwargs), select.strategy=typiclust; values are YAML. Repeatable.",
-        decls=("--set",),
+        decls=("--set",), metavar="KEY=VALUE",
     ),
     Opt(
         "dry_run", bool, False,
