@@ -154,14 +154,11 @@ def slug(name: str) -> str:
 
 
 # Options shared by several commands.
-DataOpt = Annotated[
-    str,
-    typer.Option(
-        "--data",
-        help="Data spec: digits, cifar10:PATH, cifar100:PATH, stl10:PATH, folder:PATH, "
-        "tinyimagenet:PATH or npz:FILE; options as ,key=value (e.g. folder:imgs,size=64).",
-    ),
-]
+DATA_HELP = (
+    "Data spec: digits, cifar10:PATH, cifar100:PATH, stl10:PATH, folder:PATH, "
+    "tinyimagenet:PATH or npz:FILE; options as ,key=value (e.g. folder:imgs,size=64)."
+)
+DataOpt = Annotated[str, typer.Option("--data", help=DATA_HELP)]
 TestOpt = Annotated[
     str | None, typer.Option("--test", help="A separate data spec for the test set.")
 ]

@@ -7,9 +7,8 @@ from typing import Annotated, Any
 import typer
 
 from fewlabels.cli import _lib as lib
-from fewlabels.cli.common import command, flag_table, guard
+from fewlabels.cli.common import DATA_HELP, command, flag_table, guard
 from fewlabels.cli.options import Opt, build_command, settings_of
-from fewlabels.cli.train import DATA_HELP
 from fewlabels.core.errors import ConfigError
 
 # The options of ``generate``; ``setting``: where each goes in the GenerateConfig.

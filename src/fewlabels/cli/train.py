@@ -15,6 +15,7 @@ import yaml
 
 from fewlabels.cli import _lib as lib
 from fewlabels.cli.common import (
+    DATA_HELP,
     LABELS_HELP,
     SOURCE_LABELS_HELP,
     CheckpointArg,
@@ -37,11 +38,6 @@ from fewlabels.cli.options import (
 from fewlabels.cli.settings import merge, overrides
 from fewlabels.core.atomic import atomic_write_text
 from fewlabels.core.errors import ConfigError, FewlabelsError
-
-DATA_HELP = (
-    "Data spec: digits, cifar10:PATH, cifar100:PATH, stl10:PATH, folder:PATH, "
-    "tinyimagenet:PATH or npz:FILE; options as ,key=value (e.g. folder:imgs,size=64)."
-)
 
 # The options of ``train``, in the order of ``--help``; ``setting``: where each goes.
 TRAIN_OPTS = [
