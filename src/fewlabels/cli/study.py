@@ -1,0 +1,61 @@
+"""``fewlabels study`` and ``report``: a grid of runs and its report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fewlabels.cli import _lib as lib
+from fewlabels.cli.common import command, guard
+
+
+@command()
+def study(
+    spec: Annotated[Path, typer.Argument(help="Study file (YAML): data, grid, methods, budget.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Study folder (default: runs/STUDY_NAME).")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes on this machine.")] = 1,
+    threads: Annotated[
+        int | None, typer.Option(help="Torch threads per worker (default: cores / workers).")
+    ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="Results store: a postgresql://USER@HOST/DATABASE URL, so that workers on "
+            "several machines sharing --out can run this same command (needs the postgres "
+            "extra). Default: the SQLite file OUT/study.sqlite, for one machine."
+        ),
+    ] = None,
+) -> None:
+    """Run every cell of a study (resumable), then write report.html, report.md, results.csv."""
+    with guard():
+        plan = lib.load_study(spec)
+        folder = out or Path("runs") / plan.name
+        res = lib.run_study(
+            plan, folder, workers=workers, threads=threads, log=typer.echo, store_url=store
+        )
+        rep = lib.write_report(folder, store)
+        typer.echo(
+            f"{res.counts['done']} runs done, {res.counts['failed']} failed in {res.seconds:.0f}s"
+        )
+        typer.echo(f"report: {rep.html}")
+
+
+@command()
+def report(
+    study_dir: Annotated[Path, typer.Argument(help="A study folder (holding study.sqlite).")],
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="Read the results from this postgresql:// URL (default: the study folder's "
+            "study.sqlite, or the database the study was run with, noted in store.json)."
+        ),
+    ] = None,
+) -> None:
+    """Regenerate a study's report.html, report.md, results.csv and PNGs from its store."""
+    with guard():
+        rep = lib.write_report(study_dir, store)
+        typer.echo(f"report: {rep.html}")
