@@ -240,31 +240,39 @@ def test_study_synthetic_axis_trains_a_gan_and_adds_its_images(tmp_path):
         )
 
 
-def _row(method: str, seed: int, acc: float, synthetic: float = 0.0) -> dict:
-    return {
-        "cell": f"{method} {seed}", "method": method, "role": "grid", "labels": "2/class",
-        "unlabeled": "rest", "n_labeled": 20, "n_unlabeled": 100, "uses_unlabeled": True,
-        "seed": seed, "status": "done", "accuracy": acc, "macro_f1": acc, "curve": [],
-        "synthetic": synthetic, "job_keys": [],
-    }  # fmt: skip
+def _row(method: str, seed: int, acc: float, synthetic: float = 0.0):
+    from fewlabels.study.plan import method_name
+    from fewlabels.study.results import Row
+
+    return Row(
+        cell=f"{method} {seed}", method=method_name(method, synthetic), base_method=method,
+        pipeline="pretrain+probe", role="grid", labels="2/class", labels_per_class=2,
+        labeled_fraction=None, unlabeled="rest", n_labeled=20, n_unlabeled=100,
+        uses_unlabeled=True, seed=seed, status="done", accuracy=acc, macro_f1=acc,
+        synthetic=synthetic,
+    )  # fmt: skip
 
 
 def test_synthetic_report_section_says_plainly_what_happened(tmp_path):
-    from fewlabels.study.report import _groups
+    from fewlabels.study.results import group_rows
+    from fewlabels.study.sections import Results
     from fewlabels.study.synthetic import synthetic_section
 
+    def section(rows):
+        return synthetic_section(Results(rows, group_rows(rows), {}, tmp_path, tmp_path))
+
     rows = [_row("ssl", s, a) for s, a in enumerate((0.60, 0.62, 0.61))]
-    rows += [_row("ssl +0.5x generated", s, a, 0.5) for s, a in enumerate((0.50, 0.52, 0.51))]
-    rows += [_row("ssl +1x generated", s, a, 1.0) for s, a in enumerate((0.60, 0.63, 0.61))]
-    sec = synthetic_section(_groups(rows), rows, {}, tmp_path, tmp_path)
+    rows += [_row("ssl", s, a, 0.5) for s, a in enumerate((0.50, 0.52, 0.51))]
+    rows += [_row("ssl", s, a, 1.0) for s, a in enumerate((0.60, 0.63, 0.61))]
+    sec = section(rows)
     text = " ".join(sec.summary)
     assert "adding 0.5x the real pool to the pretraining of ssl at 2/class" in text
     assert "by -10.0 points" in text and ": hurt." in text
     assert "by +0.3 points" in text and "no measurable effect" in text
-    verdicts = [r[-1] for r in sec.tables[0][2]]
+    verdicts = [r[-1] for r in sec.tables[0].rows]
     assert verdicts == ["hurt", "no measurable effect (within the seed-to-seed spread)"]
     assert (tmp_path / "acc_vs_synthetic.png").stat().st_size > 1000
-    assert synthetic_section(_groups(rows[:3]), rows[:3], {}, tmp_path, tmp_path).summary == []
+    assert section(rows[:3]).summary == []
 
 
 @pytest.mark.parametrize(

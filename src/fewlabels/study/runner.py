@@ -20,9 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from fewlabels.core.atomic import atomic_write_text
+from fewlabels.core.device import pick_device
 from fewlabels.core.errors import ConfigError, FewlabelsError, WriteError
+from fewlabels.core.precision import slow_precision_warning
+from fewlabels.evaluate.probe import ProbeConfig, run_probe
+from fewlabels.generate.run import GenerateConfig, run_generate
 from fewlabels.study.backend import open_store, remember
+from fewlabels.study.plan import StudyPlan
+from fewlabels.train.run import RunConfig, run_training
 
 Log = Callable[[str], None]
 _KEEP = (
@@ -54,8 +62,6 @@ def execute_run(row: sqlite3.Row | dict[str, Any], study_dir: Path) -> tuple[dic
     spec = json.loads(row["spec"]) if isinstance(row["spec"], str) else row["spec"]
     out = run_dir(study_dir, row["key"])
     if row["kind"] == "train":
-        from fewlabels.train.run import RunConfig, run_training
-
         cfg = {**spec["config"], "out": str(out)}
         if spec.get("init_from"):
             if "init" not in RunConfig.model_fields:
@@ -79,12 +85,6 @@ def execute_run(row: sqlite3.Row | dict[str, Any], study_dir: Path) -> tuple[dic
         metrics.setdefault("train_seconds", round(res.train_seconds, 2))
         curve = list(res.curve)
     elif row["kind"] == "probe":
-        try:
-            from fewlabels.evaluate.probe import ProbeConfig, run_probe
-        except ImportError:
-            raise ConfigError(
-                "probe cells need fewlabels.evaluate.probe.run_probe, which this installation lacks"
-            ) from None
         ckpt = run_dir(study_dir, spec["checkpoint_from"])
         probe_spec = dict(spec["probe"])
         if spec.get("select_encoder_from") and probe_spec.get("select"):
@@ -99,8 +99,6 @@ def execute_run(row: sqlite3.Row | dict[str, Any], study_dir: Path) -> tuple[dic
         metrics["train_seconds"] = round(float(pres.seconds), 2)
         curve = list(pres.curve)
     elif row["kind"] == "generate":
-        from fewlabels.generate.run import GenerateConfig, run_generate
-
         gres = run_generate(
             GenerateConfig(**spec["generate"], out=str(out)), progress=False, log=_quiet
         )
@@ -183,8 +181,6 @@ def work(
 
     ``store_url``: a PostgreSQL store (``postgresql://...``) instead of the folder's SQLite.
     """
-    import torch
-
     if threads:
         torch.set_num_threads(threads)
     study_dir = Path(study_dir)
@@ -281,12 +277,9 @@ class StudyOutcome:
     seconds: float
 
 
-def _precision_warning(plan: Any) -> str | None:
+def _precision_warning(plan: StudyPlan) -> str | None:
     """The bf16-without-native-bf16 warning if a training run of ``plan`` would log it
     (``run_training`` does, but study cells run with a quiet log)."""
-    from fewlabels.core.device import pick_device
-    from fewlabels.core.precision import slow_precision_warning
-
     for job in plan.jobs.values():
         if job.kind == "train":
             cfg = job.spec["config"]
@@ -298,7 +291,7 @@ def _precision_warning(plan: Any) -> str | None:
 
 
 def run_study(
-    plan: Any,
+    plan: StudyPlan,
     out_dir: str | Path,
     *,
     workers: int = 1,

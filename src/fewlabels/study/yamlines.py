@@ -3,19 +3,51 @@
 ``load_yaml_lines(path)`` returns plain-looking dicts and lists (``LineDict``,
 ``LineList``) that also carry the 1-based line of every key and item, so a study's
 errors can say ``study.yaml line 12: unknown key 'lables'``.
+
+Scalars are read as YAML 1.2 reads them: ``1:20`` is the text ``"1:20"`` (the ratio
+syntax of ``unlabeled``), not YAML 1.1's base-60 integer 80.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from fewlabels.core.errors import ConfigError
 
 MAX_NODES = 100_000  # a document whose aliases expand beyond this is refused ("billion laughs")
+
+
+_INT_TAG = "tag:yaml.org,2002:int"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+# YAML 1.1's int and float patterns without their base-60 forms (``1:20`` -> 80)
+_INT = re.compile(
+    r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"
+)
+_FLOAT = re.compile(
+    r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?"
+    r"|\.[0-9_]+(?:[eE][-+][0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)"
+    r"|\.(?:nan|NaN|NAN))$"
+)
+
+
+class _NoBase60Loader(yaml.SafeLoader):
+    """SafeLoader whose ints and floats have no base-60 form: ``1:20`` stays text."""
+
+
+_NoBase60Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT_TAG, _FLOAT_TAG)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_NoBase60Loader.add_implicit_resolver(_INT_TAG, _INT, list("-+0123456789"))
+_NoBase60Loader.add_implicit_resolver(_FLOAT_TAG, _FLOAT, list("-+0123456789."))
 
 
 class LineDict(dict):
@@ -33,7 +65,7 @@ class LineList(list):
 
 
 def _loader(source: str) -> type[yaml.SafeLoader]:
-    class Loader(yaml.SafeLoader):
+    class Loader(_NoBase60Loader):
         pass
 
     def mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> LineDict:
@@ -158,3 +190,41 @@ def read_yaml_file(path: str | Path) -> Any:
     if not p.is_file():
         raise ConfigError(f"study file {p} does not exist")
     return load_yaml_lines(p.read_bytes(), str(p))
+
+
+@dataclass(frozen=True)
+class Where:
+    """A place in a study file: an error about what is written there names its line."""
+
+    source: str
+    line: int
+
+    def error(self, message: str) -> ConfigError:
+        """A one-line ``ConfigError`` that starts with this file and line."""
+        return ConfigError(f"{self.source} line {self.line}: {message}")
+
+
+@dataclass(frozen=True)
+class Located:
+    """A parsed YAML document and its name: ``at(*loc)`` is where ``loc`` was written."""
+
+    source: str
+    raw: Any
+
+    def at(self, *loc: Any) -> Where:
+        """The place of the deepest element of ``loc`` (keys and indices) in the document."""
+        return Where(self.source, line_of(self.raw, loc))
+
+
+def pydantic_error(e: ValidationError, doc: Located, prefix: tuple = ()) -> ConfigError:
+    """The first error of a pydantic validation of ``doc`` (or of the part at ``prefix``),
+    as one line naming the file, the line and the key."""
+    err = e.errors()[0]
+    loc = (*prefix, *err.get("loc", ()))
+    if err["type"] == "extra_forbidden":
+        where = f" in {'.'.join(map(str, loc[:-1]))}" if len(loc) > 1 else ""
+        return doc.at(*loc).error(f"unknown key {loc[-1]!r}{where}")
+    if err["type"] == "missing":
+        return doc.at(*loc[:-1]).error(f"missing key {loc[-1]!r}")
+    what = ".".join(map(str, loc)) or "study"
+    return doc.at(*loc).error(f"{what}: {err.get('msg', '')}")

@@ -1,0 +1,97 @@
+"""The study file's settings, as pydantic models (validated before any expansion)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class MethodEntry(BaseModel):
+    """One line of the comparison: ``train: M`` or ``pretrain: X`` + ``then: ...``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    train: str | None = None
+    pretrain: str | None = None
+    then: str | None = None
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    then_kwargs: dict[str, Any] = Field(default_factory=dict)
+    budget: str | None = None
+    then_budget: str | None = None
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+def _as_list(v: Any) -> Any:
+    return v if isinstance(v, list) or v is None else [v]
+
+
+class GridSpec(BaseModel):
+    """The axes of the grid: labeled amounts, unlabeled amounts and seeds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    labels_per_class: list[int] | None = None
+    labeled_fraction: list[float] | None = None
+    # labeling budgets (labels in all) whose labeled set a selection strategy picks
+    budgets: list[int] | None = None
+    strategies: list[str] | None = None
+    unlabeled: list[str] = Field(default_factory=lambda: ["rest"])
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    # generated images added to the pretraining pool, as a multiple of the real pool
+    synthetic: list[float] = Field(default_factory=lambda: [0.0])
+
+    _lists = field_validator(
+        "labels_per_class",
+        "labeled_fraction",
+        "budgets",
+        "strategies",
+        "seeds",
+        "synthetic",
+        mode="before",
+    )(_as_list)
+
+    @field_validator("unlabeled", mode="before")
+    @classmethod
+    def _unl(cls, v: Any) -> Any:
+        v = _as_list(v)
+        if isinstance(v, list):
+            return [str(x).strip() if isinstance(x, (str, int, float)) else x for x in v]
+        return v
+
+
+class ReportSpec(BaseModel):
+    """What the report shows beyond the fixed figures."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    accuracies: list[float] = Field(default_factory=lambda: [0.5, 0.7, 0.9])
+    tsne: bool = True
+    tsne_points: int = 1000
+
+
+class StudySpec(BaseModel):
+    """The whole study file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    data: str = "digits"
+    test: str | None = None
+    val: str = "train:0.1"
+    backbone: str = "convnet"
+    stem: str = "auto"
+    backbone_kwargs: dict[str, Any] = Field(default_factory=dict)
+    budget: str = "1m"
+    train: dict[str, Any] = Field(default_factory=dict)
+    grid: GridSpec
+    methods: list[MethodEntry] = Field(min_length=1)
+    upper_bound: bool = True
+    device: str = "auto"
+    # features for grid.strategies: this encoder; default: the cell's own pretraining, if
+    # it has one, else raw pixels
+    select_encoder: str | None = None
+    # GAN settings (fewlabels.generate.GANConfig) for grid.synthetic
+    generate: dict[str, Any] = Field(default_factory=dict)
+    report: ReportSpec = Field(default_factory=ReportSpec)

@@ -1,0 +1,311 @@
+"""The report's sections: each a small function from the study's results to a typed
+``Section`` (plain-words summary lines, tables, figures, notes), rendered by
+``study.render`` to HTML and Markdown.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fewlabels.evaluate.plots import plot_confusion
+from fewlabels.study import figures as F
+from fewlabels.study.results import (
+    Group,
+    Row,
+    best_row,
+    count,
+    label_order,
+    methods_of,
+    most_unlabeled,
+    pct,
+    pm,
+    stat,
+    time_to,
+    upper_bound,
+)
+from fewlabels.study.tsne import plot_tsne
+
+
+@dataclass
+class Table:
+    """A titled table of text cells."""
+
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+
+
+@dataclass
+class Picture:
+    """A PNG in the study folder and its caption."""
+
+    caption: str
+    path: Path
+
+
+@dataclass
+class Section:
+    """A part of the report: summary lines, tables, figures and notes (why a figure is
+    missing)."""
+
+    name: str
+    summary: list[str] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    figures: list[Picture] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Results:
+    """What every section reads: the study's rows, groups and runs, and where figures go."""
+
+    rows: list[Row]
+    groups: list[Group]
+    runs: dict[str, dict[str, Any]]
+    study_dir: Path
+    fig_dir: Path
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+# -- summary -------------------------------------------------------------------------------
+def summary_section(res: Results) -> Section:
+    """Who wins at each labeled amount, where more unlabeled data stops helping, the upper
+    bound, and what failed or is unfinished."""
+    groups, rows = res.groups, res.rows
+    lines = [w for lab in label_order(groups) if (w := _winner(groups, lab))]
+    for lab in label_order(groups):
+        lines += [s for m in methods_of(groups) if (s := _unlabeled_gain(groups, m, lab))]
+    upper = upper_bound(groups)
+    if upper is not None:
+        lines.append(
+            f"Supervised training on all {count(upper.n_labeled)} labels reaches {pm(upper)}%."
+        )
+    failed = sum(r.status == "failed" for r in rows)
+    if failed:
+        lines.append(f"{failed} cell(s) failed; see the table of failures.")
+    unfinished = sum(r.status in ("pending", "running") for r in rows)
+    if unfinished:
+        lines.append(f"{unfinished} cell(s) have not finished yet; rerun the study to resume.")
+    return Section("summary", summary=lines)
+
+
+def _winner(groups: list[Group], lab: str) -> str | None:
+    best: dict[str, Group] = {}
+    for g in groups:
+        if g.labels != lab or g.role != "grid":
+            continue
+        if g.method not in best or g.mean > best[g.method].mean:
+            best[g.method] = g
+    ranked = sorted(best.values(), key=lambda g: -g.mean)
+    if not ranked:
+        return None
+    win = ranked[0]
+    unl = f" with {count(win.n_unlabeled)} unlabeled images" if win.uses_unlabeled else ""
+    text = f"At {lab} labeled ({count(win.n_labeled)} images), {win.method} wins: {pm(win)}%{unl}"
+    sup = best.get("supervised")
+    if sup is not None and sup is not win:
+        text += f", {100 * (win.mean - sup.mean):+.1f} points over supervised ({pm(sup)}%)"
+    if len(ranked) > 1 and win.mean - ranked[1].mean < max(win.std, ranked[1].std):
+        text += (
+            f"; but {ranked[1].method} ({pm(ranked[1])}%) is within the seed-to-seed "
+            "spread, so the order of these two is not settled"
+        )
+    return text + "."
+
+
+def _unlabeled_gain(groups: list[Group], m: str, lab: str) -> str | None:
+    gs = sorted(
+        (
+            g
+            for g in groups
+            if g.method == m and g.labels == lab and g.role == "grid" and g.uses_unlabeled
+        ),
+        key=lambda g: g.n_unlabeled,
+    )
+    if len(gs) < 2:
+        return None
+    for a, b in itertools.pairwise(gs):
+        gain, spread = b.mean - a.mean, max(a.std, b.std)
+        if gain < spread or gain <= 0:
+            return (
+                f"{m} at {lab}: adding unlabeled data stops helping beyond "
+                f"{count(a.n_unlabeled)} images (going to {count(b.n_unlabeled)} changes "
+                f"accuracy by {100 * gain:+.1f} points, within the seed-to-seed spread of "
+                f"{100 * spread:.1f})."
+            )
+    return (
+        f"{m} at {lab}: each step up in unlabeled data, to {count(gs[-1].n_unlabeled)} "
+        f"images, gained more than the seed-to-seed spread ({pm(gs[0])}% -> {pm(gs[-1])}%)."
+    )
+
+
+# -- tables --------------------------------------------------------------------------------
+def tables_section(res: Results) -> Section:
+    """Accuracy, time to accuracy, compute, and the cells without a result."""
+    accuracies = [float(a) for a in res.options.get("accuracies", [0.5, 0.7, 0.9])]
+    tables = [
+        accuracy_table(res.groups),
+        time_to_accuracy_table(res.groups, accuracies),
+        compute_table(res.rows),
+    ]
+    fails = [[r.cell, r.error or r.status] for r in res.rows if r.status != "done"]
+    if fails:
+        tables.append(Table("Cells without a result", ["cell", "status / error"], fails))
+    return Section("tables", tables=tables)
+
+
+def accuracy_table(groups: list[Group]) -> Table:
+    """Test accuracy per group, mean ± std over seeds."""
+    body = []
+    for g in sorted(groups, key=lambda g: (g.role != "grid", g.n_labeled, g.method, g.n_unlabeled)):
+        body.append(
+            [
+                g.method,
+                g.labels,
+                count(g.n_labeled),
+                g.unlabeled if g.uses_unlabeled else "-",
+                count(g.n_unlabeled) if g.uses_unlabeled else "-",
+                str(len(g.accs)),
+                pm(g),
+                f"{100 * stat(g.f1s)[0]:.1f}",
+            ]
+        )
+    header = ["method", "labels", "labeled", "unlabeled", "unlabeled images", "seeds"]
+    return Table(
+        "Test accuracy (mean ± std over seeds, %)", [*header, "accuracy", "macro-F1"], body
+    )
+
+
+def time_to_accuracy_table(groups: list[Group], accuracies: list[float]) -> Table:
+    """Median training seconds to each validation accuracy (most unlabeled data)."""
+    body = []
+    for lab in label_order(groups):
+        for m in methods_of(groups):
+            g = most_unlabeled(groups, m, lab)
+            if g is None:
+                continue
+            cells = []
+            for a in accuracies:
+                ts = [t for t in (time_to(r.curve, a) for r in g.rows) if t is not None]
+                n = f"({len(ts)}/{len(g.rows)})"
+                cells.append(f"{np.median(ts):.1f} s {n}" if ts else "not reached")
+            body.append([m, lab, *cells])
+    return Table(
+        "Training seconds to reach a validation accuracy (median over seeds that "
+        "reached it; most unlabeled data)",
+        ["method", "labels", *[f"{100 * a:g}%" for a in accuracies]],
+        body,
+    )
+
+
+def compute_means(rows: list[Row]) -> dict[str, list[Row]]:
+    """The finished rows of each method."""
+    out: dict[str, list[Row]] = defaultdict(list)
+    for r in rows:
+        if r.status == "done":
+            out[r.method].append(r)
+    return out
+
+
+def compute_table(rows: list[Row]) -> Table:
+    """Training and wall seconds per cell, and images per second, per method."""
+    body = []
+    for m, rs in compute_means(rows).items():
+        ips = [r.img_per_s for r in rs if r.img_per_s]
+        body.append(
+            [
+                m,
+                str(len(rs)),
+                f"{np.mean([r.train_seconds or 0.0 for r in rs]):.1f}",
+                f"{np.mean([r.wall_seconds for r in rs]):.1f}",
+                f"{np.mean(ips):.0f}" if ips else "-",
+            ]
+        )
+    return Table(
+        "Compute per cell (a pipeline's runs added up; images/s through the "
+        "backbone of its last run)",
+        ["method", "cells", "train s", "wall s", "images/s"],
+        body,
+    )
+
+
+# -- figures -------------------------------------------------------------------------------
+def figures_section(res: Results) -> Section:
+    """The accuracy figures, time to accuracy, compute, and the best model's confusion
+    matrix and t-SNE."""
+    sec = Section("figures")
+    groups, d = res.groups, res.fig_dir
+    add = sec.figures.append
+    if any(g.role == "grid" and g.strategy for g in groups):
+        caption = "Accuracy vs labeling budget per selection strategy (mean ± std over seeds)"
+        add(Picture(caption, F.plot_vs_budget(groups, d / "acc_vs_budget.png")))
+    if any(g.role == "grid" for g in groups):
+        caption = (
+            "Accuracy vs amount of unlabeled data (mean ± std over seeds; dashed: "
+            "methods that use no unlabeled data; dotted: all labels)"
+        )
+        add(Picture(caption, F.plot_vs_unlabeled(groups, d / "acc_vs_unlabeled.png")))
+        caption = (
+            "Accuracy vs labeled amount, with the supervised baseline and the "
+            "all-labels upper bound"
+        )
+        add(Picture(caption, F.plot_vs_labeled(groups, d / "acc_vs_labeled.png")))
+        if any(r.curve for g in groups for r in g.rows):
+            caption = (
+                "Time to accuracy: validation accuracy vs training seconds (every "
+                "seed; a pipeline's runs one after the other)"
+            )
+            add(Picture(caption, F.plot_time_to_accuracy(groups, d / "time_to_accuracy.png")))
+        else:
+            sec.notes.append("No time-to-accuracy figure: no run has a validation curve.")
+    means = [
+        (m, float(np.mean([r.train_seconds or 0.0 for r in rs])))
+        for m, rs in compute_means(res.rows).items()
+    ]
+    if means:
+        add(Picture("Training seconds per cell", F.plot_compute(means, d / "compute.png")))
+    best = best_row(groups)
+    if best is not None:
+        _best_model_figures(res, best, sec)
+    return sec
+
+
+def _best_model_figures(res: Results, best: Row, sec: Section) -> None:
+    if best.confusion:
+        names = best.class_names or [str(i) for i in range(len(best.confusion))]
+        title = f"{best.method}: {pct(best.accuracy)}"
+        path = plot_confusion(best.confusion, names, res.fig_dir / "confusion.png", title=title)
+        caption = f"Confusion matrix of the best model at the fewest labels ({best.cell})"
+        sec.figures.append(Picture(caption, path))
+    if not res.options.get("tsne", True):
+        return
+    base = next(
+        (
+            r
+            for r in res.rows
+            if r.method == "supervised"
+            and r.role == "grid"
+            and r.labels == best.labels
+            and r.seed == best.seed
+            and r.status == "done"
+            and r is not best
+        ),
+        None,
+    )
+    points = int(res.options.get("tsne_points", 1000))
+    panels = [best] if base is None else [best, base]
+    try:
+        path = plot_tsne(panels, res.runs, res.study_dir, points, res.fig_dir / "tsne.png")
+    except Exception as e:  # the picture is optional; say why it is missing
+        sec.notes.append(f"t-SNE panel unavailable: {' '.join(str(e).split())[:200]}")
+        return
+    caption = "t-SNE of features: the best model at the fewest labels" + (
+        " and the supervised baseline" if base else ""
+    )
+    sec.figures.append(Picture(caption, path))
