@@ -24,6 +24,9 @@ import torch
 
 from fewlabels.core.atomic import atomic_savefig
 from fewlabels.core.errors import ConfigError, DataError
+from fewlabels.core.precision import resolve_precision
+from fewlabels.data import load_dataset
+from fewlabels.evaluate.features import extract_features, load_encoder
 from fewlabels.evaluate.monitor import MAX_POINTS, load_embeddings
 
 PLOTS = ("tsne", "umap")
@@ -155,10 +158,6 @@ def plot_panels(
 def _checkpoint_points(
     source: Path, data: str | None, strict: bool, seed: int
 ) -> list[dict[str, Any]]:
-    from fewlabels.core.precision import resolve_precision
-    from fewlabels.data import load_dataset
-    from fewlabels.evaluate.features import extract_features, load_encoder
-
     if data is None:
         raise ConfigError(f"{source} has no saved embeddings; give --data to compute some")
     net, meta = load_encoder(source)
