@@ -19,7 +19,7 @@ TruncatedGaussian    exp(-(min(q - mu_t, 0))^2 / (2 var_t / n_sigma^2))         
 ===================  =========================================================  ==========
 
 ``DistributionAlignment`` (SoftMatch's uniform alignment) rescales ``probs`` before any of
-them.
+them. FreeMatch's fairness term is a loss (``fewlabels.losses.freematch_fairness_loss``).
 """
 
 from __future__ import annotations
@@ -116,34 +116,6 @@ def class_threshold_mask(probs: Tensor, class_thresholds: Tensor) -> Tensor:
 def freematch_class_thresholds(global_conf: Tensor, class_probs: Tensor) -> Tensor:
     """FreeMatch eq. 6-7: ``tau_t(c) = p_t(c) / max_c p_t(c) * tau_t`` (MaxNorm x global)."""
     return class_probs / class_probs.max() * global_conf
-
-
-def freematch_fairness_loss(
-    probs_strong: Tensor, mask: Tensor, class_probs: Tensor, hist: Tensor
-) -> Tensor:
-    """FreeMatch's self-adaptive fairness term (eq. 8-9), to be minimised.
-
-    ``L_f = -H(SumNorm(p_t / h_t), SumNorm(p_bar / h_bar))`` with ``H(a, b) = -sum a log b``:
-    ``p_t``/``h_t`` are the running class probabilities and pseudo-label histogram,
-    ``p_bar``/``h_bar`` the mean strong-view probabilities and their argmax histogram over
-    the masked-in samples. Classes absent from a histogram get weight 0 (not 1/0). The
-    gradient flows through ``p_bar`` only. No sample kept: 0.
-    """
-    keep = mask > 0
-    if not bool(keep.any()):
-        return probs_strong.sum() * 0.0
-    p = probs_strong[keep]
-    h_bar = torch.bincount(p.detach().argmax(1), minlength=p.shape[1]).to(p.dtype)
-    h_bar = h_bar / h_bar.sum()
-
-    def inverse(h: Tensor) -> Tensor:
-        return torch.where(h > 0, 1.0 / h.clamp_min(1e-12), torch.zeros_like(h))
-
-    target = class_probs.to(p.dtype) * inverse(hist.to(p.dtype))
-    target = target / target.sum()
-    ours = p.mean(dim=0) * inverse(h_bar)
-    ours = ours / ours.sum()
-    return (target * torch.log(ours + 1e-12)).sum()
 
 
 def truncated_gaussian_weights(
