@@ -78,6 +78,10 @@ def _bounds(cls: type[BaseModel]) -> dict[str, str]:
     return out
 
 
+_RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
+_RANGE_ERRORS |= {"finite_number"}
+
+
 def option_error(cls: type[BaseModel], method: str, error: ValidationError) -> ConfigError:
     """One line naming the method and the first bad option as ``method.<option>``."""
     e = error.errors()[0]
@@ -88,7 +92,7 @@ def option_error(cls: type[BaseModel], method: str, error: ValidationError) -> C
         text = f"unknown option method.{loc} (got {got}); it takes {known or 'none'}"
     elif e["type"] == "value_error":
         text = f"method.{loc} {e['msg'].removeprefix('Value error, ')}"
-    elif len(e["loc"]) == 1 and loc in _bounds(cls):
+    elif e["type"] in _RANGE_ERRORS and len(e["loc"]) == 1 and loc in _bounds(cls):
         text = f"method.{loc} must be {_bounds(cls)[loc]}, got {got}"
     else:
         msg = e["msg"].removeprefix("Input ")
