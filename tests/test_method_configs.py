@@ -141,3 +141,15 @@ def test_methods_import_fewlabels_only_at_module_level():
             if isinstance(node, ast.Import | ast.ImportFrom) and id(node) not in top:
                 names = [a.name for a in node.names] + [getattr(node, "module", "") or ""]
                 assert not any(n.startswith("fewlabels") for n in names), (path, node.lineno)
+
+
+def test_the_online_probe_shows_the_inner_methods_config_and_encoder():
+    from fewlabels.methods.online_probe import with_online_probe
+
+    inner = _build("simclr", projector=(32, 16))
+    wrapped = with_online_probe(inner)
+    assert wrapped is not inner and wrapped.config is inner.config
+    x = torch.rand(2, 3, 16, 16)
+    wrapped.eval()
+    assert torch.equal(wrapped(x), inner.network.features(x))
+    assert torch.equal(wrapped.encoder(x), inner.network.features(x))

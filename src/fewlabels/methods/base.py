@@ -162,6 +162,7 @@ class Method(nn.Module):
     # loop counts images through the backbone (image budgets, ``backbone_images``) with it.
     unlabeled_copies: int = 1
     network: nn.Module
+    config: MethodConfig  # the validated options (set by each subclass's constructor)
 
     @property
     def uses_unlabeled(self) -> bool:

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fewlabels.methods.base import Batch, Method
+from fewlabels.methods.base import Batch, Method, MethodConfig
 
 # solo-learn trains its online classifier on weakly augmented (crop + flip) images.
 PROBE_AUGMENT = "weak"
@@ -71,6 +71,10 @@ class OnlineProbe(Method):
     @property  # type: ignore[override]
     def network(self) -> nn.Module:  # the inner method's: not registered twice
         return self.inner.network
+
+    @property  # type: ignore[override]
+    def config(self) -> MethodConfig:  # the inner method's options
+        return self.inner.config
 
     @property  # type: ignore[override]
     def unlabeled_copies(self) -> int:
