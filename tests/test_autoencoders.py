@@ -11,15 +11,12 @@ from fewlabels.augment import build_policy
 from fewlabels.core.errors import ConfigError
 from fewlabels.data.digits import load_digits_dataset
 from fewlabels.data.imageset import ImageSet
+from fewlabels.losses import gaussian_kl, reconstruction_loss, vae_loss
 from fewlabels.methods import METHODS, Batch, build_method
-from fewlabels.methods.autoencoder import (
-    ConvDecoder,
-    corrupt,
-    decoder_plan,
-    reconstruction_loss,
-)
-from fewlabels.methods.vae import gaussian_kl, reparameterize, vae_loss
+from fewlabels.methods.autoencoder import corrupt
+from fewlabels.methods.vae import reparameterize
 from fewlabels.models import Network
+from fewlabels.models.heads import ConvDecoder, decoder_plan
 from fewlabels.train.loop import TrainConfig, Trainer
 
 torch.set_num_threads(1)

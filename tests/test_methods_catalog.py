@@ -27,6 +27,19 @@ def test_every_method_is_listed_with_its_constructor_defaults():
     assert found["simclr"]["summary"].startswith("SimCLR (Chen et al. 2020): pull two views")
 
 
+def test_every_option_is_listed_from_the_config_with_its_source():
+    found = {m["name"]: m for m in describe()}
+    for name, cls in METHODS.items():
+        fields = cls.Config.model_fields
+        assert found[name]["options"] == {k: f.default for k, f in fields.items()}
+        assert found[name]["descriptions"] == {k: f.description for k, f in fields.items()}
+    assert found["simclr"]["descriptions"]["temperature"].startswith("SimCLR appendix B.9")
+    assert found["teacher_student"]["descriptions"] == {}
+    r = invoke("methods", "--kind", "semi-supervised")
+    assert r.exit_code == 0, r.output
+    assert "    threshold: FixMatch section 3.2 and appendix B.1: tau = 0.95." in r.output
+
+
 def test_cli_lists_one_kind_and_refuses_an_unknown_kind():
     r = invoke("methods", "--kind", "self-supervised")
     assert r.exit_code == 0, r.output

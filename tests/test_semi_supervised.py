@@ -11,8 +11,8 @@ import torch
 
 from fewlabels.core.errors import ConfigError
 from fewlabels.data.imageset import ImageSet
+from fewlabels.losses import freematch_fairness_loss, pseudo_label_loss, softmax_mse
 from fewlabels.methods import METHODS, Batch, build_method
-from fewlabels.methods.fixmatch import pseudo_label_loss
 from fewlabels.methods.masking import (
     ClassWiseCurriculum,
     DistributionAlignment,
@@ -23,14 +23,12 @@ from fewlabels.methods.masking import (
     fixed_threshold_mask,
     flexmatch_class_thresholds,
     freematch_class_thresholds,
-    freematch_fairness_loss,
     truncated_gaussian_weights,
     uniform_alignment,
 )
 from fewlabels.methods.mean_teacher import (
     MeanTeacher,
     sigmoid_rampup,
-    softmax_mse,
     teacher_decay,
 )
 from fewlabels.methods.pseudo_label import linear_rampup

@@ -9,19 +9,21 @@ import torch
 
 from fewlabels.augment import build_policy
 from fewlabels.data.imageset import ImageSet
-from fewlabels.methods import METHODS, Batch, build_method
-from fewlabels.methods.barlow_twins import (
+from fewlabels.losses import (
     barlow_twins_loss,
+    byol_loss,
     correlation_loss,
     cross_correlation,
+    moco_loss,
+    nt_xent_loss,
+    vicreg_loss,
+    vicreg_terms,
 )
-from fewlabels.methods.byol import byol_loss, cosine_tau
-from fewlabels.methods.distributed import gather_with_grad
-from fewlabels.methods.heads import mlp
-from fewlabels.methods.moco import moco_loss
-from fewlabels.methods.simclr import nt_xent_loss
-from fewlabels.methods.vicreg import vicreg_loss, vicreg_terms
+from fewlabels.losses.distributed import gather_with_grad
+from fewlabels.methods import METHODS, Batch, build_method
+from fewlabels.methods.momentum import cosine_tau
 from fewlabels.models import Network
+from fewlabels.models.heads import MLP
 from fewlabels.train.loop import TrainConfig, Trainer
 
 torch.set_num_threads(1)
@@ -205,11 +207,11 @@ def test_losses_run_in_fp32_inside_bf16_autocast():
 
 
 def test_mlp_layout_and_single_process_gather():
-    head = mlp([8, 16, 4])
+    head = MLP(8, (16, 4))
     kinds = [type(m).__name__ for m in head]
     assert kinds == ["Linear", "BatchNorm1d", "ReLU", "Linear"]
     assert head[0].bias is None and head[-1].bias is not None
-    assert [type(m).__name__ for m in mlp([8, 16, 4], bn=False, last_bn=True)] == [
+    assert [type(m).__name__ for m in MLP(8, (16, 4), bn=False, last_bn=True)] == [
         "Linear",
         "ReLU",
         "Linear",

@@ -11,13 +11,11 @@ import torch
 from fewlabels.core.errors import ConfigError
 from fewlabels.data.digits import load_digits_dataset
 from fewlabels.data.imageset import ImageSet
+from fewlabels.losses import dino_loss, rotation_loss, self_classifier_loss, sinkhorn, swav_loss
 from fewlabels.methods import METHODS, Batch, build_method
-from fewlabels.methods.dino import dino_loss
-from fewlabels.methods.heads import CosineLinear
-from fewlabels.methods.rotnet import all_rotations, rotation_loss
-from fewlabels.methods.self_classifier import self_classifier_loss
-from fewlabels.methods.swav import sinkhorn, swav_loss
+from fewlabels.methods.rotnet import all_rotations
 from fewlabels.models import Network
+from fewlabels.models.heads import CosineLinear
 from fewlabels.train.loop import TrainConfig, Trainer
 
 torch.set_num_threads(1)
@@ -347,13 +345,14 @@ def test_dino_teacher_temperature_warms_up_linearly_then_stays(images):
 def test_dino_head_batchnorm_and_bad_settings():
     assert any(isinstance(x, torch.nn.BatchNorm1d) for x in _method("dino", head_bn=True).modules())
     assert not any(isinstance(x, torch.nn.BatchNorm1d) for x in _method("dino").head.modules())
-    for bad in (
-        {"warmup_teacher_temp": 0.0},
-        {"teacher_temp_warmup": 1.5},
-        {"freeze_prototypes_steps": -1},
+    for bad, want in (
+        ({"warmup_teacher_temp": 0.0}, "method.warmup_teacher_temp must be > 0, got 0.0"),
+        ({"teacher_temp_warmup": 1.5}, r"method.teacher_temp_warmup must be in \[0, 1\], got 1.5"),
+        ({"freeze_prototypes_steps": -1}, "method.freeze_prototypes_steps must be >= 0, got -1"),
     ):
-        with pytest.raises(ConfigError, match="DINO needs"):
+        with pytest.raises(ConfigError, match="method 'dino': " + want) as e:
             _method("dino", **bad)
+        assert "\n" not in str(e.value)
 
 
 def test_rotnet_step_sees_all_four_rotations(images):

@@ -8,7 +8,7 @@ from typing import Any
 from fewlabels.core.errors import ConfigError
 from fewlabels.methods.autoencoder import Autoencoder, DenoisingAutoencoder
 from fewlabels.methods.barlow_twins import BarlowTwins
-from fewlabels.methods.base import Batch, Method
+from fewlabels.methods.base import Batch, Method, MethodConfig
 from fewlabels.methods.byol import BYOL
 from fewlabels.methods.dino import DINO
 from fewlabels.methods.fixmatch import FixMatch
@@ -68,13 +68,11 @@ def method_class(name: str) -> type[Method]:
     return METHODS[key]
 
 
-def build_method(name: str, network: Any, **kwargs: Any) -> Method:
-    """Instantiate a method around ``network``; unknown options are one-line errors."""
+def build_method(name: str, network: Any, **options: Any) -> Method:
+    """Instantiate a method around ``network``; its ``Config`` validates ``options``, and an
+    unknown or invalid one is a one-line ConfigError naming ``method.<option>``."""
     cls: Callable[..., Method] = method_class(name)
-    try:
-        return cls(network, **kwargs)
-    except TypeError as e:
-        raise ConfigError(f"method {name!r}: {e}") from None
+    return cls(network, **options)
 
 
 __all__ = [
@@ -82,6 +80,7 @@ __all__ = [
     "RUN_METHODS",
     "Batch",
     "Method",
+    "MethodConfig",
     "build_method",
     "method_class",
     "method_names",

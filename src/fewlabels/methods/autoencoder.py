@@ -1,99 +1,68 @@
 """Autoencoder and denoising autoencoder (report 000; Vincent et al. 2008 for the DAE).
 
 The encoder is the run's backbone (``network.features``); a small transposed-convolution
-decoder maps the feature vector back to the image, and the loss is the mean squared error
-against the un-corrupted [0, 1] image. The denoising autoencoder reconstructs the clean
-image from a corrupted copy: Gaussian pixel noise and dropout (masking noise, pixels set
-to 0). Both use the ``flips`` policy (horizontal and vertical flips), report 000's
-augmentation. The corruption is part of the loss's definition, so it lives here, drawn
-from the global RNG that the loop seeds from ``(seed, step, rank)``; its settings are
-method options. ``augment="denoise"`` (flip + noise, returning (noisy, clean)) also works:
-its noise then comes on top of ``noise_std``.
+decoder (``fewlabels.models.heads.ConvDecoder``) maps the feature vector back to the
+image, and the loss is the mean squared error against the un-corrupted [0, 1] image. The
+denoising autoencoder reconstructs the clean image from a corrupted copy: Gaussian pixel
+noise and dropout (masking noise, pixels set to 0). Both use the ``flips`` policy
+(horizontal and vertical flips), report 000's augmentation. The corruption is part of the
+loss's definition, so it lives here, drawn from the global RNG that the loop seeds from
+``(seed, step, rank)``; its settings are method options. ``augment="denoise"`` (flip +
+noise, returning (noisy, clean)) also works: its noise then comes on top of ``noise_std``.
 """
 
 from __future__ import annotations
 
-import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
-from torch import nn
+from pydantic import Field, NonNegativeFloat, PositiveInt
 
-from fewlabels.core.errors import ConfigError
-from fewlabels.methods.base import Batch, Method
-from fewlabels.methods.heads import full_precision
+from fewlabels.losses.reconstruction import reconstruction_loss
+from fewlabels.methods.base import Batch, Method, MethodConfig
 from fewlabels.models import Network
+from fewlabels.models.heads import ConvDecoder, decoder_plan
 
-DEFAULTS = {
-    # Our choice: 64 channels on the smallest map, halving per x2 upsampling (at least 16):
-    # at 32 px the decoder costs about half the ConvNet encoder's multiply-adds.
-    "decoder_width": 64,
-    # Report 000 names Gaussian noise and dropout without values; 0.1 matches the
-    # `denoise` policy's noise and the ConvNet's Dropout2d rate.
-    "noise_std": 0.1,
-    "drop_p": 0.1,
-}
+__all__ = [
+    "Autoencoder",
+    "AutoencoderConfig",
+    "ConvDecoder",
+    "DenoisingAutoencoder",
+    "DenoisingAutoencoderConfig",
+    "corrupt",
+    "decoder_plan",
+    "input_and_target",
+    "reconstruction_loss",
+]
 
-
-def decoder_plan(image_size: int) -> tuple[int, int]:
-    """``(start_side, upsamplings)``: the fewest x2 steps from a map of side <= 4 that
-    reach ``image_size`` (the output is cropped when it overshoots, e.g. 28 -> 32 -> 28)."""
-    if image_size < 1:
-        raise ConfigError(f"image size must be >= 1, got {image_size}")
-    n = max(1, math.ceil(math.log2(image_size / 4))) if image_size > 4 else 1
-    return math.ceil(image_size / 2**n), n
-
-
-class ConvDecoder(nn.Module):
-    """Feature vector ``(N, in_dim)`` -> image ``(N, channels, size, size)`` in [0, 1].
-
-    Linear to a ``width`` x s x s map (s <= 4), then stride-2 4x4 transposed convolutions
-    (BatchNorm + ReLU between them) halving the width (not below ``min_width``) while
-    doubling the side; the last one outputs ``channels`` maps, then a sigmoid.
-
-    >>> ConvDecoder(512, 3, 32)(torch.randn(2, 512)).shape
-    torch.Size([2, 3, 32, 32])
-    """
-
-    def __init__(
-        self,
-        in_dim: int,
-        channels: int,
-        image_size: int,
-        width: int = DEFAULTS["decoder_width"],
-        min_width: int = 16,
-    ) -> None:
-        super().__init__()
-        if min(in_dim, channels, width, min_width) < 1:
-            raise ConfigError(
-                f"decoder sizes must be positive (in {in_dim}, channels {channels}, "
-                f"width {width}, min_width {min_width})"
-            )
-        side, n = decoder_plan(image_size)
-        widths = [max(min_width, width >> k) for k in range(n)] + [channels]
-        self.image_size, self.side, self.width0 = image_size, side, widths[0]
-        self.fc = nn.Linear(in_dim, widths[0] * side * side, bias=False)
-        layers: list[nn.Module] = [nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)]
-        for k in range(n):
-            last = k == n - 1
-            layers.append(nn.ConvTranspose2d(widths[k], widths[k + 1], 4, 2, 1, bias=last))
-            if not last:
-                layers += [nn.BatchNorm2d(widths[k + 1]), nn.ReLU(inplace=True)]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = self.fc(z).view(-1, self.width0, self.side, self.side)
-        x = x.contiguous(memory_format=torch.channels_last)
-        out = torch.sigmoid(self.net(x))
-        s = self.image_size
-        return out[:, :, :s, :s] if out.shape[-1] != s else out
+DECODER_WIDTH = (
+    "Our choice: 64 channels on the smallest map, halving per x2 upsampling (at least 16): "
+    "at 32 px the decoder costs about half the ConvNet encoder's multiply-adds."
+)
+_REPORT_NOISE = (
+    "Report 000 names Gaussian noise and dropout without values; 0.1 matches the `denoise` "
+    "policy's noise and the ConvNet's Dropout2d rate"
+)
 
 
-@full_precision
-def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over all pixels, in fp32; the target carries no gradient."""
-    return F.mse_loss(recon, target.detach())
+class AutoencoderConfig(MethodConfig):
+    """The autoencoder's options (no corruption by default)."""
+
+    decoder_width: PositiveInt = Field(64, description=DECODER_WIDTH)
+    augment: str = Field("flips", description="Report 000: horizontal and vertical flips.")
+    noise_std: NonNegativeFloat = Field(
+        0.0, description="Std of the Gaussian pixel noise on the input; 0: a plain autoencoder."
+    )
+    drop_p: float = Field(
+        0.0, ge=0, lt=1, description="Probability of zeroing an input value; 0: none."
+    )
+
+
+class DenoisingAutoencoderConfig(AutoencoderConfig):
+    """The denoising autoencoder's options: the autoencoder's, with corruption on."""
+
+    noise_std: NonNegativeFloat = Field(0.1, description=f"{_REPORT_NOISE} (0.1).")
+    drop_p: float = Field(0.1, ge=0, lt=1, description=f"{_REPORT_NOISE} (0.1).")
 
 
 def corrupt(x: torch.Tensor, noise_std: float, drop_p: float) -> torch.Tensor:
@@ -122,28 +91,21 @@ class Autoencoder(Method):
 
     name: ClassVar[str] = "autoencoder"
     kind: ClassVar[str] = "self-supervised"
+    Config: ClassVar[type[AutoencoderConfig]] = AutoencoderConfig
     views: ClassVar[dict[str, tuple[str, ...]]] = {"labeled": (), "unlabeled": ("flips",)}
 
     def __init__(
-        self,
-        network: Network,
-        decoder_width: int = DEFAULTS["decoder_width"],
-        augment: str = "flips",
-        noise_std: float = 0.0,
-        drop_p: float = 0.0,
+        self, network: Network, config: AutoencoderConfig | None = None, **options: Any
     ) -> None:
         super().__init__()
-        if noise_std < 0:
-            raise ConfigError(f"noise_std must be >= 0, got {noise_std}")
-        if not 0.0 <= drop_p < 1.0:
-            raise ConfigError(f"drop_p must be in [0, 1), got {drop_p}")
-        cfg = network.config
+        self.config = cfg = self.Config.build(self.name, config, options)
+        net_cfg = network.config
         self.network = network
         self.decoder = ConvDecoder(
-            network.feature_dim, cfg["in_channels"], cfg["image_size"], decoder_width
+            network.feature_dim, net_cfg["in_channels"], net_cfg["image_size"], cfg.decoder_width
         )
-        self.noise_std, self.drop_p = float(noise_std), float(drop_p)
-        self.views = {"labeled": (), "unlabeled": (augment,)}
+        self.noise_std, self.drop_p = cfg.noise_std, cfg.drop_p
+        self.views = {"labeled": (), "unlabeled": (cfg.augment,)}
 
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         x, clean = input_and_target(batch)
@@ -156,13 +118,4 @@ class DenoisingAutoencoder(Autoencoder):
     """The autoencoder fed a corrupted image (noise + masking) and asked for the clean one."""
 
     name: ClassVar[str] = "denoising_autoencoder"
-
-    def __init__(
-        self,
-        network: Network,
-        decoder_width: int = DEFAULTS["decoder_width"],
-        augment: str = "flips",
-        noise_std: float = DEFAULTS["noise_std"],
-        drop_p: float = DEFAULTS["drop_p"],
-    ) -> None:
-        super().__init__(network, decoder_width, augment, noise_std, drop_p)
+    Config: ClassVar[type[AutoencoderConfig]] = DenoisingAutoencoderConfig

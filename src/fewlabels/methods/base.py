@@ -1,14 +1,19 @@
-"""The narrow interface between the training loop and a method."""
+"""The narrow interface between the training loop and a method, and the typed options every
+method declares (``MethodConfig``)."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Self, overload
 
 import torch
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 from torch import nn
 
-from fewlabels.core.errors import ConfigError
+from fewlabels.augment import build_policy
+from fewlabels.core.errors import ConfigError, FewlabelsError
 
 
 @dataclass
@@ -28,15 +33,123 @@ class Batch:
     progress: float = 0.0
 
 
+# -- options ----------------------------------------------------------------------------
+
+
+def _two_view(augment: str) -> str:
+    try:
+        policy = build_policy(augment)
+    except FewlabelsError as e:
+        raise ValueError(str(e)) from None
+    if policy.num_views != 2 or len(policy.outputs) != 2:
+        raise ValueError(
+            "needs a two-view augmentation policy (twoview, simclr); "
+            f"{augment!r} gives {', '.join(policy.outputs)}"
+        )
+    return augment
+
+
+# The joint-embedding methods unpack two views of each image; a one-view policy (``weak``)
+# or an image-and-target policy (``rotation``) would fail deep in a step.
+TwoViewPolicy = Annotated[str, AfterValidator(_two_view)]
+
+
+def _number(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+@functools.cache
+def _bounds(cls: type[BaseModel]) -> dict[str, str]:
+    """Per option, its allowed range as words (``in (0, 1]``, ``>= 0``), from the schema."""
+    out = {}
+    for name, prop in cls.model_json_schema()["properties"].items():
+        what = f"{prop['what']} " if "what" in prop else ""  # json_schema_extra={"what": ...}
+        for p in (prop, *prop.get("anyOf", ())):
+            lo = ("(", p["exclusiveMinimum"]) if "exclusiveMinimum" in p else None
+            lo = ("[", p["minimum"]) if "minimum" in p else lo
+            hi = (")", p["exclusiveMaximum"]) if "exclusiveMaximum" in p else None
+            hi = ("]", p["maximum"]) if "maximum" in p else hi
+            if lo and hi:
+                out[name] = f"{what}in {lo[0]}{_number(lo[1])}, {_number(hi[1])}{hi[0]}"
+            elif lo:
+                out[name] = f"{what}{'>' if lo[0] == '(' else '>='} {_number(lo[1])}"
+            elif hi:
+                out[name] = f"{what}{'<' if hi[0] == ')' else '<='} {_number(hi[1])}"
+    return out
+
+
+_RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
+_RANGE_ERRORS |= {"finite_number"}
+
+
+def option_error(cls: type[BaseModel], method: str, error: ValidationError) -> ConfigError:
+    """One line naming the method and the first bad option as ``method.<option>``."""
+    e = error.errors()[0]
+    loc = ".".join(str(p) for p in e["loc"])
+    got = repr(e["input"])
+    if e["type"] == "extra_forbidden":
+        known = ", ".join(cls.model_fields)
+        text = f"unknown option method.{loc} (got {got}); it takes {known or 'none'}"
+    elif e["type"] == "value_error":
+        text = f"method.{loc} {e['msg'].removeprefix('Value error, ')}"
+    elif e["type"] in _RANGE_ERRORS and len(e["loc"]) == 1 and loc in _bounds(cls):
+        text = f"method.{loc} must be {_bounds(cls)[loc]}, got {got}"
+    else:
+        msg = e["msg"].removeprefix("Input ")
+        text = f"method.{loc} {msg[0].lower()}{msg[1:]}, got {got}"
+    return ConfigError(f"method {method!r}: {text}")
+
+
+class MethodConfig(BaseModel):
+    """Base of the methods' options: unknown names, non-finite numbers and values outside
+    each option's range are refused; a config is immutable once made."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @classmethod
+    def build(cls, method: str, config: Self | None, options: Mapping[str, Any]) -> Self:
+        """``config`` (default: the defaults) with ``options`` set, validated; a bad or
+        unknown option is a one-line ConfigError naming ``method.<option>`` and ``method``."""
+        if config is not None and not isinstance(config, cls):
+            raise ConfigError(
+                f"method {method!r} takes a {cls.__name__}, got {type(config).__name__}"
+            )
+        if config is not None and not options:
+            return config
+        data = {**(config.model_dump() if config is not None else {}), **options}
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            raise option_error(cls, method, e) from None
+
+
+# -- the method -------------------------------------------------------------------------
+
+
+class Encoder(nn.Module):
+    """A network's ``features`` as a module: images in [0, 1] -> ``(N, feature_dim)``.
+    It holds the network itself, so it shares (and trains) the same parameters."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network.features(x)  # type: ignore[operator]
+
+
 class Method(nn.Module):
     """Base class: a method owns its networks and heads and turns a Batch into a loss.
 
-    Subclasses set ``views`` (policy names per stream), implement ``step`` and keep the
-    classifier they train in ``self.network`` (a ``fewlabels.models.Network``), which the
-    loop evaluates and checkpoints. ``forward`` is ``step`` so DDP can wrap the method.
+    Subclasses set ``views`` (policy names per stream), ``Config`` (their options),
+    implement ``step`` and keep the classifier they train in ``self.network`` (a
+    ``fewlabels.models.Network``), which the loop evaluates and checkpoints. ``forward``
+    runs ``step`` on a ``Batch`` (so DDP can wrap the method) and returns features for an
+    image tensor, as ``encoder`` does.
     """
 
     name: ClassVar[str] = "base"
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
     views: ClassVar[dict[str, tuple[str, ...]]] = {"labeled": ("weak",), "unlabeled": ()}
     # "supervised", "self-supervised" or "semi-supervised": what evaluation applies
     # (self-supervised runs get the online probe, a kNN monitor and saved embeddings).
@@ -49,16 +162,32 @@ class Method(nn.Module):
     # loop counts images through the backbone (image budgets, ``backbone_images``) with it.
     unlabeled_copies: int = 1
     network: nn.Module
+    config: MethodConfig  # the validated options (set by each subclass's constructor)
 
     @property
     def uses_unlabeled(self) -> bool:
         return bool(self.views.get("unlabeled"))
 
+    @property
+    def encoder(self) -> nn.Module:
+        """The trained encoder as a module: ``method.encoder(x)`` is
+        ``method.network.features(x)``, with the same parameters."""
+        return Encoder(self.network)
+
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        return self.step(batch)
+    @overload
+    def forward(self, x: Batch) -> dict[str, torch.Tensor]: ...
+
+    @overload
+    def forward(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def forward(self, x: Batch | torch.Tensor) -> dict[str, torch.Tensor] | torch.Tensor:
+        """``step(x)`` for a Batch; the encoder's features ``(N, D)`` for images in [0, 1]."""
+        if isinstance(x, torch.Tensor):
+            return self.network.features(x)  # type: ignore[operator]
+        return self.step(x)
 
     def setup(self, *, num_labeled: int, num_unlabeled: int, num_classes: int) -> None:
         """Called once by the loop before any checkpoint is loaded: size per-sample buffers

@@ -4,48 +4,49 @@ another view of the same image; no negatives.
 The target (encoder + projector) is an exponential moving average of the online ones with
 parameters that the optimiser never sees (``requires_grad=False``). After each optimiser
 step its weight ``tau`` rises from ``base_tau`` to 1 along a cosine of training progress:
-``tau = 1 - (1 - base_tau) * (cos(pi * progress) + 1) / 2``.
+``tau = 1 - (1 - base_tau) * (cos(pi * progress) + 1) / 2``. The loss is ``2 - 2 cos`` of
+prediction and target, both ways (``fewlabels.losses.byol``).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, PositiveInt
 
-from fewlabels.core.errors import ConfigError
-from fewlabels.methods.base import Batch, Method
-from fewlabels.methods.heads import (
-    frozen_copy,
-    full_precision,
-    mlp,
-    momentum_update,
-    two_view_policy,
-)
+from fewlabels.losses.byol import byol_loss
+from fewlabels.methods.base import Batch, Method, MethodConfig, TwoViewPolicy
+from fewlabels.methods.momentum import cosine_tau, frozen_copy, momentum_update
 from fewlabels.models import Network
+from fewlabels.models.heads import PredictionHead, ProjectionHead
 
-DEFAULTS = {
-    # The BYOL paper uses 0.996 for 1000 ImageNet epochs; solo-learn's CIFAR configs use
-    # 0.99 (a faster-moving target suits shorter runs).
-    "base_tau": 0.99,
-    # BYOL paper, section 3.3: projector and predictor are MLPs 4096 (BN, ReLU) -> 256.
-    "projector": (4096, 256),
-    "predictor_hidden": 4096,
-}
+__all__ = ["BYOL", "BYOLConfig", "cosine_tau"]
 
 
-@full_precision
-def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """Mean over rows of ``2 - 2 cos(p, z)`` (``||p/|p| - z/|z|||^2``); ``z`` is detached."""
-    return (2 - 2 * F.cosine_similarity(p, z.detach(), dim=1)).mean()
+class BYOLConfig(MethodConfig):
+    """BYOL's options."""
 
-
-def cosine_tau(base_tau: float, progress: float) -> float:
-    """BYOL's target decay: ``base_tau`` at progress 0, rising to 1 at progress 1."""
-    return 1 - (1 - base_tau) * (math.cos(math.pi * min(max(progress, 0.0), 1.0)) + 1) / 2
+    base_tau: float = Field(
+        0.99,
+        ge=0,
+        le=1,
+        description="The BYOL paper uses 0.996 for 1000 ImageNet epochs; solo-learn's CIFAR "
+        "configs use 0.99 (a faster-moving target suits shorter runs).",
+    )
+    projector: tuple[PositiveInt, ...] = Field(
+        (4096, 256),
+        min_length=1,
+        description="BYOL paper, section 3.3: projector and predictor are MLPs "
+        "4096 (BN, ReLU) -> 256.",
+    )
+    predictor_hidden: PositiveInt = Field(
+        4096, description="BYOL paper, section 3.3: the predictor's hidden width 4096."
+    )
+    augment: TwoViewPolicy = Field(
+        "twoview", description="BYOL's two asymmetric views (paper, appendix B)."
+    )
 
 
 class BYOL(Method):
@@ -53,28 +54,19 @@ class BYOL(Method):
 
     name: ClassVar[str] = "byol"
     kind: ClassVar[str] = "self-supervised"
+    Config: ClassVar[type[BYOLConfig]] = BYOLConfig
     views: ClassVar[dict[str, tuple[str, ...]]] = {"labeled": (), "unlabeled": ("twoview",)}
 
-    def __init__(
-        self,
-        network: Network,
-        base_tau: float = DEFAULTS["base_tau"],
-        projector: Sequence[int] = DEFAULTS["projector"],
-        predictor_hidden: int = DEFAULTS["predictor_hidden"],
-        augment: str = "twoview",
-    ) -> None:
+    def __init__(self, network: Network, config: BYOLConfig | None = None, **options: Any) -> None:
         super().__init__()
-        two_view_policy(augment, self.name)
-        if not 0.0 <= base_tau <= 1.0:
-            raise ConfigError(f"base_tau must be in [0, 1], got {base_tau}")
+        self.config = cfg = BYOLConfig.build(self.name, config, options)
         self.network = network
-        self.base_tau = float(base_tau)
-        self.projector = mlp([network.feature_dim, *projector])
-        out = int(list(projector)[-1])
-        self.predictor = mlp([out, predictor_hidden, out])
+        self.base_tau = cfg.base_tau
+        self.projector = ProjectionHead(network.feature_dim, cfg.projector)
+        self.predictor = PredictionHead(self.projector.out_dim, cfg.predictor_hidden)
         self.target_network = frozen_copy(network)
         self.target_projector = frozen_copy(self.projector)
-        self.views = {"labeled": (), "unlabeled": (augment,)}
+        self.views = {"labeled": (), "unlabeled": (cfg.augment,)}
         self.progress = 0.0
 
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:

@@ -2,7 +2,7 @@
 
 A student (encoder + head to K prototypes) matches the output distribution of a momentum
 teacher on another view of the same image:
-``loss = 1/2 mean_n [H(pt(x1), ps(x2)) + H(pt(x2), ps(x1))]``, with
+``loss = 1/2 mean_n [H(pt(x1), ps(x2)) + H(pt(x2), ps(x1))]`` (``fewlabels.losses.dino``), with
 ``ps = softmax(s / student_temp)`` and ``pt = softmax((t - center) / teacher_temp)``.
 Centering (subtracting a running mean of the teacher's outputs) keeps one prototype from
 dominating; sharpening (the low teacher temperature) keeps the output from going
@@ -26,62 +26,63 @@ head_bn=True`` learns (loss well below log K, 31.6% linear probe on 250 labels).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import ClassVar
+from typing import Annotated, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
 
-from fewlabels.core.errors import ConfigError
-from fewlabels.methods.base import Batch, Method
-from fewlabels.methods.byol import cosine_tau
-from fewlabels.methods.distributed import all_reduce_, rank_and_world
-from fewlabels.methods.heads import CosineLinear, frozen_copy, full_precision, mlp, momentum_update
+from fewlabels.losses.dino import dino_loss
+from fewlabels.losses.distributed import all_reduce_, rank_and_world
+from fewlabels.methods.base import Batch, Method, MethodConfig, TwoViewPolicy
+from fewlabels.methods.momentum import cosine_tau, frozen_copy, momentum_update
 from fewlabels.models import Network
+from fewlabels.models.heads import DINOHead
 
-DEFAULTS = {
-    # DINO paper section 3.1 / official main_dino.py: student 0.1, teacher 0.04, centre
-    # momentum 0.9.
-    "student_temp": 0.1,
-    "teacher_temp": 0.04,
-    "center_momentum": 0.9,
-    # The paper's teacher momentum starts at 0.996 (long ImageNet runs); 0.99 as in BYOL
-    # here, since runs are short.
-    "base_tau": 0.99,
-    # Paper: 3-layer MLP (hidden 2048) to a 256-d bottleneck, K = 65536 prototypes; its
-    # ablation shows K = 4096 nearly as good, which suits small data sets.
-    "head": (2048, 2048, 256),
-    "num_prototypes": 4096,
-    # official main_dino.py: BatchNorm in the head off by default (use_bn_in_head).
-    "head_bn": False,
-    # The official code freezes the last layer for the first epoch; off by default here
-    # (runs are counted in steps and budgets, not epochs).
-    "freeze_prototypes_steps": 0,
-    # Teacher temperature warm-up (official: from 0.04 over the first 30 of 100 epochs);
-    # None keeps teacher_temp throughout.
-    "warmup_teacher_temp": None,
-    "teacher_temp_warmup": 0.3,
-}
+_TEMPS = "DINO paper section 3.1 / official main_dino.py: student 0.1, teacher 0.04, "
+_TEMPS += "centre momentum 0.9."
+_HEAD = "Paper: 3-layer MLP (hidden 2048) to a 256-d bottleneck, K = 65536 prototypes; its "
+_HEAD += "ablation shows K = 4096 nearly as good, which suits small data sets."
 
 
-@full_precision
-def dino_loss(
-    s1: torch.Tensor,
-    s2: torch.Tensor,
-    t1: torch.Tensor,
-    t2: torch.Tensor,
-    center: torch.Tensor,
-    student_temp: float = DEFAULTS["student_temp"],
-    teacher_temp: float = DEFAULTS["teacher_temp"],
-) -> torch.Tensor:
-    """Cross-entropy between the centred, sharpened teacher output of each view (detached)
-    and the student's output of the other view, averaged over rows and the two pairs."""
-    total = s1.new_zeros(())
-    for t, s in ((t1, s2), (t2, s1)):
-        pt = F.softmax((t.detach() - center) / teacher_temp, dim=1)
-        total = total - (pt * F.log_softmax(s / student_temp, dim=1)).sum(1).mean()
-    return total / 2
+class DINOConfig(MethodConfig):
+    """DINO's options."""
+
+    student_temp: PositiveFloat = Field(0.1, description=_TEMPS)
+    teacher_temp: PositiveFloat = Field(0.04, description=_TEMPS)
+    center_momentum: float = Field(0.9, ge=0, le=1, description=_TEMPS)
+    base_tau: float = Field(
+        0.99,
+        ge=0,
+        le=1,
+        description="The paper's teacher momentum starts at 0.996 (long ImageNet runs); "
+        "0.99 as in BYOL here, since runs are short.",
+    )
+    head: tuple[PositiveInt, ...] = Field((2048, 2048, 256), min_length=1, description=_HEAD)
+    num_prototypes: int = Field(4096, ge=2, description=_HEAD)
+    head_bn: bool = Field(
+        False,
+        description="official main_dino.py: BatchNorm in the head off by default (use_bn_in_head).",
+    )
+    freeze_prototypes_steps: NonNegativeInt = Field(
+        0,
+        description="The official code freezes the last layer for the first epoch; off by "
+        "default here (runs are counted in steps and budgets, not epochs).",
+    )
+    warmup_teacher_temp: Annotated[float, Field(gt=0)] | None = Field(
+        None,
+        description="Teacher temperature warm-up start (official: from 0.04 over the first "
+        "30 of 100 epochs); None keeps teacher_temp throughout.",
+    )
+    teacher_temp_warmup: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="The warm-up's length as a fraction of the run (official: 0.3).",
+    )
+    augment: TwoViewPolicy = Field(
+        "twoview", description="DINO's global crops: BYOL's two asymmetric views."
+    )
 
 
 @torch.no_grad()
@@ -95,53 +96,24 @@ class DINO(Method):
 
     name: ClassVar[str] = "dino"
     kind: ClassVar[str] = "self-supervised"
+    Config: ClassVar[type[DINOConfig]] = DINOConfig
     views: ClassVar[dict[str, tuple[str, ...]]] = {"labeled": (), "unlabeled": ("twoview",)}
     center: torch.Tensor
 
-    def __init__(
-        self,
-        network: Network,
-        student_temp: float = DEFAULTS["student_temp"],
-        teacher_temp: float = DEFAULTS["teacher_temp"],
-        center_momentum: float = DEFAULTS["center_momentum"],
-        base_tau: float = DEFAULTS["base_tau"],
-        head: Sequence[int] = DEFAULTS["head"],
-        num_prototypes: int = DEFAULTS["num_prototypes"],
-        head_bn: bool = DEFAULTS["head_bn"],
-        freeze_prototypes_steps: int = DEFAULTS["freeze_prototypes_steps"],
-        warmup_teacher_temp: float | None = DEFAULTS["warmup_teacher_temp"],
-        teacher_temp_warmup: float = DEFAULTS["teacher_temp_warmup"],
-        augment: str = "twoview",  # DINO's global crops: BYOL's two asymmetric views
-    ) -> None:
+    def __init__(self, network: Network, config: DINOConfig | None = None, **options: Any) -> None:
         super().__init__()
-        start_temp = teacher_temp if warmup_teacher_temp is None else warmup_teacher_temp
-        if min(student_temp, teacher_temp, start_temp) <= 0 or num_prototypes < 2:
-            raise ConfigError(
-                "DINO needs positive temperatures and num_prototypes >= 2 "
-                f"(got {student_temp}, {teacher_temp}, {start_temp}, {num_prototypes})"
-            )
-        if not 0.0 <= teacher_temp_warmup <= 1.0 or freeze_prototypes_steps < 0:
-            raise ConfigError(
-                "DINO needs teacher_temp_warmup in [0, 1] and freeze_prototypes_steps >= 0 "
-                f"(got {teacher_temp_warmup}, {freeze_prototypes_steps})"
-            )
-        if not (0.0 <= center_momentum <= 1.0 and 0.0 <= base_tau <= 1.0):
-            raise ConfigError(
-                f"center_momentum and base_tau must be in [0, 1], got {center_momentum}, {base_tau}"
-            )
+        self.config = cfg = DINOConfig.build(self.name, config, options)
+        start = cfg.teacher_temp if cfg.warmup_teacher_temp is None else cfg.warmup_teacher_temp
         self.network = network
-        self.student_temp, self.teacher_temp = float(student_temp), float(teacher_temp)
-        self.center_momentum, self.base_tau = float(center_momentum), float(base_tau)
-        self.start_temp, self.temp_warmup = float(start_temp), float(teacher_temp_warmup)
-        self.freeze_steps = int(freeze_prototypes_steps)
-        self.head = nn.Sequential(
-            mlp([network.feature_dim, *head], bn=bool(head_bn)),
-            CosineLinear(int(list(head)[-1]), int(num_prototypes)),
-        )
+        self.student_temp, self.teacher_temp = cfg.student_temp, cfg.teacher_temp
+        self.center_momentum, self.base_tau = cfg.center_momentum, cfg.base_tau
+        self.start_temp, self.temp_warmup = start, cfg.teacher_temp_warmup
+        self.freeze_steps = cfg.freeze_prototypes_steps
+        self.head = DINOHead(network.feature_dim, cfg.head, cfg.num_prototypes, cfg.head_bn)
         self.teacher_network = frozen_copy(network)
         self.teacher_head = frozen_copy(self.head)
-        self.register_buffer("center", torch.zeros(1, int(num_prototypes)))
-        self.views = {"labeled": (), "unlabeled": (augment,)}
+        self.register_buffer("center", torch.zeros(1, cfg.num_prototypes))
+        self.views = {"labeled": (), "unlabeled": (cfg.augment,)}
         self.progress = 0.0
         self._batch_center: torch.Tensor | None = None
 

@@ -3,7 +3,8 @@ strong view.
 
 Loss: ``CE(labeled) + lambda_u * mean_i w_i * CE(strong_i, argmax weak_i)``, the mean
 taken over all unlabeled images (not only the kept ones), ``w`` from a masking piece
-(``fewlabels.methods.masking``): a hard threshold at 0.95 (``mask="fixed"``, the paper) or
+(``fewlabels.methods.masking``; the loss:
+``fewlabels.losses.pseudo_label_loss``): a hard threshold at 0.95 (``mask="fixed"``, the paper) or
 the confidence itself with no threshold (``mask="confidence"``, report 001's variant).
 Pseudo-labels carry no gradient. The labeled images and both unlabeled views go through
 the network in one forward, so BatchNorm sees the whole batch once.
@@ -25,38 +26,58 @@ momentum 0.9, lr 0.03, weight decay 5e-4, cosine schedule.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
-import torch.nn.functional as F
+from pydantic import Field, NonNegativeFloat
 
 from fewlabels.core.errors import ConfigError
-from fewlabels.methods.base import Batch, Method
+from fewlabels.losses.classification import supervised_loss
+from fewlabels.losses.pseudo_label import pseudo_label_loss
+from fewlabels.methods.base import Batch, Method, MethodConfig
 from fewlabels.methods.masking import (
     ConfidenceWeight,
     DistributionAlignment,
     FixedThreshold,
     Masking,
-    check_weight,
 )
-from fewlabels.methods.supervised import supervised_loss
 from fewlabels.models import Network
 
-DEFAULTS = {
-    # FixMatch section 3.2 and appendix B.1: tau = 0.95, lambda_u = 1, hard pseudo-labels.
-    "threshold": 0.95,
-    "lambda_u": 1.0,
-    # FixMatch uses plain cross-entropy on the labeled batch.
-    "label_smoothing": 0.0,
-}
+__all__ = ["FixMatch", "FixMatchConfig", "WeakStrong", "WeakStrongConfig", "pseudo_label_loss"]
 
 
-def pseudo_label_loss(
-    logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor
-) -> torch.Tensor:
-    """``mean_i weights_i * CE(logits_i, targets_i)`` over all rows (in fp32)."""
-    ce = F.cross_entropy(logits.float(), targets, reduction="none")
-    return (ce * weights.float()).mean()
+class WeakStrongConfig(MethodConfig):
+    """The options every method of the FixMatch family takes."""
+
+    lambda_u: NonNegativeFloat = Field(
+        1.0, description="FixMatch section 3.2 and appendix B.1: lambda_u = 1."
+    )
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=1, description="FixMatch uses plain cross-entropy on the labeled batch."
+    )
+    weak: str = Field(
+        "weak",
+        description="FixMatch's weak augmentation (flip and shift): labeled images and "
+        "the pseudo-labelled view.",
+    )
+    strong: str = Field(
+        "strong",
+        description="FixMatch's strong augmentation (RandAugment and Cutout): the "
+        "view trained on the pseudo-labels.",
+    )
+
+
+class FixMatchConfig(WeakStrongConfig):
+    """FixMatch's options."""
+
+    threshold: float = Field(
+        0.95, gt=0, le=1, description="FixMatch section 3.2 and appendix B.1: tau = 0.95."
+    )
+    mask: Literal["fixed", "confidence"] = Field(
+        "fixed",
+        description="fixed: the paper's hard threshold; confidence: report 001's variant, "
+        "every pseudo-label weighted by its confidence.",
+    )
 
 
 class WeakStrong(Method):
@@ -65,6 +86,7 @@ class WeakStrong(Method):
 
     name: ClassVar[str] = "weak_strong"
     kind: ClassVar[str] = "semi-supervised"
+    Config: ClassVar[type[WeakStrongConfig]] = WeakStrongConfig
     views: ClassVar[dict[str, tuple[str, ...]]] = {
         "labeled": ("weak",),
         "unlabeled": ("weak", "strong"),
@@ -74,23 +96,19 @@ class WeakStrong(Method):
         self,
         network: Network,
         masking: Masking,
-        lambda_u: float = DEFAULTS["lambda_u"],
-        label_smoothing: float = DEFAULTS["label_smoothing"],
-        weak: str = "weak",
-        strong: str = "strong",
+        config: WeakStrongConfig,
         alignment: DistributionAlignment | None = None,
     ) -> None:
         super().__init__()
-        if not 0.0 <= label_smoothing < 1.0:
-            raise ConfigError(f"label smoothing must be in [0, 1), got {label_smoothing}")
         if getattr(network, "num_classes", 1) < 1:
             raise ConfigError(f"method {self.name!r} needs a network with a classifier head")
+        self.config = config
         self.network = network
         self.masking = masking
         self.alignment = alignment
-        self.lambda_u = check_weight(lambda_u)
-        self.label_smoothing = float(label_smoothing)
-        self.views = {"labeled": (weak,), "unlabeled": (weak, strong)}
+        self.lambda_u = config.lambda_u
+        self.label_smoothing = config.label_smoothing
+        self.views = {"labeled": (config.weak,), "unlabeled": (config.weak, config.strong)}
 
     def setup(self, *, num_labeled: int, num_unlabeled: int, num_classes: int) -> None:
         super().setup(num_labeled=num_labeled, num_unlabeled=num_unlabeled, num_classes=num_classes)
@@ -134,19 +152,11 @@ class FixMatch(WeakStrong):
     report 001's FixMatch-like variant weighted by confidence without a hard threshold."""
 
     name: ClassVar[str] = "fixmatch"
+    Config: ClassVar[type[FixMatchConfig]] = FixMatchConfig
 
     def __init__(
-        self,
-        network: Network,
-        threshold: float = DEFAULTS["threshold"],
-        lambda_u: float = DEFAULTS["lambda_u"],
-        mask: str = "fixed",
-        label_smoothing: float = DEFAULTS["label_smoothing"],
-        weak: str = "weak",
-        strong: str = "strong",
+        self, network: Network, config: FixMatchConfig | None = None, **options: Any
     ) -> None:
-        pieces = {"fixed": lambda: FixedThreshold(threshold), "confidence": ConfidenceWeight}
-        if mask not in pieces:
-            raise ConfigError(f"mask {mask!r} is not one of {', '.join(pieces)}")
-        FixedThreshold(threshold)  # validates the threshold whichever piece is used
-        super().__init__(network, pieces[mask](), lambda_u, label_smoothing, weak, strong)
+        cfg = FixMatchConfig.build(self.name, config, options)
+        masking = FixedThreshold(cfg.threshold) if cfg.mask == "fixed" else ConfidenceWeight()
+        super().__init__(network, masking, cfg)

@@ -11,36 +11,33 @@ is sized by ``setup`` and checkpointed with the method. See
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from fewlabels.methods.fixmatch import DEFAULTS as FIXMATCH
-from fewlabels.methods.fixmatch import WeakStrong
+from pydantic import Field
+
+from fewlabels.methods.fixmatch import WeakStrong, WeakStrongConfig
 from fewlabels.methods.masking import ClassWiseCurriculum
 from fewlabels.models import Network
 
-DEFAULTS = {
-    # FlexMatch section 4 / appendix: tau = 0.95, threshold warm-up on, convex mapping
-    # M(x) = x / (2 - x), lambda_u = 1, other settings as FixMatch.
-    "threshold": 0.95,
-    "warmup": True,
-    "lambda_u": FIXMATCH["lambda_u"],
-}
+_PAPER = "FlexMatch section 4 / appendix: tau = 0.95, threshold warm-up on, convex mapping "
+_PAPER += "M(x) = x / (2 - x), lambda_u = 1, other settings as FixMatch."
+
+
+class FlexMatchConfig(WeakStrongConfig):
+    """FlexMatch's options."""
+
+    threshold: float = Field(0.95, gt=0, le=1, description=_PAPER)
+    warmup: bool = Field(True, description=_PAPER)
 
 
 class FlexMatch(WeakStrong):
     """FixMatch with FlexMatch's class-wise curriculum thresholds."""
 
     name: ClassVar[str] = "flexmatch"
+    Config: ClassVar[type[FlexMatchConfig]] = FlexMatchConfig
 
     def __init__(
-        self,
-        network: Network,
-        threshold: float = DEFAULTS["threshold"],
-        warmup: bool = DEFAULTS["warmup"],
-        lambda_u: float = DEFAULTS["lambda_u"],
-        label_smoothing: float = FIXMATCH["label_smoothing"],
-        weak: str = "weak",
-        strong: str = "strong",
+        self, network: Network, config: FlexMatchConfig | None = None, **options: Any
     ) -> None:
-        masking = ClassWiseCurriculum(threshold, warmup)
-        super().__init__(network, masking, lambda_u, label_smoothing, weak, strong)
+        cfg = FlexMatchConfig.build(self.name, config, options)
+        super().__init__(network, ClassWiseCurriculum(cfg.threshold, cfg.warmup), cfg)

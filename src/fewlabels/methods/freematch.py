@@ -4,50 +4,48 @@ The global threshold is the EMA of the mean top confidence on unlabeled images; 
 scales it by its EMA class probability relative to the largest (``SelfAdaptiveThreshold``
 in ``fewlabels.methods.masking``). The optional self-adaptive fairness term (weight
 ``lambda_f``; 0 turns it off) pushes the kept strong-view predictions to spread over the
-classes, normalised by the running histograms (``freematch_fairness_loss``).
+classes, normalised by the running histograms (``fewlabels.losses.freematch_fairness_loss``).
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
+from pydantic import Field, NonNegativeFloat
 
-from fewlabels.core.errors import ConfigError
-from fewlabels.methods.fixmatch import DEFAULTS as FIXMATCH
-from fewlabels.methods.fixmatch import WeakStrong
-from fewlabels.methods.masking import SelfAdaptiveThreshold, freematch_fairness_loss
+from fewlabels.losses.pseudo_label import freematch_fairness_loss
+from fewlabels.methods.fixmatch import WeakStrong, WeakStrongConfig
+from fewlabels.methods.masking import SelfAdaptiveThreshold
 from fewlabels.models import Network
 
-DEFAULTS = {
-    # FreeMatch section 4.1: EMA momentum 0.999, lambda_u = 1, fairness weight 0.01 for
-    # CIFAR-10 (USB's classic-CV configs use 0.001 on some data sets).
-    "ema": 0.999,
-    "lambda_u": FIXMATCH["lambda_u"],
-    "lambda_f": 0.01,
-}
+
+class FreeMatchConfig(WeakStrongConfig):
+    """FreeMatch's options."""
+
+    ema: float = Field(
+        0.999, ge=0, lt=1, description="FreeMatch section 4.1: EMA momentum lambda = 0.999."
+    )
+    lambda_f: NonNegativeFloat = Field(
+        0.01,
+        description="FreeMatch section 4.1: fairness weight 0.01 for CIFAR-10 (USB's "
+        "classic-CV configs use 0.001 on some data sets); 0 turns the term off.",
+    )
 
 
 class FreeMatch(WeakStrong):
     """FixMatch with FreeMatch's self-adaptive thresholds and fairness term."""
 
     name: ClassVar[str] = "freematch"
+    Config: ClassVar[type[FreeMatchConfig]] = FreeMatchConfig
 
     def __init__(
-        self,
-        network: Network,
-        ema: float = DEFAULTS["ema"],
-        lambda_u: float = DEFAULTS["lambda_u"],
-        lambda_f: float = DEFAULTS["lambda_f"],
-        label_smoothing: float = FIXMATCH["label_smoothing"],
-        weak: str = "weak",
-        strong: str = "strong",
+        self, network: Network, config: FreeMatchConfig | None = None, **options: Any
     ) -> None:
-        if lambda_f < 0:
-            raise ConfigError(f"lambda_f must be >= 0, got {lambda_f}")
-        masking = SelfAdaptiveThreshold(network.num_classes, ema)
-        super().__init__(network, masking, lambda_u, label_smoothing, weak, strong)
-        self.lambda_f = float(lambda_f)
+        cfg = FreeMatchConfig.build(self.name, config, options)
+        masking = SelfAdaptiveThreshold(network.num_classes, cfg.ema)
+        super().__init__(network, masking, cfg)
+        self.lambda_f = cfg.lambda_f
 
     def extra_loss(
         self, probs_strong: torch.Tensor, weights: torch.Tensor

@@ -19,7 +19,7 @@ TruncatedGaussian    exp(-(min(q - mu_t, 0))^2 / (2 var_t / n_sigma^2))         
 ===================  =========================================================  ==========
 
 ``DistributionAlignment`` (SoftMatch's uniform alignment) rescales ``probs`` before any of
-them.
+them. FreeMatch's fairness term is a loss (``fewlabels.losses.freematch_fairness_loss``).
 """
 
 from __future__ import annotations
@@ -31,17 +31,16 @@ from fewlabels.core.errors import ConfigError
 
 Tensor = torch.Tensor
 
-DEFAULTS = {
-    # FixMatch (Sohn et al. 2020), section 3.2 / appendix B: tau = 0.95. FlexMatch
-    # (Zhang et al. 2021) keeps 0.95 as the upper end of its class-wise thresholds.
-    "threshold": 0.95,
-    # FreeMatch (Wang et al. 2023), section 3.2: EMA momentum lambda = 0.999; SoftMatch
-    # (Chen et al. 2023), section 3.3: m = 0.999 for the mean and variance of confidence.
-    "ema": 0.999,
-    # SoftMatch's official code (USB ``SoftMatchWeightingHook``): the Gaussian's width is
-    # the running std divided by n_sigma = 2.
-    "n_sigma": 2.0,
-}
+# The pieces' own defaults, for use outside a method (the methods' Configs set them).
+# FixMatch (Sohn et al. 2020), section 3.2 / appendix B: tau = 0.95. FlexMatch
+# (Zhang et al. 2021) keeps 0.95 as the upper end of its class-wise thresholds.
+THRESHOLD = 0.95
+# FreeMatch (Wang et al. 2023), section 3.2: EMA momentum lambda = 0.999; SoftMatch
+# (Chen et al. 2023), section 3.3: m = 0.999 for the mean and variance of confidence.
+EMA = 0.999
+# SoftMatch's official code (USB ``SoftMatchWeightingHook``): the Gaussian's width is
+# the running std divided by n_sigma = 2.
+N_SIGMA = 2.0
 
 
 def check_threshold(threshold: float) -> float:
@@ -118,34 +117,6 @@ def freematch_class_thresholds(global_conf: Tensor, class_probs: Tensor) -> Tens
     return class_probs / class_probs.max() * global_conf
 
 
-def freematch_fairness_loss(
-    probs_strong: Tensor, mask: Tensor, class_probs: Tensor, hist: Tensor
-) -> Tensor:
-    """FreeMatch's self-adaptive fairness term (eq. 8-9), to be minimised.
-
-    ``L_f = -H(SumNorm(p_t / h_t), SumNorm(p_bar / h_bar))`` with ``H(a, b) = -sum a log b``:
-    ``p_t``/``h_t`` are the running class probabilities and pseudo-label histogram,
-    ``p_bar``/``h_bar`` the mean strong-view probabilities and their argmax histogram over
-    the masked-in samples. Classes absent from a histogram get weight 0 (not 1/0). The
-    gradient flows through ``p_bar`` only. No sample kept: 0.
-    """
-    keep = mask > 0
-    if not bool(keep.any()):
-        return probs_strong.sum() * 0.0
-    p = probs_strong[keep]
-    h_bar = torch.bincount(p.detach().argmax(1), minlength=p.shape[1]).to(p.dtype)
-    h_bar = h_bar / h_bar.sum()
-
-    def inverse(h: Tensor) -> Tensor:
-        return torch.where(h > 0, 1.0 / h.clamp_min(1e-12), torch.zeros_like(h))
-
-    target = class_probs.to(p.dtype) * inverse(hist.to(p.dtype))
-    target = target / target.sum()
-    ours = p.mean(dim=0) * inverse(h_bar)
-    ours = ours / ours.sum()
-    return (target * torch.log(ours + 1e-12)).sum()
-
-
 def truncated_gaussian_weights(
     probs: Tensor, mu: Tensor | float, var: Tensor | float, n_sigma: float = 2.0
 ) -> Tensor:
@@ -184,7 +155,7 @@ class Masking(nn.Module):
 class FixedThreshold(Masking):
     """FixMatch's hard mask at a fixed confidence threshold (default 0.95)."""
 
-    def __init__(self, threshold: float = DEFAULTS["threshold"]) -> None:
+    def __init__(self, threshold: float = THRESHOLD) -> None:
         super().__init__()
         self.threshold = check_threshold(threshold)
 
@@ -203,7 +174,7 @@ class ClassWiseCurriculum(Masking):
     """FlexMatch's curriculum pseudo-labelling: class-wise thresholds from a memory of the
     last confident prediction of every unlabeled image (``memory``, sized by ``setup``)."""
 
-    def __init__(self, threshold: float = DEFAULTS["threshold"], warmup: bool = True) -> None:
+    def __init__(self, threshold: float = THRESHOLD, warmup: bool = True) -> None:
         super().__init__()
         self.threshold = check_threshold(threshold)
         self.warmup = bool(warmup)
@@ -236,7 +207,7 @@ class SelfAdaptiveThreshold(Masking):
     ``tau``) scaled per class by the EMA of the class probabilities (``class_probs``).
     ``hist``, the EMA histogram of pseudo-labels, feeds the optional fairness term."""
 
-    def __init__(self, num_classes: int, momentum: float = DEFAULTS["ema"]) -> None:
+    def __init__(self, num_classes: int, momentum: float = EMA) -> None:
         super().__init__()
         if num_classes < 1:
             raise ConfigError("FreeMatch needs a classifier with at least one class")
@@ -272,8 +243,8 @@ class TruncatedGaussian(Masking):
     def __init__(
         self,
         num_classes: int,
-        momentum: float = DEFAULTS["ema"],
-        n_sigma: float = DEFAULTS["n_sigma"],
+        momentum: float = EMA,
+        n_sigma: float = N_SIGMA,
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -302,7 +273,7 @@ class DistributionAlignment(nn.Module):
     """SoftMatch's uniform alignment: keeps the EMA of the unlabeled class probabilities
     (``class_probs``, starts uniform) and divides predictions by it."""
 
-    def __init__(self, num_classes: int, momentum: float = DEFAULTS["ema"]) -> None:
+    def __init__(self, num_classes: int, momentum: float = EMA) -> None:
         super().__init__()
         self.momentum = check_momentum(momentum)
         self.register_buffer("class_probs", torch.full((num_classes,), 1.0 / num_classes))

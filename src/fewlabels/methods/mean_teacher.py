@@ -14,26 +14,49 @@ teacher is a frozen copy of the classifier, saved in the method's state; the loo
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
+from pydantic import Field, NonNegativeFloat
 
-from fewlabels.core.errors import ConfigError
-from fewlabels.methods.base import Batch, Method
-from fewlabels.methods.heads import frozen_copy, momentum_update
-from fewlabels.methods.masking import check_rampup, check_weight
-from fewlabels.methods.supervised import supervised_loss
+from fewlabels.losses.classification import supervised_loss
+from fewlabels.losses.consistency import softmax_mse
+from fewlabels.methods.base import Batch, Method, MethodConfig
+from fewlabels.methods.momentum import frozen_copy, momentum_update
 from fewlabels.models import Network
 
-DEFAULTS = {
-    # Mean Teacher appendix B (CIFAR-10 ConvNet): consistency = class-mean MSE of softmax
-    # outputs with maximum weight 100 and a sigmoid ramp-up; EMA decay 0.99 in the ramp-up,
-    # 0.999 after (we keep one decay with the code's 1 - 1/(t+1) start). Ramp-up length:
-    # 40% of the budget, as USB's MeanTeacher (unsup_warmup 0.4).
-    "lambda_u": 100.0,
-    "ema": 0.999,
-    "rampup": 0.4,
-}
+__all__ = ["MeanTeacher", "MeanTeacherConfig", "sigmoid_rampup", "softmax_mse", "teacher_decay"]
+
+
+class MeanTeacherConfig(MethodConfig):
+    """Mean Teacher's options."""
+
+    lambda_u: NonNegativeFloat = Field(
+        100.0,
+        description="Mean Teacher appendix B (CIFAR-10 ConvNet): consistency = class-mean "
+        "MSE of softmax outputs with maximum weight 100 and a sigmoid ramp-up.",
+    )
+    ema: float = Field(
+        0.999,
+        gt=0,
+        lt=1,
+        description="Mean Teacher appendix B: EMA decay 0.99 in the ramp-up, 0.999 after "
+        "(we keep one decay with the code's 1 - 1/(t+1) start).",
+    )
+    rampup: float = Field(
+        0.4,
+        ge=0,
+        le=1,
+        json_schema_extra={"what": "a fraction of the budget"},
+        description="Ramp-up length as a fraction of the budget: 40%, as USB's MeanTeacher "
+        "(unsup_warmup 0.4).",
+    )
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=1, description="The paper uses plain cross-entropy on labeled images."
+    )
+    augment: str = Field(
+        "weak", description="Mean Teacher's input augmentation: translations and flips."
+    )
 
 
 def sigmoid_rampup(progress: float, length: float) -> float:
@@ -42,14 +65,6 @@ def sigmoid_rampup(progress: float, length: float) -> float:
         return 1.0
     t = min(1.0, max(0.0, progress) / length)
     return math.exp(-5.0 * (1.0 - t) ** 2)
-
-
-def softmax_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-    """Mean over images and classes of the squared difference of the softmax outputs; the
-    teacher side carries no gradient."""
-    p = torch.softmax(student_logits.float(), dim=1)
-    q = torch.softmax(teacher_logits.detach().float(), dim=1)
-    return ((p - q) ** 2).mean()
 
 
 def teacher_decay(ema: float, updates: int) -> float:
@@ -62,30 +77,24 @@ class MeanTeacher(Method):
 
     name: ClassVar[str] = "mean_teacher"
     kind: ClassVar[str] = "semi-supervised"
+    Config: ClassVar[type[MeanTeacherConfig]] = MeanTeacherConfig
     views: ClassVar[dict[str, tuple[str, ...]]] = {
         "labeled": ("weak",),
         "unlabeled": ("weak", "weak"),
     }
 
     def __init__(
-        self,
-        network: Network,
-        lambda_u: float = DEFAULTS["lambda_u"],
-        ema: float = DEFAULTS["ema"],
-        rampup: float = DEFAULTS["rampup"],
-        label_smoothing: float = 0.0,
-        augment: str = "weak",
+        self, network: Network, config: MeanTeacherConfig | None = None, **options: Any
     ) -> None:
         super().__init__()
-        if not 0.0 < ema < 1.0:
-            raise ConfigError(f"teacher EMA decay must be in (0, 1), got {ema}")
+        self.config = cfg = MeanTeacherConfig.build(self.name, config, options)
         self.network = network
         self.teacher = frozen_copy(network)
-        self.lambda_u, self.rampup = check_weight(lambda_u), check_rampup(rampup)
-        self.ema = float(ema)
-        self.label_smoothing = float(label_smoothing)
+        self.lambda_u, self.rampup = cfg.lambda_u, cfg.rampup
+        self.ema = cfg.ema
+        self.label_smoothing = cfg.label_smoothing
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
-        self.views = {"labeled": (augment,), "unlabeled": (augment, augment)}
+        self.views = {"labeled": (cfg.augment,), "unlabeled": (cfg.augment, cfg.augment)}
 
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         xl = batch.labeled[0]

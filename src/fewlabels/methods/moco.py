@@ -1,5 +1,5 @@
 """MoCo v2 (He et al. 2020; Chen et al. 2020): contrast each query with its key from a
-momentum encoder and with a queue of past keys.
+momentum encoder and with a queue of past keys (InfoNCE, ``fewlabels.losses.infonce``).
 
 The key encoder (encoder + MLP head) is an EMA of the query one, its parameters untouched
 by the optimiser. ``step`` computes the loss; ``after_step`` moves the key encoder and
@@ -9,53 +9,44 @@ Not included: MoCo's shuffled BatchNorm (a multi-GPU trick against BN informatio
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, PositiveFloat, PositiveInt
 
-from fewlabels.core.errors import ConfigError
-from fewlabels.methods.base import Batch, Method
-from fewlabels.methods.distributed import gather_no_grad
-from fewlabels.methods.heads import (
-    frozen_copy,
-    full_precision,
-    mlp,
-    momentum_update,
-    two_view_policy,
-)
+from fewlabels.losses.distributed import gather_no_grad
+from fewlabels.losses.infonce import moco_loss
+from fewlabels.methods.base import Batch, Method, MethodConfig, TwoViewPolicy
+from fewlabels.methods.momentum import frozen_copy, momentum_update
 from fewlabels.models import Network
+from fewlabels.models.heads import ProjectionHead
 
-DEFAULTS = {
-    # MoCo v2 paper: temperature 0.2 (its ImageNet setting; the authors' CIFAR-10 demo
-    # notebook uses 0.1).
-    "temperature": 0.2,
-    # The MoCo authors' CIFAR-10 demo: momentum 0.99, queue 4096 (MoCo v2 on ImageNet:
-    # 0.999 and 65536, too slow-moving and too long for small data sets).
-    "momentum": 0.99,
-    "queue_size": 4096,
-    # MoCo v2: a 2-layer MLP head (hidden 2048, ReLU, no BN) to 128-d.
-    "head": (2048, 128),
-    # MoCo v2 is asymmetric; the CIFAR-10 demo's symmetric loss uses both views both ways.
-    "symmetric": False,
-}
+_DEMO = "The MoCo authors' CIFAR-10 demo: momentum 0.99, queue 4096 (MoCo v2 on ImageNet: "
+_DEMO += "0.999 and 65536, too slow-moving and too long for small data sets)."
 
 
-@full_precision
-def moco_loss(
-    q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float
-) -> torch.Tensor:
-    """InfoNCE: each query ``q`` (N, d) must pick its key ``k`` (N, d) from [k, *queue].
+class MoCoConfig(MethodConfig):
+    """MoCo v2's options."""
 
-    ``q`` and ``k`` are L2-normalised here, ``queue`` (K, d) must already be; ``k`` and
-    ``queue`` are detached.
-    """
-    q, k = F.normalize(q, dim=1), F.normalize(k.detach(), dim=1)
-    pos = (q * k).sum(1, keepdim=True)
-    neg = q @ queue.detach().T
-    logits = torch.cat([pos, neg], dim=1) / temperature
-    return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
+    temperature: PositiveFloat = Field(
+        0.2,
+        description="MoCo v2 paper: temperature 0.2 (its ImageNet setting; the authors' "
+        "CIFAR-10 demo notebook uses 0.1).",
+    )
+    momentum: float = Field(0.99, ge=0, le=1, description=_DEMO)
+    queue_size: PositiveInt = Field(4096, description=_DEMO)
+    head: tuple[PositiveInt, ...] = Field(
+        (2048, 128),
+        min_length=1,
+        description="MoCo v2: a 2-layer MLP head (hidden 2048, ReLU, no BN) to 128-d.",
+    )
+    symmetric: bool = Field(
+        False,
+        description="MoCo v2 is asymmetric; the CIFAR-10 demo's symmetric loss uses both "
+        "views both ways.",
+    )
+    augment: TwoViewPolicy = Field("twoview", description="Two augmented views of each image.")
 
 
 class MoCo(Method):
@@ -63,37 +54,24 @@ class MoCo(Method):
 
     name: ClassVar[str] = "moco"
     kind: ClassVar[str] = "self-supervised"
+    Config: ClassVar[type[MoCoConfig]] = MoCoConfig
     views: ClassVar[dict[str, tuple[str, ...]]] = {"labeled": (), "unlabeled": ("twoview",)}
     queue: torch.Tensor
     queue_ptr: torch.Tensor
 
-    def __init__(
-        self,
-        network: Network,
-        temperature: float = DEFAULTS["temperature"],
-        momentum: float = DEFAULTS["momentum"],
-        queue_size: int = DEFAULTS["queue_size"],
-        head: Sequence[int] = DEFAULTS["head"],
-        symmetric: bool = DEFAULTS["symmetric"],
-        augment: str = "twoview",
-    ) -> None:
+    def __init__(self, network: Network, config: MoCoConfig | None = None, **options: Any) -> None:
         super().__init__()
-        two_view_policy(augment, self.name)
-        if temperature <= 0 or not 0.0 <= momentum <= 1.0 or queue_size < 1:
-            raise ConfigError(
-                "MoCo needs temperature > 0, momentum in [0, 1] and queue_size >= 1 "
-                f"(got {temperature}, {momentum}, {queue_size})"
-            )
+        self.config = cfg = MoCoConfig.build(self.name, config, options)
         self.network = network
-        self.temperature, self.momentum = float(temperature), float(momentum)
-        self.symmetric = bool(symmetric)
-        self.head = mlp([network.feature_dim, *head], bn=False)
+        self.temperature, self.momentum = cfg.temperature, cfg.momentum
+        self.symmetric = cfg.symmetric
+        self.head = ProjectionHead(network.feature_dim, cfg.head, bn=False)
         self.key_network = frozen_copy(network)
         self.key_head = frozen_copy(self.head)
-        dim = int(list(head)[-1])
-        self.register_buffer("queue", F.normalize(torch.randn(int(queue_size), dim), dim=1))
+        queue = F.normalize(torch.randn(cfg.queue_size, self.head.out_dim), dim=1)
+        self.register_buffer("queue", queue)
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
-        self.views = {"labeled": (), "unlabeled": (augment,)}
+        self.views = {"labeled": (), "unlabeled": (cfg.augment,)}
         self._new_keys: torch.Tensor | None = None
 
     def _keys(self, x: torch.Tensor) -> torch.Tensor:

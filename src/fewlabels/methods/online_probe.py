@@ -30,12 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fewlabels.methods.base import Batch, Method
+from fewlabels.methods.base import Batch, Method, MethodConfig
 
-DEFAULTS = {
-    # solo-learn trains its online classifier on weakly augmented (crop + flip) images.
-    "augment": "weak",
-}
+# solo-learn trains its online classifier on weakly augmented (crop + flip) images.
+PROBE_AUGMENT = "weak"
 
 
 def probe_loss(
@@ -60,7 +58,7 @@ class OnlineProbe(Method):
 
     primary: ClassVar[str] = "unlabeled"
 
-    def __init__(self, inner: Method, augment: str = DEFAULTS["augment"]) -> None:
+    def __init__(self, inner: Method, augment: str = PROBE_AUGMENT) -> None:
         super().__init__()
         self.inner = inner
         self.name = inner.name  # type: ignore[misc]
@@ -73,6 +71,10 @@ class OnlineProbe(Method):
     @property  # type: ignore[override]
     def network(self) -> nn.Module:  # the inner method's: not registered twice
         return self.inner.network
+
+    @property  # type: ignore[override]
+    def config(self) -> MethodConfig:  # the inner method's options
+        return self.inner.config
 
     @property  # type: ignore[override]
     def unlabeled_copies(self) -> int:
@@ -103,7 +105,7 @@ class OnlineProbe(Method):
         return self.inner.load_state_dict(state_dict, strict=strict, assign=assign)
 
 
-def with_online_probe(method: Method, augment: str = DEFAULTS["augment"]) -> Method:
+def with_online_probe(method: Method, augment: str = PROBE_AUGMENT) -> Method:
     """``OnlineProbe(method)`` for a self-supervised method, else the method unchanged."""
     if method.kind != "self-supervised" or isinstance(method, OnlineProbe):
         return method

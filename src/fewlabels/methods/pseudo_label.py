@@ -10,24 +10,38 @@ predictions count little. Labeled and unlabeled images share one forward.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
+from pydantic import Field, NonNegativeFloat
 
-from fewlabels.methods.base import Batch, Method
-from fewlabels.methods.fixmatch import pseudo_label_loss
-from fewlabels.methods.masking import FixedThreshold, check_rampup, check_weight
-from fewlabels.methods.supervised import supervised_loss
+from fewlabels.losses.classification import supervised_loss
+from fewlabels.losses.pseudo_label import pseudo_label_loss
+from fewlabels.methods.base import Batch, Method, MethodConfig
+from fewlabels.methods.masking import FixedThreshold
 from fewlabels.models import Network
 
-DEFAULTS = {
-    # Lee 2013 section 3.2 uses every argmax with alpha ramped from 0 (up to alpha_f = 3);
-    # USB's Pseudo-Label baseline keeps only predictions above 0.95 with lambda_u = 1
-    # ramped up over the first 40% of training: we take the latter.
-    "threshold": 0.95,
-    "lambda_u": 1.0,
-    "rampup": 0.4,
-}
+_USB = "Lee 2013 section 3.2 uses every argmax with alpha ramped from 0 (up to alpha_f = 3); "
+_USB += "USB's Pseudo-Label baseline keeps only predictions above 0.95 with lambda_u = 1 "
+_USB += "ramped up over the first 40% of training: we take the latter"
+
+
+class PseudoLabelConfig(MethodConfig):
+    """Online pseudo-labelling's options."""
+
+    threshold: float = Field(0.95, gt=0, le=1, description=f"{_USB}.")
+    lambda_u: NonNegativeFloat = Field(1.0, description=f"{_USB}.")
+    rampup: float = Field(
+        0.4,
+        ge=0,
+        le=1,
+        json_schema_extra={"what": "a fraction of the budget"},
+        description=f"{_USB} (ramp-up as a fraction of the budget).",
+    )
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=1, description="Plain cross-entropy on labeled images, as Lee 2013."
+    )
+    augment: str = Field("weak", description="Policy of both streams: crop and flip.")
 
 
 def linear_rampup(progress: float, length: float) -> float:
@@ -40,24 +54,19 @@ class PseudoLabel(Method):
 
     name: ClassVar[str] = "pseudo_label"
     kind: ClassVar[str] = "semi-supervised"
+    Config: ClassVar[type[PseudoLabelConfig]] = PseudoLabelConfig
     views: ClassVar[dict[str, tuple[str, ...]]] = {"labeled": ("weak",), "unlabeled": ("weak",)}
 
     def __init__(
-        self,
-        network: Network,
-        threshold: float = DEFAULTS["threshold"],
-        lambda_u: float = DEFAULTS["lambda_u"],
-        rampup: float = DEFAULTS["rampup"],
-        label_smoothing: float = 0.0,
-        augment: str = "weak",
+        self, network: Network, config: PseudoLabelConfig | None = None, **options: Any
     ) -> None:
         super().__init__()
+        self.config = cfg = PseudoLabelConfig.build(self.name, config, options)
         self.network = network
-        self.masking = FixedThreshold(threshold)
-        self.lambda_u = check_weight(lambda_u)
-        self.rampup = check_rampup(rampup)
-        self.label_smoothing = float(label_smoothing)
-        self.views = {"labeled": (augment,), "unlabeled": (augment,)}
+        self.masking = FixedThreshold(cfg.threshold)
+        self.lambda_u, self.rampup = cfg.lambda_u, cfg.rampup
+        self.label_smoothing = cfg.label_smoothing
+        self.views = {"labeled": (cfg.augment,), "unlabeled": (cfg.augment,)}
 
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         xl, xu = batch.labeled[0], batch.unlabeled[0]

@@ -6,34 +6,40 @@ The ``rotation`` policy returns ``(image rotated by k x 90 degrees, k)``. With
 work better than one at random) the method turns each of those images further by 0..3
 quarter turns, so the batch holds every rotation of every image with label ``(k + j) % 4``.
 The loss is the cross-entropy of a small head on the encoder's features over the 4
-rotations; it is a per-image mean, so under DDP the ranks' mean is the global loss.
+rotations (``fewlabels.losses.rotation_loss``); it is a per-image mean, so under DDP the
+ranks' mean is the global loss.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
+from pydantic import Field, PositiveInt
 
-from fewlabels.methods.base import Batch, Method
-from fewlabels.methods.heads import mlp
+from fewlabels.losses.classification import rotation_loss
+from fewlabels.methods.base import Batch, Method, MethodConfig
 from fewlabels.models import Network
-
-DEFAULTS = {
-    # Gidaris et al. 2018 (implementation details): all four rotations of each image in
-    # the same batch train better than one random rotation per image.
-    "all_rotations": True,
-    # Hidden sizes of the rotation classifier on the encoder's features; () = linear (the
-    # paper's classifier is the top of its network; here the encoder must carry the signal).
-    "head": (),
-}
+from fewlabels.models.heads import MLP
 
 
-def rotation_loss(logits: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of ``(N, 4)`` rotation logits against the quarter-turn counts ``k``."""
-    return F.cross_entropy(logits.float(), k)
+class RotNetConfig(MethodConfig):
+    """RotNet's options."""
+
+    all_rotations: bool = Field(
+        True,
+        description="Gidaris et al. 2018 (implementation details): all four rotations of "
+        "each image in the same batch train better than one random rotation per image.",
+    )
+    head: tuple[PositiveInt, ...] = Field(
+        (),
+        description="Hidden sizes of the rotation classifier on the encoder's features; "
+        "() = linear (the paper's classifier is the top of its network; here the encoder "
+        "must carry the signal).",
+    )
+    augment: str = Field(
+        "rotation", description="A policy returning (rotated image, quarter turns)."
+    )
 
 
 def all_rotations(x: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,21 +55,19 @@ class RotNet(Method):
 
     name: ClassVar[str] = "rotnet"
     kind: ClassVar[str] = "self-supervised"
+    Config: ClassVar[type[RotNetConfig]] = RotNetConfig
     views: ClassVar[dict[str, tuple[str, ...]]] = {"labeled": (), "unlabeled": ("rotation",)}
 
     def __init__(
-        self,
-        network: Network,
-        all_rotations: bool = DEFAULTS["all_rotations"],
-        head: Sequence[int] = DEFAULTS["head"],
-        augment: str = "rotation",
+        self, network: Network, config: RotNetConfig | None = None, **options: Any
     ) -> None:
         super().__init__()
+        self.config = cfg = RotNetConfig.build(self.name, config, options)
         self.network = network
-        self.all_rotations = bool(all_rotations)
+        self.all_rotations = cfg.all_rotations
         self.unlabeled_copies = 4 if self.all_rotations else 1
-        self.rotation_head = mlp([network.feature_dim, *head, 4])
-        self.views = {"labeled": (), "unlabeled": (augment,)}
+        self.rotation_head = MLP(network.feature_dim, (*cfg.head, 4))
+        self.views = {"labeled": (), "unlabeled": (cfg.augment,)}
 
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         x, k = batch.unlabeled[0]

@@ -9,7 +9,8 @@ For classifier logits ``s`` (N x C, cosine similarities) of each view, with Baye
   softmax, each class column then scaled to sum to 1 over the batch);
 * target ``p(y|x_i) = rownorm(softmax_col(s_i / t_c))`` (softmax over the batch per class,
   each row then scaled to sum to 1);
-* ``loss = -1/2 mean_n [sum_y p(y|x_1) log p(y|x_2) + sum_y p(y|x_2) log p(y|x_1)]``.
+* ``loss = -1/2 mean_n [sum_y p(y|x_1) log p(y|x_2) + sum_y p(y|x_2) log p(y|x_1)]``
+  (``fewlabels.losses.self_classifier``).
 
 Both sides carry gradient, as in the paper's pseudocode and the official code. The
 column operations need the whole batch, so under DDP the logits are gathered and every
@@ -20,54 +21,49 @@ Not included: multi-crop and the official code's nearest-neighbour view pairs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import ClassVar
+from typing import Annotated, Any, ClassVar
 
 import torch
-import torch.nn.functional as F
+from pydantic import Field, PositiveFloat, PositiveInt, field_validator
 from torch import nn
 
-from fewlabels.core.errors import ConfigError
-from fewlabels.methods.base import Batch, Method
-from fewlabels.methods.distributed import gather_with_grad
-from fewlabels.methods.heads import CosineLinear, full_precision, mlp
+from fewlabels.losses.distributed import gather_with_grad
+from fewlabels.losses.self_classifier import self_classifier_loss
+from fewlabels.methods.base import Batch, Method, MethodConfig, TwoViewPolicy
 from fewlabels.models import Network
-
-DEFAULTS = {
-    # Paper section 4 / official training scripts: row temperature 0.1, column 0.05.
-    "row_tau": 0.1,
-    "col_tau": 0.05,
-    # Official scripts: 4 classifiers of 1000, 2000, 4000 and 8000 classes (the paper's
-    # ablation: one classifier of 1000 on ImageNet already works).
-    "classes": (1000, 2000, 4000, 8000),
-    # Official scripts: an MLP with 2 hidden layers of 4096 (BN, ReLU) to a 128-d embedding.
-    "projector": (4096, 4096, 128),
-    # the official code's epsilon in the normalisations and the log
-    "eps": 1e-8,
-}
+from fewlabels.models.heads import CosineLinear, ProjectionHead
 
 
-@full_precision
-def self_classifier_loss(
-    s1: torch.Tensor,
-    s2: torch.Tensor,
-    row_tau: float = DEFAULTS["row_tau"],
-    col_tau: float = DEFAULTS["col_tau"],
-    eps: float = DEFAULTS["eps"],
-) -> torch.Tensor:
-    """Symmetrised Self-Classifier loss of two views' logits ``(N, C)`` (see the module)."""
-    n, c = s1.shape
+class SelfClassifierConfig(MethodConfig):
+    """Self-Classifier's options."""
 
-    def log_pred(s: torch.Tensor) -> torch.Tensor:
-        p = F.normalize(F.softmax(s / row_tau, dim=1), p=1, dim=0, eps=eps)
-        return torch.log(n / c * p + eps)
+    row_tau: PositiveFloat = Field(
+        0.1, description="Paper section 4 / official training scripts: row temperature 0.1."
+    )
+    col_tau: PositiveFloat = Field(
+        0.05, description="Paper section 4 / official training scripts: column temperature 0.05."
+    )
+    classes: tuple[Annotated[int, Field(ge=2)], ...] = Field(
+        (1000, 2000, 4000, 8000),
+        min_length=1,
+        description="Official scripts: 4 classifiers of 1000, 2000, 4000 and 8000 classes "
+        "(the paper's ablation: one classifier of 1000 on ImageNet already works); "
+        "one number: one classifier.",
+    )
+    projector: tuple[PositiveInt, ...] = Field(
+        (4096, 4096, 128),
+        min_length=1,
+        description="Official scripts: an MLP with 2 hidden layers of 4096 (BN, ReLU) to a "
+        "128-d embedding.",
+    )
+    augment: TwoViewPolicy = Field(
+        "simclr", description="The official code: crop, flip, jitter, grey, blur."
+    )
 
-    def target(s: torch.Tensor) -> torch.Tensor:
-        return F.normalize(F.softmax(s / col_tau, dim=0), p=1, dim=1, eps=eps)
-
-    l12 = -(target(s1) * log_pred(s2)).sum(1).mean()
-    l21 = -(target(s2) * log_pred(s1)).sum(1).mean()
-    return (l12 + l21) / 2
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _one_classifier(cls, v: Any) -> Any:
+        return (v,) if isinstance(v, int) else v
 
 
 class SelfClassifier(Method):
@@ -75,30 +71,20 @@ class SelfClassifier(Method):
 
     name: ClassVar[str] = "self_classifier"
     kind: ClassVar[str] = "self-supervised"
+    Config: ClassVar[type[SelfClassifierConfig]] = SelfClassifierConfig
     views: ClassVar[dict[str, tuple[str, ...]]] = {"labeled": (), "unlabeled": ("simclr",)}
 
     def __init__(
-        self,
-        network: Network,
-        row_tau: float = DEFAULTS["row_tau"],
-        col_tau: float = DEFAULTS["col_tau"],
-        classes: int | Sequence[int] = DEFAULTS["classes"],
-        projector: Sequence[int] = DEFAULTS["projector"],
-        augment: str = "simclr",  # the official code: crop, flip, jitter, grey, blur
+        self, network: Network, config: SelfClassifierConfig | None = None, **options: Any
     ) -> None:
         super().__init__()
-        sizes = [int(classes)] if isinstance(classes, int) else [int(c) for c in classes]
-        if row_tau <= 0 or col_tau <= 0 or not sizes or min(sizes) < 2:
-            raise ConfigError(
-                "Self-Classifier needs row_tau > 0, col_tau > 0 and classifiers of at least "
-                f"2 classes (got {row_tau}, {col_tau}, {sizes})"
-            )
+        self.config = cfg = SelfClassifierConfig.build(self.name, config, options)
         self.network = network
-        self.row_tau, self.col_tau = float(row_tau), float(col_tau)
-        self.projector = mlp([network.feature_dim, *projector])
-        dim = int(list(projector)[-1])
-        self.classifiers = nn.ModuleList(CosineLinear(dim, c) for c in sizes)
-        self.views = {"labeled": (), "unlabeled": (augment,)}
+        self.row_tau, self.col_tau = cfg.row_tau, cfg.col_tau
+        self.projector = ProjectionHead(network.feature_dim, cfg.projector)
+        dim = self.projector.out_dim
+        self.classifiers = nn.ModuleList(CosineLinear(dim, c) for c in cfg.classes)
+        self.views = {"labeled": (), "unlabeled": (cfg.augment,)}
 
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         v1, v2 = batch.unlabeled[0]
@@ -111,4 +97,4 @@ class SelfClassifier(Method):
         with torch.no_grad():  # classes the first classifier uses on this batch
             used = float(logits[0].detach().argmax(1).unique().numel())
         loss = torch.stack(losses).mean()
-        return {"loss": loss, "classes_used": torch.tensor(used, device=loss.device)}
+        return {"loss": loss, "classes_used": torch.tensor(float(used), device=loss.device)}

@@ -10,40 +10,39 @@ classes.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from fewlabels.methods.fixmatch import DEFAULTS as FIXMATCH
-from fewlabels.methods.fixmatch import WeakStrong
+from pydantic import Field, PositiveFloat
+
+from fewlabels.methods.fixmatch import WeakStrong, WeakStrongConfig
 from fewlabels.methods.masking import DistributionAlignment, TruncatedGaussian
 from fewlabels.models import Network
 
-DEFAULTS = {
-    # SoftMatch section 3.3 / 4: EMA momentum m = 0.999, lambda_max = 1 (lambda_u),
-    # uniform alignment on; n_sigma = 2 as in the official (USB) implementation.
-    "ema": 0.999,
-    "n_sigma": 2.0,
-    "uniform_alignment": True,
-    "lambda_u": FIXMATCH["lambda_u"],
-}
+_PAPER = "SoftMatch section 3.3 / 4: EMA momentum m = 0.999, lambda_max = 1 (lambda_u), "
+_PAPER += "uniform alignment on"
+
+
+class SoftMatchConfig(WeakStrongConfig):
+    """SoftMatch's options."""
+
+    ema: float = Field(0.999, ge=0, lt=1, description=f"{_PAPER}.")
+    n_sigma: PositiveFloat = Field(
+        2.0, description="n_sigma = 2 as in the official (USB) implementation."
+    )
+    uniform_alignment: bool = Field(True, description=f"{_PAPER}.")
 
 
 class SoftMatch(WeakStrong):
     """FixMatch with SoftMatch's truncated-Gaussian weights and uniform alignment."""
 
     name: ClassVar[str] = "softmatch"
+    Config: ClassVar[type[SoftMatchConfig]] = SoftMatchConfig
 
     def __init__(
-        self,
-        network: Network,
-        ema: float = DEFAULTS["ema"],
-        n_sigma: float = DEFAULTS["n_sigma"],
-        uniform_alignment: bool = DEFAULTS["uniform_alignment"],
-        lambda_u: float = DEFAULTS["lambda_u"],
-        label_smoothing: float = FIXMATCH["label_smoothing"],
-        weak: str = "weak",
-        strong: str = "strong",
+        self, network: Network, config: SoftMatchConfig | None = None, **options: Any
     ) -> None:
+        cfg = SoftMatchConfig.build(self.name, config, options)
         c = network.num_classes
-        masking = TruncatedGaussian(c, ema, n_sigma)
-        align = DistributionAlignment(c, ema) if uniform_alignment else None
-        super().__init__(network, masking, lambda_u, label_smoothing, weak, strong, align)
+        masking = TruncatedGaussian(c, cfg.ema, cfg.n_sigma)
+        align = DistributionAlignment(c, cfg.ema) if cfg.uniform_alignment else None
+        super().__init__(network, masking, cfg, align)

@@ -5,46 +5,45 @@ The baseline every label-efficient method must beat (reports 000-004 all start h
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
+from pydantic import Field
 
-from fewlabels.core.errors import ConfigError
-from fewlabels.methods.base import Batch, Method
+from fewlabels.losses.classification import supervised_loss
+from fewlabels.methods.base import Batch, Method, MethodConfig
 from fewlabels.models import Network
 
-DEFAULTS = {
-    # airbench94 uses label smoothing 0.2 for its fast CIFAR-10 runs.
-    "label_smoothing": 0.2,
-}
+__all__ = ["Supervised", "SupervisedConfig", "supervised_loss"]
 
 
-def supervised_loss(
-    logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0
-) -> torch.Tensor:
-    """Mean cross-entropy of ``logits`` against integer ``labels`` (computed in fp32)."""
-    return F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+class SupervisedConfig(MethodConfig):
+    """Supervised training's options."""
+
+    label_smoothing: float = Field(
+        0.2,
+        ge=0,
+        lt=1,
+        description="airbench94 uses label smoothing 0.2 for its fast CIFAR-10 runs.",
+    )
+    augment: str = Field("weak", description="Policy of the labeled images: crop and flip.")
 
 
 class Supervised(Method):
     """Cross-entropy on augmented labeled images (policy ``augment``, ``weak`` by default)."""
 
     name: ClassVar[str] = "supervised"
+    Config: ClassVar[type[SupervisedConfig]] = SupervisedConfig
     views: ClassVar[dict[str, tuple[str, ...]]] = {"labeled": ("weak",), "unlabeled": ()}
 
     def __init__(
-        self,
-        network: Network,
-        label_smoothing: float = DEFAULTS["label_smoothing"],
-        augment: str = "weak",
+        self, network: Network, config: SupervisedConfig | None = None, **options: Any
     ) -> None:
         super().__init__()
-        if not 0.0 <= label_smoothing < 1.0:
-            raise ConfigError(f"label smoothing must be in [0, 1), got {label_smoothing}")
+        self.config = cfg = SupervisedConfig.build(self.name, config, options)
         self.network = network
-        self.label_smoothing = label_smoothing
-        self.views = {"labeled": (augment,), "unlabeled": ()}
+        self.label_smoothing = cfg.label_smoothing
+        self.views = {"labeled": (cfg.augment,), "unlabeled": ()}
 
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:
         logits = self.network(batch.labeled[0])

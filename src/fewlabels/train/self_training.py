@@ -18,7 +18,6 @@ pool's true labels are known (hidden from training by the split), how many were 
 from __future__ import annotations
 
 import copy
-import inspect
 import json
 import math
 import shutil
@@ -86,7 +85,7 @@ def parse_settings(kwargs: dict[str, Any]) -> tuple[SelfTrainingSettings, dict[s
         budget = str(budget)
     if not isinstance(fresh, bool):
         raise ConfigError(f"teacher_student fresh must be true or false, got {fresh!r}")
-    student_options = set(inspect.signature(Supervised).parameters) - {"network"}
+    student_options = set(Supervised.Config.model_fields)
     unknown = sorted(set(merged) - student_options)
     if unknown:
         known = sorted({"rounds", "threshold", "student_budget", "fresh"} | student_options)
