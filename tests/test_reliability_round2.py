@@ -207,6 +207,23 @@ def test_fifos_are_refused_not_waited_on(tmp_path, grey_model):
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_a_fifo_checkpoint_is_refused_wherever_it_is_read(tmp_path):
+    """probe, embed and --init read checkpoints through load_checkpoint, not load_model:
+    a FIFO there is refused before torch.load would wait for a writer."""
+    fifo = tmp_path / "enc.pt"
+    os.mkfifo(fifo)
+    before = _files(tmp_path)
+    for args in (
+        ("probe", str(fifo), "--data", "digits", "--out", str(tmp_path / "p")),
+        ("embed", str(fifo), "--data", "digits"),
+        ("train", "--init", str(fifo), "--budget", "2steps", "--out", str(tmp_path / "t")),
+    ):
+        r = _cli(*args, cwd=tmp_path, timeout=60)
+        _one_line_error(r, str(fifo), "FIFO")
+    assert _files(tmp_path) == before
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
 def test_fifos_among_data_files(tmp_path, cifar10_dir):
     batches = cifar10_dir / "cifar-10-batches-bin"
     os.mkfifo(batches / "data_batch_2.bin")

@@ -15,6 +15,7 @@ import torch
 
 from fewlabels.core.atomic import atomic_write_bytes
 from fewlabels.core.errors import CheckpointError
+from fewlabels.core.files import not_regular
 
 __all__ = ["FORMAT_VERSION", "atomic_write_bytes", "load_checkpoint", "save_checkpoint"]
 
@@ -67,6 +68,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             raise CheckpointError(f"{path} holds no model.pt or checkpoint.pt")
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if (why := not_regular(path)) is not None:  # a FIFO would block torch.load forever
+        raise CheckpointError(f"checkpoint {path} is {why}, not a file")
     try:
         with warnings.catch_warnings():  # e.g. torch's note on pickle protocols: not ours
             warnings.simplefilter("ignore")

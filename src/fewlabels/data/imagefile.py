@@ -17,11 +17,12 @@ Training (``folder:`` sources), evaluation and ``predict`` all read image files 
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from fewlabels.core.files import not_regular
 
 EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
 _GRAY_MODES = frozenset({"1", "L", "LA", "La", "F"})
@@ -41,27 +42,6 @@ _TRANSPOSE = {
 def is_image_file(name: str) -> bool:
     """Whether ``name`` has one of the image extensions read (``EXTENSIONS``)."""
     return os.path.splitext(name)[1].lower() in EXTENSIONS
-
-
-def not_regular(path: str | Path) -> str | None:
-    """Why ``path`` is no regular file ("a FIFO", ...), or None if it is one (links are
-    followed). A missing path is None: opening it gives the usual error."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return None
-    if stat.S_ISREG(mode):
-        return None
-    for test, what in (
-        (stat.S_ISDIR, "a folder"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-    ):
-        if test(mode):
-            return what
-    return "not a regular file"
 
 
 def _leads_back(target: Path, top: Path, root: Path) -> bool:
