@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.abc
 import json
 import subprocess
 import sys
@@ -198,9 +199,22 @@ def test_bad_requests_are_one_line_errors(run_dir, tmp_path, monkeypatch):
         ConfigError, match=r"needs the onnx package: pip install 'fewlabels\[export"
     ):
         export_model(run_dir, tmp_path, "onnx")
+    monkeypatch.delitem(sys.modules, "onnx")
+    monkeypatch.setattr(sys, "meta_path", [_BrokenOnnx(), *sys.meta_path])
+    with pytest.raises(ConfigError, match=r"the onnx package cannot be imported: libprotobuf"):
+        export_model(run_dir, tmp_path, "onnx")
     monkeypatch.setitem(sys.modules, "safetensors", None)
     monkeypatch.delitem(sys.modules, "safetensors.torch", raising=False)
     with pytest.raises(ConfigError, match="safetensors export needs the safetensors package"):
         export_model(run_dir, tmp_path, "safetensors")
     assert not (tmp_path / "model.onnx").exists()
     assert not (tmp_path / "preprocess.json").exists()
+
+
+class _BrokenOnnx(importlib.abc.MetaPathFinder):
+    """``onnx`` installed but broken (a missing shared library)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "onnx":
+            raise ImportError("libprotobuf.so.32: cannot open shared object file")
+        return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.abc
 import os
 import pickle
 import struct
@@ -389,3 +390,16 @@ def test_hf_errors(tmp_path, monkeypatch):
         DataError, match=r"needs the datasets package: pip install 'fewlabels\[hf\]'"
     ):
         load_dataset(f"hf:{tmp_path / 'd'}")
+    monkeypatch.delitem(sys.modules, "datasets")
+    monkeypatch.setattr(sys, "meta_path", [_BrokenDatasets(), *sys.meta_path])
+    with pytest.raises(DataError, match=r"datasets package cannot be imported: libarrow\.so\.26"):
+        load_dataset(f"hf:{tmp_path / 'd'}")
+
+
+class _BrokenDatasets(importlib.abc.MetaPathFinder):
+    """``datasets`` installed but broken (a missing shared library)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "datasets":
+            raise ImportError("libarrow.so.26: cannot open shared object file")
+        return None

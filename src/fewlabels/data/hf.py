@@ -156,7 +156,12 @@ def _classes(parts: dict[str, Any], col: str) -> tuple[list[str], dict[str, int]
     feat = train.features[col]
     if type(feat).__name__ == "ClassLabel":
         return [str(n) for n in feat.names], None
-    values = [v for p in ("train", "test") if parts[p] is not None for v in parts[p][col]]
+    values = [
+        v
+        for p in ("train", "test")
+        if parts[p] is not None and col in parts[p].column_names
+        for v in parts[p][col]
+    ]
     if all(v is None or isinstance(v, str) for v in values):
         names = sorted({v for v in values if v})
         return names, {c: k for k, c in enumerate(names)}
@@ -237,12 +242,18 @@ def decode(kind: str, sc: Scan, options: dict[str, Any], strict: bool) -> Decode
             out[name] = None
             continue
         what = f"{sc.root} [{name}]"
-        x = _images(d, icol, size, what)
-        y = (
-            np.full(len(d), UNLABELED, np.int64)
-            if name == "unlabeled" or lcol not in d.column_names
-            else _labels(d, lcol, index, len(names), what)
-        )
+        try:
+            x = _images(d, icol, size, what)
+            y = (
+                np.full(len(d), UNLABELED, np.int64)
+                if name == "unlabeled" or lcol not in d.column_names
+                else _labels(d, lcol, index, len(names), what)
+            )
+        except DataError:
+            raise
+        except Exception as e:  # a damaged image or arrow file, as datasets/Pillow report it
+            detail = " ".join(str(e).split())[:120] or type(e).__name__
+            raise DataError(f"cannot read {what}: {detail}") from None
         out[name] = Part(x, y, id_ranges=[(name, len(d))])
     channels = max(p.images.shape[1] for p in out.values() if p is not None)
     for p in out.values():
