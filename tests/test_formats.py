@@ -17,7 +17,7 @@ from conftest import cifar_records
 from PIL import Image
 
 from fewlabels.core.errors import ConfigError, DataError
-from fewlabels.data import load_dataset
+from fewlabels.data import hf, load_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 FEWLABELS = Path(sys.executable).with_name("fewlabels")
@@ -375,6 +375,21 @@ def test_hf_cache_folder_of_a_builder(tmp_path):
     ds = load_dataset(f"hf:{tmp_path / 'cache' / 'imagefolder'}")
     assert ds.class_names == ["x", "y"] and sorted(ds.train.labels.tolist()) == [0, 0, 0, 1, 1, 1]
     assert ds.train.images.shape == (6, 3, 16, 16)
+
+
+def test_hf_cache_folder_by_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "c"))
+    (tmp_path / "c" / "owner___my_data_set").mkdir(parents=True)
+    (tmp_path / "c" / "cifar10").mkdir()
+    assert hf.cache_folder("Owner/MyDataSet") is None  # the owner keeps its case
+    assert hf.cache_folder("owner/MyDataSet") == tmp_path / "c" / "owner___my_data_set"
+    assert hf.cache_folder("cifar10") == tmp_path / "c" / "cifar10"
+    assert hf.cache_folder("mnist") is None
+    assert hf.cache_folder("../etc") is None and hf.cache_folder("a/b/c") is None
+    monkeypatch.delenv("HF_DATASETS_CACHE")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "home"))
+    (tmp_path / "home" / "datasets" / "cifar10").mkdir(parents=True)
+    assert hf.cache_folder("cifar10") == tmp_path / "home" / "datasets" / "cifar10"
 
 
 def test_hf_errors(tmp_path, monkeypatch):

@@ -4,6 +4,7 @@
 dataset's folder in the local Hugging Face cache (``~/.cache/huggingface/datasets/NAME``:
 its newest ``*.arrow`` files are read). Nothing is ever downloaded. Needs the optional
 ``datasets`` package (``pip install 'fewlabels[hf]'``), imported only when used.
+``cache_folder(NAME)`` finds a dataset's folder in that cache by its Hub name.
 
 Without ``split``, the ``train`` split is the training set, ``test`` the test set and
 ``unlabeled`` (or ``unsupervised``) the unlabeled set; a single split is the training set.
@@ -14,6 +15,7 @@ A missing label (None, -1 or "") marks an unlabeled image.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,6 +43,26 @@ def column_name(value: str, where: str) -> str:
     if not re.fullmatch(r"[\w.\-]{1,128}", value):
         raise ConfigError(f"{where}={value!r}: expected a column or split name")
     return value
+
+
+def cache_folder(name: str) -> Path | None:
+    """The folder of dataset ``name`` (``NAME`` or ``OWNER/NAME``) in the local Hugging Face
+    cache, or None when it is not there. Reads ``$HF_DATASETS_CACHE`` (else ``$HF_HOME`` or
+    ``$XDG_CACHE_HOME``) as ``datasets`` does; nothing is downloaded.
+    """
+    if not re.fullmatch(r"[\w.\-]+(/[\w.\-]+)?", name):
+        return None
+    root = os.environ.get("HF_DATASETS_CACHE")
+    if not root:
+        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+        root = os.path.join(
+            os.environ.get("HF_HOME") or os.path.join(xdg, "huggingface"), "datasets"
+        )
+    parts = name.split("/")
+    last = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", parts[-1])  # CamelCase -> snake_case
+    parts[-1] = re.sub(r"([a-z\d])([A-Z])", r"\1_\2", last).lower()
+    folder = Path(root).expanduser() / "___".join(parts)
+    return folder if folder.is_dir() else None
 
 
 def _datasets() -> Any:
