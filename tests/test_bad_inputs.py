@@ -217,8 +217,8 @@ def cifar_names_file_too_short(root):
     return inspect(f"cifar10:{root / 'cifar'}", root)
 
 
-@case("found cifar-10-batches-py, the Python version: use the binary version")
-def cifar_python_version(root):
+@case("{root}/cifar-10-batches-py/data_batch_1 is not a readable CIFAR pickle")
+def cifar_python_version_corrupt(root):
     (root / "cifar-10-batches-py").mkdir()
     (root / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"\x80\x04pickle")
     return inspect(f"cifar10:{root}", root)

@@ -37,7 +37,11 @@ def test_parse_spec():
 @pytest.mark.parametrize(
     ("spec", "error", "needle"),
     [
-        ("imagenet:/x", ConfigError, "valid kinds: cifar10, cifar100, digits, folder, npz"),
+        (
+            "imagenet:/x",
+            ConfigError,
+            "valid kinds: cifar10, cifar100, csv, digits, folder, hf, npz",
+        ),
         ("", ConfigError, "empty"),
         ("folder:/x,colour=yes", ConfigError, "unknown option 'colour' for folder"),
         ("folder:/x,size=8,size=9", ConfigError, "twice"),

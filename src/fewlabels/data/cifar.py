@@ -24,7 +24,7 @@ class _Layout:
     train: tuple[str, ...]
     test: str
     label_bytes: int
-    pickle_folder: str  # the Python version, which this loader does not read
+    pickle_folder: str  # the Python version, read by fewlabels.data.cifar_python
 
 
 _LAYOUTS = {
@@ -59,10 +59,7 @@ def scan(kind: str, path: Path, options: dict[str, Any]) -> Scan:
         wanted = ", ".join(
             lay.train if len(lay.train) < 3 else (lay.train[0], "...", lay.train[-1])
         )
-        hint = ""
-        if (path / lay.pickle_folder).is_dir() or path.name == lay.pickle_folder:
-            hint = f"; found {lay.pickle_folder}, the Python version: use the binary version"
-        raise DataError(f"no {kind} batch files ({wanted}, {lay.test}) in {base}{hint}")
+        raise DataError(f"no {kind} batch files ({wanted}, {lay.test}) in {base}")
     names_file, _ = _names_file(kind, options)
     files = [file_stat(base / f, f) for f in [*train, *([test] if test else [])]]
     if (base / names_file).exists():

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fewlabels.core.errors import ConfigError, DataError
-from fewlabels.data import cache, cifar, folder, npz, stl10
+from fewlabels.data import cache, cifar_python, csvsource, folder, hf, npz, stl10
 from fewlabels.data.digits import load_digits_dataset
 from fewlabels.data.imageset import Dataset
 
@@ -62,9 +62,13 @@ class _Source:
 _FOLDER_OPTIONS: dict[str, OptionParser] = {"size": _image_side, "unlabeled": _existing_dir}
 SOURCES: dict[str, _Source] = {
     "digits": _Source(None, None, usage="digits"),
-    "cifar10": _Source(cifar.scan, cifar.decode, usage="cifar10:FOLDER"),
+    # the binary version (fewlabels.data.cifar) or the Python version (pickles)
+    "cifar10": _Source(cifar_python.scan, cifar_python.decode, usage="cifar10:FOLDER"),
     "cifar100": _Source(
-        cifar.scan, cifar.decode, {"label": _choice("fine", "coarse")}, "cifar100:FOLDER"
+        cifar_python.scan,
+        cifar_python.decode,
+        {"label": _choice("fine", "coarse")},
+        "cifar100:FOLDER",
     ),
     "stl10": _Source(stl10.scan, stl10.decode, usage="stl10:FOLDER"),
     "folder": _Source(folder.scan, folder.decode, _FOLDER_OPTIONS, "folder:FOLDER[,size=N]"),
@@ -72,6 +76,23 @@ SOURCES: dict[str, _Source] = {
         folder.scan, folder.decode, _FOLDER_OPTIONS, "tinyimagenet:FOLDER[,size=N]"
     ),
     "npz": _Source(npz.scan, npz.decode, {"classes": _positive_int}, "npz:FILE"),
+    "csv": _Source(
+        csvsource.scan,
+        csvsource.decode,
+        {"root": _existing_dir, "size": _image_side},
+        "csv:FILE[,root=FOLDER][,size=N]",
+    ),
+    "hf": _Source(
+        hf.scan,
+        hf.decode,
+        {
+            "split": hf.column_name,
+            "image": hf.column_name,
+            "label": hf.column_name,
+            "size": _image_side,
+        },
+        "hf:FOLDER[,split=S][,image=COLUMN][,label=COLUMN][,size=N]",
+    ),
 }
 
 
