@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev,postgres,umap]'
+	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev,postgres,umap,export,hf]'
 	@touch $(STAMP)
 
 demo: export OMP_WAIT_POLICY ?= PASSIVE
