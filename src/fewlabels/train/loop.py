@@ -84,12 +84,12 @@ class ClassifierStep:
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
         feeds: TrainingFeeds,
+        clock: BudgetClock,
     ) -> None:
         """Made before a checkpoint's optimiser state is loaded: the schedule scales the
         optimiser's initial learning rates."""
         self.trainer, self.method, self.model, self.optimizer = trainer, method, model, optimizer
-        self.feeds, self.cfg = feeds, trainer.cfg
-        self.clock = BudgetClock(trainer.budget, None, calibrate=False)  # fit sets the run's
+        self.feeds, self.cfg, self.clock = feeds, trainer.cfg, clock
         self.base_lrs = [g["lr"] for g in optimizer.param_groups]
         self.device, self.precision = trainer.device, trainer.precision
         self.rank = trainer.dist.rank
@@ -204,10 +204,10 @@ class Trainer:
                 method = nn.SyncBatchNorm.convert_sync_batchnorm(method)  # type: ignore[assignment]
             model = nn.parallel.DistributedDataParallel(method)
         optimizer = build_optimizer(method, self.cfg)
-        step_fn = ClassifierStep(self, method, model, optimizer, feeds)  # before any resume
-        ema = ModelEMA(method.network, self.cfg.ema) if self.cfg.ema > 0 else None
         steps_per_epoch = feeds.primary.n / self.cfg.batch_size
         clock = BudgetClock(self.budget, self.budget.total_steps(steps_per_epoch), calibrate=True)
+        step_fn = ClassifierStep(self, method, model, optimizer, feeds, clock)  # before resume
+        ema = ModelEMA(method.network, self.cfg.ema) if self.cfg.ema > 0 else None
         loop = LoopState(clock, stop_at_step)
         ckpt = Checkpointing(
             self.out_dir / "checkpoint.pt" if self.out_dir else None,
@@ -225,19 +225,15 @@ class Trainer:
         self.images_per_step = None
         method.train()
         evaluation = PeriodicEvaluation(self, method, ema, val, labeled, feeds.primary, optimizer)
-        callbacks = [
-            clock,
-            LossAverage(),
-            ProgressCallback(
-                ProgressBar(self.progress, "train", (("loss", "loss"), ("val", "val"))),
-                lambda lp: {"loss": fmt_loss(lp.out["loss_avg"])},
-            ),
-            evaluation,
-            curve_log,
-            ckpt,
-            *([EMAUpdate(ema, method.network, export_to=method.network)] if ema else []),
-        ]
-        step_fn.clock = clock
+        bar = ProgressBar(self.progress, "train", (("loss", "loss"), ("val", "val")))
+        callbacks: list[Callback] = [clock, LossAverage()]
+        if self.progress:
+            callbacks.append(
+                ProgressCallback(bar, lambda lp: {"loss": fmt_loss(lp.out["loss_avg"])})
+            )
+        callbacks += [evaluation, curve_log, ckpt]
+        if ema is not None:  # last: the checkpoint keeps the raw weights, the network the EMA's
+            callbacks.append(EMAUpdate(ema, method.network, export_to=method.network))
         run_loop(loop, step_fn, callbacks)
         return FitResult(
             clock.step, clock.train_s, loop.curve, loop.stopped_early, loop.step_seconds
