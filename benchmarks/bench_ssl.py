@@ -185,7 +185,7 @@ def settings(cfg: RunConfig) -> dict[str, Any]:
         "method": cfg.method,
         "backbone": cfg.backbone,
         **({"backbone_kwargs": cfg.backbone_kwargs} if cfg.backbone_kwargs else {}),
-        "budget": t.budget,
+        "budget": str(t.budget),
         "batch_size": t.batch_size,
         "optimizer": t.optimizer,
         "lr": t.lr,

@@ -72,7 +72,7 @@ def run(name: str, cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     last = res.curve[-1] if res.curve else {}
     return {
         "scenario": name,
-        "budget": rc.train.budget,
+        "budget": str(rc.train.budget),
         "backbone": rc.backbone,
         "batch_size": rc.train.batch_size,
         "lr": rc.train.lr,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from fewlabels.core.errors import ConfigError
@@ -27,6 +27,9 @@ class Budget:
 
     kind: Literal["steps", "epochs", "seconds", "images"]
     amount: float
+    # the text it was parsed from (``30m``), which ``str`` gives back so that settings
+    # files and checkpoints keep the user's spelling; not part of equality
+    text: str | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def parse(cls, text: str | Budget) -> Budget:
@@ -42,15 +45,16 @@ class Budget:
         value, unit = float(m.group(1)), m.group(2).lower()
         if value <= 0:
             raise ConfigError(f"budget {text!r} must be positive")
+        spelled = str(text)
         if unit.startswith("step"):
             if value != int(value):
                 raise ConfigError(f"budget {text!r}: steps must be a whole number")
-            return cls("steps", value)
+            return cls("steps", value, spelled)
         if unit.startswith("epoch"):
-            return cls("epochs", value)
+            return cls("epochs", value, spelled)
         if unit in _IMAGE_UNITS:
-            return cls("images", value * _IMAGE_UNITS[unit])
-        return cls("seconds", value * _UNITS[unit])
+            return cls("images", value * _IMAGE_UNITS[unit], spelled)
+        return cls("seconds", value * _UNITS[unit], spelled)
 
     def total_steps(self, steps_per_epoch: float) -> int | None:
         """Total steps, or None for a wall-clock or images budget (known once running)."""
@@ -82,7 +86,10 @@ class Budget:
         return Budget(self.kind, self.amount / parts)
 
     def __str__(self) -> str:
-        """The budget as ``parse`` reads it back (no exponent: ``1000000img``)."""
+        """The budget as ``parse`` reads it back: the text it was parsed from, else a
+        canonical spelling (no exponent: ``1000000img``)."""
+        if self.text is not None:
+            return self.text
         a = self.amount
         num = str(int(a)) if a == int(a) else f"{a:.6f}".rstrip("0")
         unit = {"images": "img", "seconds": "s"}.get(self.kind, self.kind)

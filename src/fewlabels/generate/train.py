@@ -11,90 +11,83 @@ from ``(seed, s)``, so a run resumed from ``checkpoint.pt`` continues bit for bi
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import Field, field_validator
 
+from fewlabels.core.artifacts import read_curve
 from fewlabels.core.budget import Budget
-from fewlabels.core.checkpoint import load_checkpoint, save_checkpoint
+from fewlabels.core.checkpoint import load_checkpoint
 from fewlabels.core.errors import CheckpointError, ConfigError, DivergenceError
 from fewlabels.core.precision import autocast, resolve_precision, slow_precision_warning
 from fewlabels.generate.diffaugment import diff_augment, parse_policy
 from fewlabels.generate.gan import Discriminator, Generator, d_loss, from_uint8, g_loss
+from fewlabels.train.config import (
+    BatchSize,
+    BudgetSetting,
+    CheckpointEvery,
+    Evals,
+    LearningRate,
+    Precision,
+    TrainingSettings,
+)
 from fewlabels.train.ema import ModelEMA
-from fewlabels.train.loop import IndexStream, _mix
+from fewlabels.train.engine import (
+    BudgetClock,
+    Callback,
+    Checkpointing,
+    CurveLog,
+    EMAUpdate,
+    LoopState,
+    ProgressBar,
+    ProgressCallback,
+    run_loop,
+)
+from fewlabels.train.sampling import IndexStream, mix_seed
 
 # settings that may change between a run and its resumption (they do not change the maths)
 _RESUMABLE = ("budget", "checkpoint_every_s", "evals")
 
+Width = Annotated[int, Field(ge=1)]
 
-class GANConfig(BaseModel):
-    """GAN training settings (unknown keys are refused); saved in the checkpoint."""
 
-    model_config = ConfigDict(extra="forbid")
+class GANConfig(TrainingSettings):
+    """GAN training settings (unknown keys are refused); saved in the checkpoint.
 
-    budget: str = "30m"
-    batch_size: int = 64
-    z_dim: int = 128
-    width: int | None = None  # generator width at full size; None: 32 on a CPU, 64 on a GPU
-    d_width: int | None = None  # discriminator width; None: the generator's
-    loss: Literal["hinge", "ns"] = "hinge"
-    augment: str = "color,translation,cutout"
-    lr: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    ema: float = 0.999
+    The settings every trainer takes come from ``TrainingSettings`` (same names, types and
+    ranges); only the GAN's defaults differ.
+    """
+
+    range_wording: ClassVar[dict[str, str]] = {
+        **TrainingSettings.range_wording,
+        "ema": "ema decay must be in (0, 1)",
+    }
+
+    budget: BudgetSetting = Budget.parse("30m")
+    batch_size: BatchSize = 64
+    lr: LearningRate = 2e-4
+    ema: Annotated[float, Field(gt=0, lt=1)] = 0.999
     # fp32 by default: bf16 autocast (faster on CPUs with native bf16) was not validated
     # for GAN stability here
-    precision: Literal["auto", "bf16", "fp32"] = "fp32"
-    seed: int = 0
-    evals: int = 20  # points on curve.jsonl
-    checkpoint_every_s: float = 60.0
-
-    @field_validator("budget")
-    @classmethod
-    def _budget(cls, v: str) -> str:
-        Budget.parse(v)
-        return v
-
-    @field_validator("batch_size", "z_dim")
-    @classmethod
-    def _positive(cls, v: int) -> int:
-        if v < 1:
-            raise ValueError("must be at least 1")
-        return v
-
-    @field_validator("width", "d_width")
-    @classmethod
-    def _width(cls, v: int | None) -> int | None:
-        if v is not None and v < 1:
-            raise ValueError("width must be at least 1")
-        return v
+    precision: Precision = "fp32"
+    evals: Evals = 20  # points on curve.jsonl
+    checkpoint_every_s: CheckpointEvery = 60.0
+    z_dim: Width = 128
+    width: Width | None = None  # generator width at full size; None: 32 on a CPU, 64 on a GPU
+    d_width: Width | None = None  # discriminator width; None: the generator's
+    loss: Literal["hinge", "ns"] = "hinge"
+    augment: str = "color,translation,cutout"
+    betas: tuple[float, float] = (0.5, 0.999)
 
     @field_validator("augment")
     @classmethod
     def _augment(cls, v: str) -> str:
         parse_policy(v)
-        return v
-
-    @field_validator("lr")
-    @classmethod
-    def _lr(cls, v: float) -> float:
-        if not v > 0 or not math.isfinite(v):
-            raise ValueError("learning rate must be positive")
-        return v
-
-    @field_validator("ema")
-    @classmethod
-    def _ema(cls, v: float) -> float:
-        if not 0 < v < 1:
-            raise ValueError("ema decay must be in (0, 1)")
         return v
 
     def resolved(self, device: torch.device) -> GANConfig:
@@ -127,6 +120,156 @@ def _identity(cfg: GANConfig) -> dict[str, Any]:
     return {k: v for k, v in cfg.model_dump(mode="json").items() if k not in _RESUMABLE}
 
 
+def _total_steps(budget: Budget, n: int, batch_size: int) -> int | None:
+    """Steps for a steps, epochs (passes over ``n`` images) or images budget (real images
+    shown to the discriminator); None for a wall-clock budget."""
+    if budget.kind == "steps":
+        return int(budget.amount)
+    if budget.kind == "epochs":
+        return max(1, math.ceil(budget.amount * n / batch_size))
+    if budget.kind == "images":
+        return budget.steps_for_images(batch_size)
+    return None  # wall clock: stop when the training seconds reach the budget
+
+
+class _GAN:
+    """The two networks, their optimisers and the generator's EMA, with checkpoint I/O."""
+
+    def __init__(self, cfg: GANConfig, channels: int, size: int, device: torch.device) -> None:
+        self.cfg, self.shape = cfg, [channels, size, size]
+        torch.manual_seed(cfg.seed)
+        self.gen, self.disc = build_networks(cfg, channels, size)
+        self.gen.to(device, memory_format=torch.channels_last)
+        self.disc.to(device, memory_format=torch.channels_last)
+        self.opt_g = torch.optim.Adam(self.gen.parameters(), lr=cfg.lr, betas=cfg.betas)
+        self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr, betas=cfg.betas)
+        self.ema = ModelEMA(self.gen, cfg.ema)
+
+    def snapshot(self, clock: BudgetClock, data_info: dict[str, Any] | None) -> dict[str, Any]:
+        """The checkpoint's contents."""
+        return {
+            "kind": "gan",
+            "config": _identity(self.cfg),
+            "image_shape": list(self.shape),
+            "generator": self.gen.state_dict(),
+            "discriminator": self.disc.state_dict(),
+            "generator_ema": self.ema.state_dict(),
+            "generator_config": dict(self.gen.config),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "step": clock.step,
+            "train_seconds": clock.train_s,
+            "data": dict(data_info or {}),
+        }
+
+    def restore(self, state: dict[str, Any], path: Path, clock: BudgetClock) -> None:
+        """Load a checkpoint of this GAN, or refuse one of another."""
+        if state.get("kind") != "gan":
+            raise CheckpointError(f"{path} is not a GAN checkpoint; use another --out")
+        if state.get("config") != _identity(self.cfg):
+            raise CheckpointError(
+                f"{path} was written with other GAN settings; use a new --out or remove it"
+            )
+        if tuple(state.get("image_shape", ())) != tuple(self.shape):
+            raise CheckpointError(
+                f"{path} was trained on {state.get('image_shape')} images, these are "
+                f"{tuple(self.shape)}; use a new --out or remove it"
+            )
+        try:
+            self.gen.load_state_dict(state["generator"])
+            self.disc.load_state_dict(state["discriminator"])
+            self.ema.load_state_dict(state["generator_ema"])
+            self.opt_g.load_state_dict(state["opt_g"])
+            self.opt_d.load_state_dict(state["opt_d"])
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise CheckpointError(
+                f"{path} does not fit these networks ({type(e).__name__})"
+            ) from None
+        clock.step, clock.train_s = int(state["step"]), float(state["train_seconds"])
+
+
+class _GANStep:
+    """One GAN step: the discriminator on real and generated images, augmented alike in
+    one batch; then the generator through the updated discriminator (frozen)."""
+
+    def __init__(self, nets: _GAN, images: torch.Tensor, device: torch.device) -> None:
+        cfg = nets.cfg
+        self.nets, self.cfg, self.device = nets, cfg, device
+        self.precision = resolve_precision(cfg.precision, device)
+        self.ops = parse_policy(cfg.augment)
+        self.real_all = images.to(device)
+        self.stream = IndexStream(len(images), cfg.batch_size, cfg.seed, 5)
+
+    def __call__(self, loop: LoopState) -> None:
+        cfg, dev, step, bs = self.cfg, self.device, loop.clock.step, self.cfg.batch_size
+        gen, disc, ops = self.nets.gen, self.nets.disc, self.ops
+        g = torch.Generator(device=dev).manual_seed(mix_seed(cfg.seed, 13, step))
+        real = from_uint8(self.real_all[self.stream.indices(step).to(dev)])
+        real = real.contiguous(memory_format=torch.channels_last)
+        z = torch.randn(bs, cfg.z_dim, generator=g, device=dev)
+        with autocast(self.precision, dev):
+            fake = gen(z)
+            scores = disc(diff_augment(torch.cat([real, fake.detach()]), ops, g))
+        loss_d = d_loss(cfg.loss, scores[:bs], scores[bs:])
+        self.nets.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.nets.opt_d.step()
+        disc.requires_grad_(False)
+        with autocast(self.precision, dev):
+            s_fake = disc(diff_augment(fake, ops, g))
+        loss_g = g_loss(cfg.loss, s_fake)
+        self.nets.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.nets.opt_g.step()
+        disc.requires_grad_(True)
+        loop.out["loss_d"], loop.out["loss_g"], loop.out["scores"] = loss_d, loss_g, scores
+
+
+class _GANStats(Callback):
+    """The step's losses and scores as floats (a non-finite loss stops the run), averaged
+    into ``evals`` curve rows spread over the budget (and one at its end)."""
+
+    def __init__(self, cfg: GANConfig, clock: BudgetClock, out: Path | None) -> None:
+        self.cfg, self.out = cfg, out
+        total, amount, evals = clock.total_steps, clock.budget.amount, max(1, cfg.evals)
+        self.every = max(1, total // evals) if total is not None else None
+        self.every_s = amount / evals if total is None else None
+        self.acc: dict[str, float] = {}
+        self.n, self.last_s = 0, 0.0
+
+    def on_start(self, loop: LoopState) -> None:
+        self.last_s = loop.clock.train_s
+
+    def on_step_end(self, loop: LoopState) -> None:
+        o, bs, step, train_s = loop.out, self.cfg.batch_size, loop.clock.step, loop.clock.train_s
+        ld, lg = float(o["loss_d"].detach()), float(o["loss_g"].detach())
+        if not (math.isfinite(ld) and math.isfinite(lg)):
+            where = f"; the last checkpoint in {self.out} is intact" if self.out else ""
+            raise DivergenceError(
+                f"GAN loss became non-finite at step {step - 1} (D {ld}, G {lg}); lower --lr "
+                f"or use --precision fp32{where}"
+            )
+        o["d_value"], o["g_value"] = ld, lg
+        scores = o["scores"].detach()
+        for k, v in (
+            ("d_loss", ld),
+            ("g_loss", lg),
+            ("d_real", float(scores[:bs].float().mean())),
+            ("d_fake", float(scores[bs:].float().mean())),
+        ):
+            self.acc[k] = self.acc.get(k, 0.0) + v
+        self.n += 1
+        due = (self.every is not None and step % self.every == 0) or (
+            self.every_s is not None and train_s - self.last_s >= self.every_s
+        )
+        if due or loop.progress >= 1.0:
+            row: dict[str, Any] = {"step": step, "time_s": round(train_s, 3)}
+            row["images_seen"] = step * bs
+            row.update({k: round(v / self.n, 5) for k, v in self.acc.items()})
+            self.acc, self.n, self.last_s = {}, 0, train_s
+            loop.record(row)
+
+
 def train_gan(
     images: torch.Tensor,
     cfg: GANConfig,
@@ -147,210 +290,43 @@ def train_gan(
         raise ConfigError("the GAN needs a non-empty uint8 (N, C, H, W) image tensor")
     dev = torch.device(device)
     cfg = cfg.resolved(dev)
-    budget = Budget.parse(cfg.budget)
-    precision = resolve_precision(cfg.precision, dev)
-    slow = slow_precision_warning(precision, dev)
+    slow = slow_precision_warning(resolve_precision(cfg.precision, dev), dev)
     if slow:
         log(slow)
-    ops = parse_policy(cfg.augment)
-    n, channels, size = len(images), int(images.shape[1]), int(images.shape[-1])
-    bs = cfg.batch_size
-    if budget.kind == "steps":
-        total: int | None = int(budget.amount)
-    elif budget.kind == "epochs":
-        total = max(1, math.ceil(budget.amount * n / bs))
-    elif budget.kind == "images":
-        total = budget.steps_for_images(bs)
-    else:
-        total = None  # wall clock: stop when the training seconds reach the budget
-
-    torch.manual_seed(cfg.seed)
-    gen, disc = build_networks(cfg, channels, size)
-    gen.to(dev, memory_format=torch.channels_last)
-    disc.to(dev, memory_format=torch.channels_last)
-    opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr, betas=cfg.betas)
-    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=cfg.betas)
-    ema = ModelEMA(gen, cfg.ema)
-    step, train_s, curve = 0, 0.0, []
+    nets = _GAN(cfg, int(images.shape[1]), int(images.shape[-1]), dev)
+    total = _total_steps(cfg.budget, len(images), cfg.batch_size)
+    clock = BudgetClock(cfg.budget, total, calibrate=False)
+    loop = LoopState(clock, stop_at_step)
     out = Path(out_dir) if out_dir is not None else None
-    ckpt = out / "checkpoint.pt" if out is not None else None
-    if ckpt is not None and ckpt.exists():
-        state = load_checkpoint(ckpt, map_location=dev)
-        if state.get("kind") != "gan":
-            raise CheckpointError(f"{ckpt} is not a GAN checkpoint; use another --out")
-        if state.get("config") != _identity(cfg):
-            raise CheckpointError(
-                f"{ckpt} was written with other GAN settings; use a new --out or remove it"
-            )
-        if tuple(state.get("image_shape", ())) != (channels, size, size):
-            raise CheckpointError(
-                f"{ckpt} was trained on {state.get('image_shape')} images, these are "
-                f"{(channels, size, size)}; use a new --out or remove it"
-            )
-        try:
-            gen.load_state_dict(state["generator"])
-            disc.load_state_dict(state["discriminator"])
-            ema.load_state_dict(state["generator_ema"])
-            opt_g.load_state_dict(state["opt_g"])
-            opt_d.load_state_dict(state["opt_d"])
-        except (RuntimeError, KeyError, ValueError) as e:
-            raise CheckpointError(
-                f"{ckpt} does not fit these networks ({type(e).__name__})"
-            ) from None
-        step, train_s = int(state["step"]), float(state["train_seconds"])
-        curve = [r for r in _read_curve(out) if r["step"] <= step]  # type: ignore[arg-type]
-        log(f"resumed from {ckpt} at step {step}")
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "curve.jsonl").write_text("".join(json.dumps(r) + "\n" for r in curve))
-    resumed_from = step
-
-    def save() -> None:
-        if ckpt is None:
-            return
-        save_checkpoint(
-            {
-                "kind": "gan",
-                "config": _identity(cfg),
-                "image_shape": [channels, size, size],
-                "generator": gen.state_dict(),
-                "discriminator": disc.state_dict(),
-                "generator_ema": ema.state_dict(),
-                "generator_config": dict(gen.config),
-                "opt_g": opt_g.state_dict(),
-                "opt_d": opt_d.state_dict(),
-                "step": step,
-                "train_seconds": train_s,
-                "data": dict(data_info or {}),
-            },
-            ckpt,
-        )
-
-    def fraction() -> float:
-        if total is not None:
-            return min(1.0, step / max(1, total))
-        return min(1.0, train_s / budget.amount)
-
-    real_all = images.to(dev)
-    stream = IndexStream(n, bs, cfg.seed, 5)
-    every = max(1, (total or 0) // max(1, cfg.evals)) if total is not None else None
-    every_s = budget.amount / max(1, cfg.evals) if total is None else None
-    last_point_s = train_s
-    acc: dict[str, float] = {}
-    acc_n = 0
-    bar = _Bar(progress)
-    last_ckpt = time.perf_counter()
-    stopped = False
-    gen.train()
-    disc.train()
-    while fraction() < 1.0:
-        if stop_at_step is not None and step >= stop_at_step:
-            stopped = True
-            break
-        t0 = time.perf_counter()
-        g = torch.Generator(device=dev).manual_seed(_mix(cfg.seed, 13, step))
-        real = from_uint8(real_all[stream.indices(step).to(dev)])
-        real = real.contiguous(memory_format=torch.channels_last)
-        z = torch.randn(bs, cfg.z_dim, generator=g, device=dev)
-        # discriminator step: real and generated images, augmented alike, in one batch
-        with autocast(precision, dev):
-            fake = gen(z)
-            scores = disc(diff_augment(torch.cat([real, fake.detach()]), ops, g))
-        loss_d = d_loss(cfg.loss, scores[:bs], scores[bs:])
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        # generator step through the updated discriminator (its weights frozen)
-        disc.requires_grad_(False)
-        with autocast(precision, dev):
-            s_fake = disc(diff_augment(fake, ops, g))
-        loss_g = g_loss(cfg.loss, s_fake)
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        disc.requires_grad_(True)
-        # EMA with a warm-up, so a short run is not dominated by its first weights
-        ema.decay = min(cfg.ema, (1 + step) / (10 + step))
-        ema.update(gen)
-        ld, lg = float(loss_d.detach()), float(loss_g.detach())
-        if not (math.isfinite(ld) and math.isfinite(lg)):
-            where = f"; the last checkpoint in {out} is intact" if out is not None else ""
-            raise DivergenceError(
-                f"GAN loss became non-finite at step {step} (D {ld}, G {lg}); lower --lr "
-                f"or use --precision fp32{where}"
-            )
-        step += 1
-        train_s += time.perf_counter() - t0
-        for k, v in (
-            ("d_loss", ld),
-            ("g_loss", lg),
-            ("d_real", float(scores[:bs].detach().float().mean())),
-            ("d_fake", float(scores[bs:].detach().float().mean())),
-        ):
-            acc[k] = acc.get(k, 0.0) + v
-        acc_n += 1
-        frac = fraction()
-        due = (every is not None and step % every == 0) or (
-            every_s is not None and train_s - last_point_s >= every_s
-        )
-        if due or frac >= 1.0:
-            row = {"step": step, "time_s": round(train_s, 3), "images_seen": step * bs}
-            row.update({k: round(v / acc_n, 5) for k, v in acc.items()})
-            curve.append(row)
-            acc, acc_n, last_point_s = {}, 0, train_s
-            if out is not None:
-                with open(out / "curve.jsonl", "a") as f:
-                    f.write(json.dumps(row) + "\n")
-        bar.update(step, frac, ld, lg)
-        if ckpt is not None and time.perf_counter() - last_ckpt > cfg.checkpoint_every_s:
-            save()
-            last_ckpt = time.perf_counter()
-    bar.close()
-    if step > resumed_from or (ckpt is not None and not ckpt.exists()):
-        save()
-    return GANResult(step, train_s, ema.module, curve, stopped, resumed_from)
-
-
-def _read_curve(out: Path) -> list[dict[str, Any]]:
-    p = out / "curve.jsonl"
-    rows: list[dict[str, Any]] = []
-    if p.exists():
-        for line in p.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-    return rows
-
-
-class _Bar:
-    """A rich progress bar over the budget; silent when disabled."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.prog: Any = None
-        if not enabled:
-            return
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.prog = Progress(
-            TextColumn("[bold]GAN"),
-            BarColumn(),
-            TextColumn("{task.percentage:>5.1f}%"),
-            TextColumn("step {task.fields[step]}"),
-            TextColumn("D {task.fields[d]}"),
-            TextColumn("G {task.fields[g]}"),
-            TimeElapsedColumn(),
-        )
-        self.prog.start()
-        self.task = self.prog.add_task("gan", total=1.0, step=0, d="-", g="-")
-
-    def update(self, step: int, frac: float, d: float, g: float) -> None:
-        if self.prog is not None and (step % 5 == 0 or frac >= 1.0):
-            self.prog.update(self.task, completed=frac, step=step, d=f"{d:.3f}", g=f"{g:.3f}")
-
-    def close(self) -> None:
-        if self.prog is not None:
-            self.prog.stop()
+    path = out / "checkpoint.pt" if out is not None else None
+    ckpt = Checkpointing(
+        path, cfg.checkpoint_every_s, lambda: nets.snapshot(clock, data_info), only_if_stepped=True
+    )
+    state = ckpt.load(dev)
+    if state is not None and out is not None:
+        nets.restore(state, out / "checkpoint.pt", clock)
+        loop.curve = [r for r in read_curve(out / "curve.jsonl") if r["step"] <= clock.step]
+        log(f"resumed from {path} at step {clock.step}")
+    curve_log = CurveLog(out)
+    curve_log.reset(loop.curve)
+    resumed_from = clock.step
+    bar = ProgressBar(progress, "GAN", (("d", "D"), ("g", "G")))
+    callbacks: list[Callback] = [
+        EMAUpdate(nets.ema, nets.gen, warmup=True),
+        clock,
+        _GANStats(cfg, clock, out),
+        curve_log,
+        ProgressCallback(
+            bar, lambda lp: {"d": f"{lp.out['d_value']:.3f}", "g": f"{lp.out['g_value']:.3f}"}
+        ),
+        ckpt,
+    ]
+    nets.gen.train()
+    nets.disc.train()
+    run_loop(loop, _GANStep(nets, images, dev), callbacks)
+    return GANResult(
+        clock.step, clock.train_s, nets.ema.module, loop.curve, loop.stopped_early, resumed_from
+    )
 
 
 def load_generator(path: str | Path) -> tuple[Generator, dict[str, Any]]:

@@ -17,30 +17,47 @@ pool's true labels are known (hidden from training by the split), how many were 
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from fewlabels.core.atomic import atomic_write_text
+from fewlabels.core.artifacts import read_curve, write_curve
 from fewlabels.core.budget import Budget
 from fewlabels.core.checkpoint import load_checkpoint, save_checkpoint
-from fewlabels.core.device import init_distributed, pick_device
+from fewlabels.core.device import DistInfo, init_distributed, pick_device
 from fewlabels.core.errors import CheckpointError, ConfigError
 from fewlabels.core.precision import resolve_precision
 from fewlabels.data import Splits
-from fewlabels.data.imageset import ImageSet
 from fewlabels.evaluate.inference import load_model
-from fewlabels.evaluate.metrics import Metrics, predict_logits
+from fewlabels.evaluate.metrics import Metrics
 from fewlabels.methods.supervised import Supervised
 from fewlabels.train.loop import barrier
+from fewlabels.train.pseudo_labels import (
+    TEACHER_ROW,
+    PseudoLabels,
+    accounting,
+    pseudo_label,
+    student_splits,
+)
 from fewlabels.train.run import RunConfig, RunResult, prepare_data, run_training, write_json
+
+__all__ = [  # the pseudo-label pieces live in fewlabels.train.pseudo_labels
+    "DEFAULTS",
+    "TEACHER_ROW",
+    "PseudoLabels",
+    "SelfTrainingSettings",
+    "accounting",
+    "parse_settings",
+    "pseudo_label",
+    "run_self_training",
+    "student_splits",
+]
 
 DEFAULTS: dict[str, Any] = {
     # report 002: one teacher, one student; report 003 iterates (rounds=3)
@@ -95,117 +112,194 @@ def parse_settings(kwargs: dict[str, Any]) -> tuple[SelfTrainingSettings, dict[s
     return SelfTrainingSettings(rounds, float(threshold), budget, fresh), merged
 
 
-@dataclass
-class PseudoLabels:
-    """A model's predictions on the pool, and which ones pass the confidence threshold."""
-
-    predictions: torch.Tensor  # (N,) int64 predicted class of every pool image
-    confidence: torch.Tensor  # (N,) float32 softmax probability of that class
-    kept: torch.Tensor  # (K,) int64 positions in the pool with confidence >= threshold
-
-
-def pseudo_label(
-    network: torch.nn.Module,
-    images: torch.Tensor,
-    threshold: float,
-    *,
-    device: torch.device | None = None,
-    precision: str = "fp32",
-    batch_size: int = 1024,
-) -> PseudoLabels:
-    """Predict uint8 ``images`` in batches; keep those with confidence >= ``threshold``."""
-    logits = predict_logits(
-        network, images, batch_size=batch_size, device=device, precision=precision
-    )
-    conf, pred = logits.float().softmax(dim=1).max(dim=1)
-    kept = torch.nonzero(conf >= threshold).flatten()
-    return PseudoLabels(pred, conf, kept)
-
-
-def accounting(pl: PseudoLabels, true_labels: torch.Tensor) -> dict[str, Any]:
-    """How many pseudo-labels were kept and, where the true label is known, how many right.
-
-    ``labeler_pool_accuracy`` is the labelling model's accuracy on every pool image with a
-    known label: self-training helps when the kept labels beat it.
-    """
-    n = len(pl.predictions)
-    known = true_labels >= 0
-    kept_known = known[pl.kept]
-    right = (pl.predictions == true_labels) & known
-    correct = int(right[pl.kept].sum())
-    n_known = int(kept_known.sum())
-    pool_known = int(known.sum())
-    return {
-        "kept": len(pl.kept),
-        "kept_fraction": round(len(pl.kept) / n, 6) if n else 0.0,
-        "kept_known": n_known,
-        "correct": correct if n_known else None,
-        "pseudo_label_accuracy": round(correct / n_known, 6) if n_known else None,
-        "labeler_pool_accuracy": round(int(right.sum()) / pool_known, 6) if pool_known else None,
-    }
-
-
-# the teacher's round: trained on the true labels only
-TEACHER_ROW: dict[str, Any] = {
-    "kept": 0,
-    "kept_fraction": 0.0,
-    "kept_known": 0,
-    "correct": None,
-    "pseudo_label_accuracy": None,
-    "labeler_pool_accuracy": None,
-}
-
-
-def student_splits(splits: Splits, pl: PseudoLabels, record_extra: dict[str, Any]) -> Splits:
-    """The splits a student trains on: labeled + kept pseudo-labeled images; the rest of
-    the pool stays unlabeled. Validation and test sets are unchanged."""
-    pool = splits.unlabeled
-    idx = pl.kept
-    rest = torch.ones(len(pool), dtype=torch.bool)
-    rest[idx] = False
-    rest_idx = torch.nonzero(rest).flatten()
-    ids = [pool.ids[i] for i in idx.tolist()] if pool.ids is not None else None
-    extra = ImageSet(pool.images[idx], pl.predictions[idx], list(pool.class_names), ids)
-    union = ImageSet.concat([splits.labeled, extra])
-    record = copy.deepcopy(splits.record)
-    sizes = record.setdefault("sizes", {})
-    sizes["labeled"], sizes["unlabeled"] = len(union), len(rest_idx)
-    sizes["true_labeled"], sizes["pseudo_labeled"] = len(splits.labeled), len(idx)
-    record["pseudo_labels"] = {
-        **record_extra,
-        "pool_positions": idx.tolist(),
-        "labels": pl.predictions[idx].tolist(),
-    }
-    return Splits(
-        union,
-        pool.subset(rest_idx),
-        splits.val,
-        splits.test,
-        splits.unlabeled_true_labels[rest_idx],
-        record,
-    )
-
-
 def _read_json(path: Path) -> Any:
     return json.loads(path.read_text()) if path.exists() else None
-
-
-def _read_curve(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    return rows
 
 
 def _metrics_from(d: dict[str, Any] | None) -> Metrics | None:
     if not d:
         return None
     return Metrics(d["accuracy"], d["macro_f1"], d["n"], d["per_class"], d["confusion"])
+
+
+@dataclass
+class _Rounds:
+    """What every round of one self-training run shares, and the running totals."""
+
+    cfg: RunConfig
+    st: SelfTrainingSettings
+    student_kwargs: dict[str, Any]
+    info: DistInfo
+    device: torch.device
+    precision: str
+    data: tuple[Any, Splits]
+    progress: bool
+    log: Any
+    stop_at_step: int | None
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    steps: int = 0
+    images: int = 0
+    train_s: float = 0.0
+    wall_s: float = 0.0
+
+    def config(self, r: int) -> RunConfig:
+        """Round ``r``'s run: the supervised method in ``out/round_r``, on the student
+        budget (a round after the first continues the last model unless ``fresh``)."""
+        cfg, st, out = self.cfg, self.st, Path(self.cfg.out)
+        budget = cfg.train.budget if r == 0 else (st.student_budget or cfg.train.budget)
+        continued = r > 0 and not st.fresh
+        train = type(cfg.train).model_validate({**cfg.train.model_dump(), "budget": budget})
+        return cfg.model_copy(
+            update={
+                "method": "supervised",
+                "method_kwargs": dict(self.student_kwargs),
+                "init": str(out / f"round_{r - 1}" / "model.pt") if continued else cfg.init,
+                "out": str(out / f"round_{r}"),
+                "train": train,
+            }
+        )
+
+    def add_curve(self, r: int, rdir: Path, row: dict[str, Any], batch_size: int) -> None:
+        """Append round ``r``'s curve with cumulative step, images and times."""
+        rcurve = read_curve(rdir / "curve.jsonl")
+        for c in rcurve:
+            self.curve.append(
+                {
+                    "round": r,
+                    **c,
+                    "step": c["step"] + self.steps,
+                    "round_step": c["step"],
+                    "images_seen": c.get("images_seen", 0) + self.images,
+                    "time_s": round(c["time_s"] + self.train_s, 3),
+                    "round_time_s": c["time_s"],
+                    "wall_s": round(c.get("wall_s", 0.0) + self.wall_s, 3),
+                }
+            )
+        self.rows.append(row)
+        self.steps += int(row["steps"])
+        self.images += int(row["steps"]) * batch_size
+        self.train_s += float(row["train_seconds"])
+        self.wall_s += float(rcurve[-1].get("wall_s", 0.0)) if rcurve else 0.0
+
+
+def _labels_for(rs: _Rounds, r: int) -> tuple[Splits, dict[str, Any]]:
+    """Round ``r``'s training splits and pseudo-label accounting (the teacher: none)."""
+    splits = rs.data[1]
+    if r == 0:
+        return splits, dict(TEACHER_ROW)
+    prev = Path(rs.cfg.out) / f"round_{r - 1}" / "model.pt"
+    labeler = load_model(prev, device=rs.device)
+    pl = pseudo_label(
+        labeler.network,
+        splits.unlabeled.images,
+        rs.st.threshold,
+        device=rs.device,
+        precision=rs.precision,
+        batch_size=rs.cfg.train.eval_batch_size,
+    )
+    acct = accounting(pl, splits.unlabeled_true_labels)
+    rsplits = student_splits(
+        splits, pl, {"round": r, "labeled_by": str(prev), "threshold": rs.st.threshold}
+    )
+    _check_same_pseudo_labels(Path(rs.cfg.out) / f"round_{r}", rsplits)
+    if rs.info.is_main:
+        right = (
+            f", {acct['correct']} right ({100 * acct['pseudo_label_accuracy']:.1f}%; "
+            f"the labeler gets {100 * acct['labeler_pool_accuracy']:.1f}% of the pool)"
+            if acct["correct"] is not None
+            else ""
+        )
+        rs.log(
+            f"round {r}: kept {acct['kept']} of {len(splits.unlabeled)} pseudo-labels{right}; "
+            f"the student trains on {len(rsplits.labeled)} images"
+        )
+    return rsplits, acct
+
+
+def _train_round(rs: _Rounds, r: int, rcfg: RunConfig) -> tuple[dict[str, Any] | None, Any]:
+    """Train round ``r`` and leave its ``round.json``: its table row (None when
+    ``stop_at_step`` stopped it) and ``run_training``'s result."""
+    rdir = Path(rcfg.out)
+    rsplits, acct = _labels_for(rs, r)
+    if rs.info.is_main:
+        rs.log(f"round {r}: training the {'teacher' if r == 0 else 'student'} in {rdir}")
+    res = run_training(
+        rcfg,
+        progress=rs.progress,
+        log=rs.log,
+        stop_at_step=rs.stop_at_step,
+        data=(rs.data[0], rsplits),
+        init_head=r > 0 and not rs.st.fresh,
+    )
+    if res.stopped_early:
+        return None, res
+    m = _read_json(rdir / "metrics.json")
+    vals = [c["val_acc"] for c in read_curve(rdir / "curve.jsonl") if c.get("val_acc") is not None]
+    row = {
+        "round": r,
+        "train_images": len(rsplits.labeled),
+        **acct,
+        "val_acc": vals[-1] if vals else None,
+        "test_acc": m["accuracy"] if m else None,
+        "test_macro_f1": m["macro_f1"] if m else None,
+        "steps": res.steps,
+        "train_seconds": round(res.train_seconds, 3),
+    }
+    if rs.info.is_main:
+        threshold = rs.st.threshold if r else None
+        marker = {"config": rcfg.model_dump(), "threshold": threshold, "record": row}
+        write_json(rdir / "round.json", marker)
+    barrier(rs.info)
+    return row, res
+
+
+def _finished_round(rs: _Rounds, r: int, rcfg: RunConfig) -> dict[str, Any] | None:
+    """The table row of a round already complete in its folder (None if it is not)."""
+    rdir = Path(rcfg.out)
+    marker = _read_json(rdir / "round.json")
+    if marker is None:
+        return None
+    if marker.get("config") != rcfg.model_dump() or marker.get("threshold") != (
+        rs.st.threshold if r else None
+    ):
+        raise CheckpointError(
+            f"{rdir} was trained with other settings; use a new --out or remove it"
+        )
+    if rs.info.is_main:
+        rs.log(f"round {r}: already complete in {rdir}, skipped")
+    return dict(marker["record"])
+
+
+_Parts = tuple[DistInfo, torch.device, tuple[Any, Splits]]
+
+
+def _start(cfg: RunConfig, log: Any) -> tuple[SelfTrainingSettings, dict[str, Any], _Parts]:
+    """Validate the settings, join the process group, prepare the data and the folder."""
+    st, student_kwargs = parse_settings(cfg.method_kwargs)
+    info = init_distributed(
+        torch.device("cuda")
+        if cfg.device in ("auto", "cuda") and torch.cuda.is_available()
+        else None
+    )
+    device = pick_device(cfg.device, info)
+    ds, splits = prepare_data(cfg)
+    pool = splits.unlabeled
+    if not len(pool):
+        raise ConfigError(
+            "method 'teacher_student' needs unlabeled images and the unlabeled pool is empty"
+        )
+    if info.is_main:
+        out = Path(cfg.out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", cfg.model_dump())
+        write_json(out / "split.json", splits.record)
+        log(
+            f"teacher_student: a teacher and {st.rounds} student(s), pseudo-labels with "
+            f"confidence >= {st.threshold} from a pool of {len(pool)}, "
+            f"{'fresh' if st.fresh else 'continued'} students"
+        )
+    return st, student_kwargs, (info, device, (ds, splits))
 
 
 def run_self_training(
@@ -217,158 +311,34 @@ def run_self_training(
 ) -> RunResult:
     """Teacher, then ``rounds`` students on labeled + confident pseudo-labeled images."""
     t0 = time.perf_counter()
-    st, student_kwargs = parse_settings(cfg.method_kwargs)
-    info = init_distributed(
-        torch.device("cuda")
-        if cfg.device in ("auto", "cuda") and torch.cuda.is_available()
-        else None
-    )
-    device = pick_device(cfg.device, info)
+    st, student_kwargs, (info, device, data) = _start(cfg, log)
     precision = resolve_precision(cfg.train.precision, device)
+    rs = _Rounds(
+        cfg, st, student_kwargs, info, device, precision, data, progress, log, stop_at_step
+    )
     out = Path(cfg.out)
-    ds, splits = prepare_data(cfg)
-    pool, true = splits.unlabeled, splits.unlabeled_true_labels
-    if not len(pool):
-        raise ConfigError(
-            "method 'teacher_student' needs unlabeled images and the unlabeled pool is empty"
-        )
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "config.json", cfg.model_dump())
-        write_json(out / "split.json", splits.record)
-        log(
-            f"teacher_student: a teacher and {st.rounds} student(s), pseudo-labels with "
-            f"confidence >= {st.threshold} from a pool of {len(pool)}, "
-            f"{'fresh' if st.fresh else 'continued'} students"
-        )
-
-    rows: list[dict[str, Any]] = []
-    curve: list[dict[str, Any]] = []
-    steps = img_off = 0
-    time_off = wall_off = 0.0
     for r in range(st.rounds + 1):
-        rdir = out / f"round_{r}"
-        prev = out / f"round_{r - 1}" / "model.pt"
-        budget = cfg.train.budget if r == 0 else (st.student_budget or cfg.train.budget)
-        continued = r > 0 and not st.fresh
-        rcfg = cfg.model_copy(
-            update={
-                "method": "supervised",
-                "method_kwargs": dict(student_kwargs),
-                "init": str(prev) if continued else cfg.init,
-                "out": str(rdir),
-                "train": cfg.train.model_copy(update={"budget": budget}),
-            }
-        )
-        marker = _read_json(rdir / "round.json")
-        if marker is not None:
-            if marker.get("config") != rcfg.model_dump() or marker.get("threshold") != (
-                st.threshold if r else None
-            ):
-                raise CheckpointError(
-                    f"{rdir} was trained with other settings; use a new --out or remove it"
-                )
-            if info.is_main:
-                log(f"round {r}: already complete in {rdir}, skipped")
-            row = marker["record"]
-        else:
-            if r == 0:
-                rsplits, acct = splits, dict(TEACHER_ROW)
-            else:
-                labeler = load_model(prev, device=device)
-                pl = pseudo_label(
-                    labeler.network,
-                    pool.images,
-                    st.threshold,
-                    device=device,
-                    precision=precision,
-                    batch_size=cfg.train.eval_batch_size,
-                )
-                acct = accounting(pl, true)
-                rsplits = student_splits(
-                    splits, pl, {"round": r, "labeled_by": str(prev), "threshold": st.threshold}
-                )
-                _check_same_pseudo_labels(rdir, rsplits)
-                if info.is_main:
-                    right = (
-                        f", {acct['correct']} right ({100 * acct['pseudo_label_accuracy']:.1f}%; "
-                        f"the labeler gets {100 * acct['labeler_pool_accuracy']:.1f}% of the pool)"
-                        if acct["correct"] is not None
-                        else ""
-                    )
-                    log(
-                        f"round {r}: kept {acct['kept']} of {len(pool)} pseudo-labels{right}; "
-                        f"the student trains on {len(rsplits.labeled)} images"
-                    )
-            if info.is_main:
-                log(f"round {r}: training the {'teacher' if r == 0 else 'student'} in {rdir}")
-            res = run_training(
-                rcfg,
-                progress=progress,
-                log=log,
-                stop_at_step=stop_at_step,
-                data=(ds, rsplits),
-                init_head=continued,
-            )
-            if res.stopped_early:
+        rcfg = rs.config(r)
+        row = _finished_round(rs, r, rcfg)
+        if row is None:
+            row, res = _train_round(rs, r, rcfg)
+            if row is None:  # stop_at_step stopped this round
                 return RunResult(
                     out,
                     None,
-                    steps + res.steps,
-                    time_off + res.train_seconds,
+                    rs.steps + res.steps,
+                    rs.train_s + res.train_seconds,
                     time.perf_counter() - t0,
-                    curve,
+                    rs.curve,
                     True,
                 )
-            rcurve = _read_curve(rdir / "curve.jsonl")
-            m = _read_json(rdir / "metrics.json")
-            vals = [c["val_acc"] for c in rcurve if c.get("val_acc") is not None]
-            row = {
-                "round": r,
-                "train_images": len(rsplits.labeled),
-                **acct,
-                "val_acc": vals[-1] if vals else None,
-                "test_acc": m["accuracy"] if m else None,
-                "test_macro_f1": m["macro_f1"] if m else None,
-                "steps": res.steps,
-                "train_seconds": round(res.train_seconds, 3),
-            }
-            if info.is_main:
-                write_json(
-                    rdir / "round.json",
-                    {
-                        "config": rcfg.model_dump(),
-                        "threshold": st.threshold if r else None,
-                        "record": row,
-                    },
-                )
-            barrier(info)
-        rows.append(row)
-        rcurve = _read_curve(rdir / "curve.jsonl")
-        for c in rcurve:
-            curve.append(
-                {
-                    "round": r,
-                    **c,
-                    "step": c["step"] + steps,
-                    "round_step": c["step"],
-                    "images_seen": c.get("images_seen", 0) + img_off,
-                    "time_s": round(c["time_s"] + time_off, 3),
-                    "round_time_s": c["time_s"],
-                    "wall_s": round(c.get("wall_s", 0.0) + wall_off, 3),
-                }
-            )
-        steps += int(row["steps"])
-        img_off += int(row["steps"]) * rcfg.train.batch_size
-        time_off += float(row["train_seconds"])
-        wall_off += float(rcurve[-1].get("wall_s", 0.0)) if rcurve else 0.0
-
+        rs.add_curve(r, Path(rcfg.out), row, rcfg.train.batch_size)
     last = out / f"round_{st.rounds}"
     final = _read_json(last / "metrics.json")
     wall = time.perf_counter() - t0
     if info.is_main:
-        _write_outputs(out, last, cfg, st, rows, curve, final, splits, steps, time_off, wall)
-        for row in rows:
+        _write_outputs(out, last, cfg, st, rs, final, data[1], wall)
+        for row in rs.rows:
             log(
                 f"round {row['round']}: {row['kept']} pseudo-labels kept"
                 + (
@@ -379,7 +349,7 @@ def run_self_training(
                 + (f", test accuracy {row['test_acc']:.4f}" if row["test_acc"] is not None else "")
             )
     barrier(info)
-    return RunResult(out, _metrics_from(final), steps, time_off, wall, curve)
+    return RunResult(out, _metrics_from(final), rs.steps, rs.train_s, wall, rs.curve)
 
 
 def _check_same_pseudo_labels(rdir: Path, rsplits: Splits) -> None:
@@ -404,12 +374,9 @@ def _write_outputs(
     last: Path,
     cfg: RunConfig,
     st: SelfTrainingSettings,
-    rows: list[dict[str, Any]],
-    curve: list[dict[str, Any]],
+    rs: _Rounds,
     final: dict[str, Any] | None,
     splits: Splits,
-    steps: int,
-    train_s: float,
     wall: float,
 ) -> None:
     """The run folder of the whole self-training: the final student is the run's model."""
@@ -417,25 +384,25 @@ def _write_outputs(
         "rounds": st.rounds,
         "threshold": st.threshold,
         "fresh": st.fresh,
-        "student_budget": st.student_budget or cfg.train.budget,
-        "teacher_budget": cfg.train.budget,
+        "student_budget": str(st.student_budget or cfg.train.budget),
+        "teacher_budget": str(cfg.train.budget),
         "pool": len(splits.unlabeled),
         "pool_labels_known": int((splits.unlabeled_true_labels >= 0).sum()),
-        "table": rows,
+        "table": rs.rows,
     }
     write_json(out / "self_training.json", summary)
-    atomic_write_text(out / "curve.jsonl", "".join(json.dumps(c) + "\n" for c in curve))
+    write_curve(out / "curve.jsonl", rs.curve)
     if final is not None:
         write_json(
             out / "metrics.json",
             {
                 **final,
-                "steps": steps,
-                "train_seconds": round(train_s, 2),
+                "steps": rs.steps,
+                "train_seconds": round(rs.train_s, 2),
                 "wall_seconds": round(wall, 2),
                 "labeled": len(splits.labeled),
                 "unlabeled": len(splits.unlabeled),
-                "pseudo_labeled": rows[-1]["kept"],
+                "pseudo_labeled": rs.rows[-1]["kept"],
                 "rounds": st.rounds,
             },
         )
