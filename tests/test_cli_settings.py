@@ -63,6 +63,8 @@ def sample(path: str, annotation: Any, default: Any) -> tuple[Any, Any]:
     if path in SAMPLES:
         return SAMPLES[path], SAMPLES[path]
     [kind] = _members(annotation)  # one type besides None; a new union type needs a sample
+    if typing.get_origin(kind) is typing.Annotated:  # a constrained type: its base type
+        kind = typing.get_args(kind)[0]
     if typing.get_origin(kind) is Literal:
         choice = next(c for c in reversed(kind.__args__) if c != default)
         return choice, choice

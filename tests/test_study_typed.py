@@ -110,7 +110,9 @@ def test_an_impossible_validation_set_names_the_val_line():
 def test_a_method_option_error_names_its_own_entry():
     entry = "  - {train: fixmatch, name: f2, kwargs: {threshold: 7}}\n"
     text = STUDY.replace("  - fixmatch\n", "  - fixmatch\n" + entry)
-    with pytest.raises(ConfigError, match=r"^s\.yaml line 12: confidence threshold"):
+    with pytest.raises(
+        ConfigError, match=r"^s\.yaml line 12: method 'fixmatch': method\.threshold must be"
+    ):
         parse_study(text, "s.yaml", check_data=True)
 
 
