@@ -27,6 +27,7 @@ from fewlabels.study.plan import (
     job_key,
 )
 from fewlabels.study.schema import StudySpec
+from fewlabels.study.tuning import Trial, settings_label, trial_info, trials
 from fewlabels.study.yamlines import Located
 
 
@@ -81,21 +82,39 @@ def expand(
     if any(p.synthetic for p in pipelines):  # one GAN for the whole study, on its data
         gen = {"data": plan.spec.data, "device": plan.spec.device, "gan": dict(plan.spec.generate)}
         gkey = reg.job(make_job("generate", {"generate": gen}, stage="generate"))
+    tuned = [trials(plan.spec, p, plan.spec.tune) for p in pipelines]
     for point in points(grid):
-        for p in pipelines:
+        for p, tried in zip(pipelines, tuned, strict=True):
             uses = methods[p.first] if p.then is None else True
             pt = point if uses else replace(point, unlabeled="0")
-            keys = _pipeline_jobs(plan.spec, p, pt, gkey, reg)
-            cell = Cell(p.name, p.kind, pt.labeled, pt.unlabeled, pt.seed, "grid", keys[-1], keys)
+            keys, infos = _cell_jobs(plan.spec, p, tried, pt, gkey, reg)
+            cell = Cell(p.name, p.kind, pt.labeled, pt.unlabeled, pt.seed, "grid", "", keys)
+            cell.run_key = infos[0]["run_key"] if infos else keys[-1]
             cell.uses_unlabeled, cell.strategy, cell.synthetic = uses, pt.strategy, p.synthetic
             cell.pretrain, cell.then = (p.first, p.then) if p.then else (None, None)
-            cell.unlabeled_at = pt.unlabeled_at
+            cell.unlabeled_at, cell.trials = pt.unlabeled_at, infos
             reg.cell(cell)
     if plan.spec.upper_bound:
         _upper_bound(plan.spec, pipelines, grid.seeds, reg, doc)
     needed = {d for j in plan.jobs.values() for d in j.deps}
     order = sorted(plan.jobs.values(), key=lambda j: j.key not in needed)
     plan.jobs = {j.key: j for j in order}
+
+
+def _cell_jobs(
+    spec: StudySpec, p: Pipeline, tried: list[Trial], pt: Point, gkey: str, reg: _Registry
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """The runs of a cell (every trial's, with ``tune``) and what it keeps of each trial."""
+    if not tried:
+        return _pipeline_jobs(spec, p, pt, gkey, reg), []
+    keys: list[str] = []
+    infos = []
+    for t in tried:
+        label = f"{t.index}: {settings_label(t.settings)}"
+        got = _pipeline_jobs(spec, t.pipeline, pt, gkey, reg, label)
+        infos.append(trial_info(t, got[-1], got, p))
+        keys += [k for k in got if k not in keys]
+    return keys, infos
 
 
 def run_config(
@@ -130,12 +149,14 @@ def run_config(
     }
 
 
-def _pipeline_jobs(spec: StudySpec, p: Pipeline, pt: Point, gkey: str, reg: _Registry) -> list[str]:
+def _pipeline_jobs(
+    spec: StudySpec, p: Pipeline, pt: Point, gkey: str, reg: _Registry, trial: str = ""
+) -> list[str]:
     """Register the runs of pipeline ``p`` at point ``pt``; their keys, the result's last."""
     if p.then is None:
         cfg = run_config(spec, p.first, p.kwargs, p.budget, p.settings, pt, pt.strategy)
         job = make_job("train", {"config": cfg}, name=p.name, point=pt, where=p.where)
-        return [reg.job(job)]
+        return [reg.job(replace(job, trial=trial))]
     syn = p.synthetic
     pre = run_config(spec, p.first, p.kwargs, p.budget, p.settings, pt)
     if syn:  # the GAN's images join the pool; the compute stays the same
@@ -151,18 +172,20 @@ def _pipeline_jobs(spec: StudySpec, p: Pipeline, pt: Point, gkey: str, reg: _Reg
             point=replace(pt, strategy=None),
             synthetic=syn,
             where=p.where,
+            trial=trial if p.then in PROBES else "",
         )
     )
     if p.then in PROBES:
         kind, then = "probe", {"probe": _probe(spec, p, pt, pre), "checkpoint_from": pkey}
     else:
         assert p.then is not None
-        cfg = run_config(spec, p.then, p.then_kwargs, p.then_budget, p.settings, pt, pt.strategy)
+        settings = {**p.settings, **p.then_settings}
+        cfg = run_config(spec, p.then, p.then_kwargs, p.then_budget, settings, pt, pt.strategy)
         kind, then = "train", {"config": cfg, "init_from": pkey}
     if pt.strategy and spec.select_encoder is None:  # features: the cell's pretraining
         then["select_encoder_from"] = pkey
     job = make_job(kind, then, (pkey,), stage=kind, name=p.name, point=pt, synthetic=syn)
-    key = reg.job(replace(job, where=p.where))
+    key = reg.job(replace(job, where=p.where, trial=trial))
     return [gkey, pkey, key] if syn else [pkey, key]
 
 

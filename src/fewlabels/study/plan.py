@@ -79,6 +79,8 @@ class Pipeline:
     settings: dict[str, Any]
     where: Where
     synthetic: float = 0.0  # generated images added to the pretraining pool (x the pool)
+    # training settings of ``then``'s run only, over ``settings`` (a tuning trial's)
+    then_settings: dict[str, Any] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -133,6 +135,7 @@ class Job:
     point: Point | None = None
     synthetic: float = 0.0
     where: Where | None = field(default=None, compare=False, repr=False)
+    trial: str = ""  # a tuning trial's settings, for progress lines
 
     @property
     def strategy(self) -> str | None:
@@ -147,10 +150,11 @@ class Job:
         if self.stage == "all_labels":
             return f"all labels seed={seed}"
         tag = self.point.tag if self.point else ""
+        trial = f" [trial {self.trial}]" if self.trial else ""
         if self.stage == "pretrain":
             syn = f" +{self.synthetic:g}x generated" if self.synthetic else ""
-            return f"pretrain {self.name} {tag}{syn}"
-        return f"{method_name(self.name, self.synthetic, self.strategy)} {tag}"
+            return f"pretrain {self.name} {tag}{syn}{trial}"
+        return f"{method_name(self.name, self.synthetic, self.strategy)} {tag}{trial}"
 
 
 @dataclass
@@ -177,6 +181,8 @@ class Cell:
     pretrain: str | None = None
     then: str | None = None
     unlabeled_at: Where | None = field(default=None, compare=False, repr=False)
+    # with ``tune``: each trial's settings, result run and runs (``tuning.trial_info``)
+    trials: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def method(self) -> str:
@@ -226,6 +232,7 @@ class Cell:
             "synthetic": self.synthetic,
             "pretrain": self.pretrain,
             "then": self.then,
+            **({"trials": self.trials} if self.trials else {}),
         }
 
 

@@ -9,7 +9,7 @@ import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from fewlabels.study.results import Row
+from fewlabels.study.results import Row, settings_text
 from fewlabels.study.sections import Section, Table
 
 CSV_COLUMNS = [
@@ -35,6 +35,9 @@ CSV_COLUMNS = [
     "run_key",
     "strategy",
     "synthetic",
+    "val_acc",
+    "trial",
+    "trial_settings",
 ]
 
 _CSS = """
@@ -59,11 +62,18 @@ class Page:
     sections: list[Section]
     study_dir: Path
 
+    def verdict(self) -> Section | None:
+        """The verdict section, shown first."""
+        return next((sec for sec in self.sections if sec.name == "verdict"), None)
+
+    def _rest(self) -> list[Section]:
+        return [sec for sec in self.sections if sec.name != "verdict"]
+
     def summary(self) -> list[str]:
-        return [s for sec in self.sections for s in sec.summary]
+        return [s for sec in self._rest() for s in sec.summary]
 
     def tables(self) -> list[Table]:
-        return [t for sec in self.sections for t in sec.tables]
+        return [t for sec in self._rest() for t in sec.tables]
 
     def figures(self) -> list[tuple[str, str]]:
         """(caption, path relative to the study folder) of every figure."""
@@ -74,7 +84,7 @@ class Page:
         ]
 
     def notes(self) -> list[str]:
-        return [n for sec in self.sections for n in sec.notes]
+        return [n for sec in self._rest() for n in sec.notes]
 
 
 def render_csv(rows: list[Row]) -> str:
@@ -84,6 +94,7 @@ def render_csv(rows: list[Row]) -> str:
     w.writeheader()
     for r in rows:
         d = asdict(r)
+        d["trial_settings"] = settings_text(r.trial_settings)
         w.writerow({k: "" if d.get(k) is None else d[k] for k in CSV_COLUMNS})
     return buf.getvalue()
 
@@ -109,10 +120,12 @@ def render_markdown(page: Page) -> str:
         "",
         f"From `{page.source}`; {page.cells} cells, {page.done} done.",
         "",
-        "## Summary",
-        "",
     ]
-    md += [f"- {s}" for s in page.summary()] + [""]
+    verdict = page.verdict()
+    if verdict is not None:
+        md += ["## Verdict", ""] + [f"- {s}" for s in verdict.summary] + [""]
+        md += [f"_{n}_\n" for n in verdict.notes] + [_md_table(t) for t in verdict.tables]
+    md += ["## Summary", ""] + [f"- {s}" for s in page.summary()] + [""]
     md += ["## Tables", ""] + [_md_table(t) for t in page.tables()]
     md += ["## Figures", ""] + [f"![{c}]({p})\n" for c, p in page.figures()]
     md += [f"_{n}_" for n in page.notes()]
@@ -134,10 +147,15 @@ def render_html(page: Page) -> str:
         f"<p class='note'>From <code>{e(page.source)}</code>; {page.cells} cells, "
         f"{page.done} done. Tables as markdown: "
         "<a href='report.md'>report.md</a>; every cell: <a href='results.csv'>"
-        "results.csv</a>.</p>",
-        "<h2>Summary</h2>",
-        "<ul class='summary'>",
+        "results.csv</a>; the verdict's lines: <a href='verdict.csv'>verdict.csv</a>.</p>",
     ]
+    verdict = page.verdict()
+    if verdict is not None:
+        body += ["<h2>Verdict</h2>", "<ul class='summary'>"]
+        body += [f"<li>{e(s)}</li>" for s in verdict.summary] + ["</ul>"]
+        body += [f"<p class='note'>{e(n)}</p>" for n in verdict.notes]
+        body += [_html_table(t) for t in verdict.tables]
+    body += ["<h2>Summary</h2>", "<ul class='summary'>"]
     body += [f"<li>{e(s)}</li>" for s in page.summary()] + ["</ul>", "<h2>Figures</h2>"]
     for caption, rel in page.figures():
         body.append(

@@ -1,11 +1,14 @@
-"""The study report, made from the store alone: results.csv, report.md, report.html + PNGs.
+"""The study report, made from the store alone: results.csv, verdict.csv, report.md,
+report.html + PNGs.
 
 The report is a list of sections (``study.sections``: summary, tables, figures;
 ``study.synthetic``: generated images), each a function of the study's results, rendered
 by ``study.render``. The HTML is self-contained: inline CSS, relative ``<img>`` paths to
 the PNGs beside it, no scripts and nothing fetched from the network. The plain-words
-summary is computed from the numbers: the winner at each labeled amount, and the point
-where more unlabeled data stops helping (a gain below the seed-to-seed spread).
+verdict, first, is computed from paired differences by seed with 95% t-intervals
+(``study.verdict``): each method against supervised at each labeled amount, and whether
+more unlabeled data helps; fewer than three seeds are "not conclusive". verdict.csv holds
+its lines.
 """
 
 from __future__ import annotations
@@ -27,12 +30,16 @@ from fewlabels.study.sections import (
     tables_section,
 )
 from fewlabels.study.synthetic import synthetic_section
+from fewlabels.study.tuning_report import tuning_section
+from fewlabels.study.verdict import verdict_csv, verdict_section, verdicts
 
 __all__ = ["CSV_COLUMNS", "SECTIONS", "Report", "read_results", "write_report"]
 
 # the report's sections, in order
 SECTIONS: list[Callable[[Results], Section]] = [
+    verdict_section,
     summary_section,
+    tuning_section,
     tables_section,
     figures_section,
     synthetic_section,
@@ -47,6 +54,7 @@ class Report:
     markdown: Path
     csv: Path
     figures: list[Path] = field(default_factory=list)
+    verdict: Path | None = None
 
 
 def read_results(study_dir: Path, store_url: str | None) -> tuple[Results, str, str]:
@@ -74,6 +82,8 @@ def write_report(study_dir: str | Path, store_url: str | None = None) -> Report:
     res, name, source = read_results(study_dir, store_url)
     csv_path = study_dir / "results.csv"
     atomic_write_text(csv_path, render_csv(res.rows))
+    verdict_path = study_dir / "verdict.csv"
+    atomic_write_text(verdict_path, verdict_csv(verdicts(res.groups)))
     res.fig_dir.mkdir(exist_ok=True)
     sections = [make(res) for make in SECTIONS]
     done = sum(r.status == "done" for r in res.rows)
@@ -82,4 +92,4 @@ def write_report(study_dir: str | Path, store_url: str | None = None) -> Report:
     atomic_write_text(md_path, render_markdown(page))
     atomic_write_text(html_path, render_html(page))
     figures = [f.path for sec in sections for f in sec.figures]
-    return Report(html_path, md_path, csv_path, figures)
+    return Report(html_path, md_path, csv_path, figures, verdict_path)

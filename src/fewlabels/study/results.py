@@ -48,6 +48,12 @@ class Row:
     class_names: list[str] | None = None
     curve: list[dict[str, float]] = field(default_factory=list)
     job_keys: list[str] = field(default_factory=list)
+    # the validation accuracy at the end of the run (what tuning chooses by)
+    val_acc: float | None = None
+    # with ``tune``: the chosen trial, its settings, and every trial's outcome
+    trial: int | None = None
+    trial_settings: dict[str, float] = field(default_factory=dict)
+    trials: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _labels(c: dict[str, Any]) -> str:
@@ -83,13 +89,80 @@ def _curve(jobs: list[dict[str, Any]]) -> list[dict[str, float]]:
     return curve
 
 
+def final_val(run: dict[str, Any] | None) -> float | None:
+    """A run's validation accuracy at its end: its metrics' ``val_acc`` (a probe's), else
+    the last validation point of its curve."""
+    if not run:
+        return None
+    v = (run.get("metrics") or {}).get("val_acc")
+    if v is None:
+        v = next(
+            (
+                r["val_acc"]
+                for r in reversed(run.get("curve") or [])
+                if r.get("val_acc") is not None
+            ),
+            None,
+        )
+    return None if v is None else float(v)
+
+
+def settings_text(settings: dict[str, Any]) -> str:
+    """A trial's settings as ``train.lr=0.001 method.lambda_u=2`` (``resolved`` for none)."""
+    if not settings:
+        return ""
+    return " ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items()
+    )
+
+
+def trial_outcomes(c: dict[str, Any], runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each trial of a tuned cell: index, settings, status, validation and test accuracy."""
+    out = []
+    for t in c.get("trials") or []:
+        status, _ = _status([runs[k] for k in t["job_keys"] if k in runs])
+        run = runs.get(t["run_key"]) if status == "done" else None
+        acc = ((run or {}).get("metrics") or {}).get("accuracy")
+        out.append({**t, "status": status, "val_acc": final_val(run), "accuracy": acc})
+    return out
+
+
+def chosen_trial(trials: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The finished trial with the best validation accuracy (the earliest of equals: the
+    resolved settings come first); None while none has finished."""
+    done = [t for t in trials if t["status"] == "done"]
+    if not done:
+        return None
+    return max(done, key=lambda t: (-1.0 if t["val_acc"] is None else t["val_acc"], -t["index"]))
+
+
+def _tuned(c: dict[str, Any], runs: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], str, list]:
+    """A tuned cell as the cell of its chosen trial; its status over every trial."""
+    trials = trial_outcomes(c, runs)
+    statuses = {t["status"] for t in trials}
+    status = next((s for s in ("running", "pending", "done") if s in statuses), "failed")
+    pick = chosen_trial(trials) or (trials[0] if trials else None)
+    if pick is None:
+        return c, status, trials
+    view = {**c, "run_key": pick["run_key"], "job_keys": pick["job_keys"], "chosen": pick}
+    return view, status, trials
+
+
 def row_of(c: dict[str, Any], runs: dict[str, dict[str, Any]]) -> Row:
-    """The row of a stored cell (``info`` + ``run_key`` + ``job_keys``) from its runs."""
+    """The row of a stored cell (``info`` + ``run_key`` + ``job_keys``) from its runs; a
+    tuned cell (``trials``) is the row of its chosen trial."""
+    trials: list[dict[str, Any]] = []
+    tuned_status = None
+    if c.get("trials"):
+        c, tuned_status, trials = _tuned(c, runs)
     jobs = [runs[k] for k in c["job_keys"] if k in runs]
     status, bad = _status(jobs)
+    if tuned_status is not None:  # a failed trial fails the cell only if no trial is left
+        status = tuned_status
     m = runs.get(c["run_key"], {}).get("metrics") or {}
     done = status == "done"
     train_s = sum(float((j.get("metrics") or {}).get("train_seconds") or 0) for j in jobs)
+    chosen = c.get("chosen") or {}
     return Row(
         cell=c["id"],
         method=c["method"],
@@ -120,6 +193,10 @@ def row_of(c: dict[str, Any], runs: dict[str, dict[str, Any]]) -> Row:
         class_names=m.get("class_names"),
         curve=_curve(jobs),
         job_keys=list(c["job_keys"]),
+        val_acc=final_val(runs.get(c["run_key"])) if done else None,
+        trial=chosen.get("index"),
+        trial_settings=dict(chosen.get("settings") or {}),
+        trials=trials,
     )
 
 
@@ -210,14 +287,30 @@ def most_unlabeled(groups: list[Group], method: str, lab: str) -> Group | None:
     return max(gs, key=lambda g: g.n_unlabeled) if gs else None
 
 
-def best_row(groups: list[Group]) -> Row | None:
-    """The best seed of the best method at the fewest labels."""
+def best_group(groups: list[Group]) -> Group | None:
+    """The method with the best mean test accuracy at the fewest labels (its most
+    accurate unlabeled amount)."""
     labels = label_order(groups)
     gs = [g for g in groups if labels and g.labels == labels[0] and g.role == "grid"]
-    if not gs:
+    return max(gs, key=lambda g: g.mean) if gs else None
+
+
+def best_row(groups: list[Group]) -> Row | None:
+    """The best seed of ``best_group``."""
+    g = best_group(groups)
+    return None if g is None else max(g.rows, key=lambda r: r.accuracy or 0.0)
+
+
+def summed_confusion(g: Group) -> tuple[list[list[int]], list[str], int] | None:
+    """The confusion matrix of ``g`` summed over its seeds (every seed is scored on the
+    same test set), its class names and the number of seeds summed."""
+    mats = [r.confusion for r in g.rows if r.confusion]
+    if not mats:
         return None
-    g = max(gs, key=lambda g: g.mean)
-    return max(g.rows, key=lambda r: r.accuracy or 0.0)
+    total = np.sum(np.asarray(mats, dtype=np.int64), axis=0)
+    names = next((r.class_names for r in g.rows if r.class_names), None)
+    names = names or [str(i) for i in range(len(total))]
+    return total.tolist(), list(names), len(mats)
 
 
 def time_to(curve: list[dict[str, float]], acc: float) -> float | None:

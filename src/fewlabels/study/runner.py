@@ -45,6 +45,7 @@ _KEEP = (
     "unlabeled",
     "protocol",
     "extra_unlabeled",
+    "val_acc",  # a probe's validation accuracy (what tuning chooses by)
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 
 class MethodEntry(BaseModel):
@@ -95,3 +96,18 @@ class StudySpec(BaseModel):
     # GAN settings (fewlabels.generate.GANConfig) for grid.synthetic
     generate: dict[str, Any] = Field(default_factory=dict)
     report: ReportSpec = Field(default_factory=ReportSpec)
+    # equal tuning: this many trials of a small search around each method's resolved
+    # settings (study.tuning), chosen on the validation split; 0: the resolved settings
+    tune: int = 0
+    # the most compute all runs together may take (every trial counted), e.g. 20000steps
+    # or 3h, in the unit of the budgets; none: no cap
+    max_compute: str | None = None
+
+    @field_validator("tune", mode="before")
+    @classmethod
+    def _tune(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise PydanticCustomError(
+                "tune", "must be a whole number of trials, 0 or more, got {v}", {"v": repr(v)}
+            )
+        return v

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,14 +17,14 @@ from fewlabels.study import figures as F
 from fewlabels.study.results import (
     Group,
     Row,
-    best_row,
+    best_group,
     count,
     label_order,
     methods_of,
     most_unlabeled,
-    pct,
     pm,
     stat,
+    summed_confusion,
     time_to,
     upper_bound,
 )
@@ -75,12 +74,10 @@ class Results:
 
 # -- summary -------------------------------------------------------------------------------
 def summary_section(res: Results) -> Section:
-    """Who wins at each labeled amount, where more unlabeled data stops helping, the upper
-    bound, and what failed or is unfinished."""
+    """The means at each labeled amount (the verdict says which differences hold), the
+    upper bound, and what failed or is unfinished."""
     groups, rows = res.groups, res.rows
-    lines = [w for lab in label_order(groups) if (w := _winner(groups, lab))]
-    for lab in label_order(groups):
-        lines += [s for m in methods_of(groups) if (s := _unlabeled_gain(groups, m, lab))]
+    lines = [s for lab in label_order(groups) if (s := _means(groups, lab))]
     upper = upper_bound(groups)
     if upper is not None:
         lines.append(
@@ -95,53 +92,22 @@ def summary_section(res: Results) -> Section:
     return Section("summary", summary=lines)
 
 
-def _winner(groups: list[Group], lab: str) -> str | None:
-    best: dict[str, Group] = {}
-    for g in groups:
-        if g.labels != lab or g.role != "grid":
-            continue
-        if g.method not in best or g.mean > best[g.method].mean:
-            best[g.method] = g
-    ranked = sorted(best.values(), key=lambda g: -g.mean)
-    if not ranked:
+def _means(groups: list[Group], lab: str) -> str | None:
+    """Each method's mean test accuracy at ``lab`` (its most unlabeled data), in the
+    study's order: no ranking here, the verdict says which differences hold."""
+    gs = [g for m in methods_of(groups) if (g := most_unlabeled(groups, m, lab)) is not None]
+    if not gs:
         return None
-    win = ranked[0]
-    unl = f" with {count(win.n_unlabeled)} unlabeled images" if win.uses_unlabeled else ""
-    text = f"At {lab} labeled ({count(win.n_labeled)} images), {win.method} wins: {pm(win)}%{unl}"
-    sup = best.get("supervised")
-    if sup is not None and sup is not win:
-        text += f", {100 * (win.mean - sup.mean):+.1f} points over supervised ({pm(sup)}%)"
-    if len(ranked) > 1 and win.mean - ranked[1].mean < max(win.std, ranked[1].std):
-        text += (
-            f"; but {ranked[1].method} ({pm(ranked[1])}%) is within the seed-to-seed "
-            "spread, so the order of these two is not settled"
-        )
-    return text + "."
-
-
-def _unlabeled_gain(groups: list[Group], m: str, lab: str) -> str | None:
-    gs = sorted(
-        (
-            g
-            for g in groups
-            if g.method == m and g.labels == lab and g.role == "grid" and g.uses_unlabeled
-        ),
-        key=lambda g: g.n_unlabeled,
-    )
-    if len(gs) < 2:
-        return None
-    for a, b in itertools.pairwise(gs):
-        gain, spread = b.mean - a.mean, max(a.std, b.std)
-        if gain < spread or gain <= 0:
-            return (
-                f"{m} at {lab}: adding unlabeled data stops helping beyond "
-                f"{count(a.n_unlabeled)} images (going to {count(b.n_unlabeled)} changes "
-                f"accuracy by {100 * gain:+.1f} points, within the seed-to-seed spread of "
-                f"{100 * spread:.1f})."
-            )
+    seeds = sorted({len(g.accs) for g in gs})
+    n = "/".join(map(str, seeds))
+    parts = [
+        f"{g.method} {pm(g)}%"
+        + (f" with {count(g.n_unlabeled)} unlabeled images" if g.uses_unlabeled else "")
+        for g in gs
+    ]
     return (
-        f"{m} at {lab}: each step up in unlabeled data, to {count(gs[-1].n_unlabeled)} "
-        f"images, gained more than the seed-to-seed spread ({pm(gs[0])}% -> {pm(gs[-1])}%)."
+        f"At {lab} labeled ({count(gs[0].n_labeled)} images), mean test accuracy over "
+        f"{n} seed(s): " + "; ".join(parts) + "."
     )
 
 
@@ -270,19 +236,24 @@ def figures_section(res: Results) -> Section:
     ]
     if means:
         add(Picture("Training seconds per cell", F.plot_compute(means, d / "compute.png")))
-    best = best_row(groups)
+    best = best_group(groups)
     if best is not None:
         _best_model_figures(res, best, sec)
     return sec
 
 
-def _best_model_figures(res: Results, best: Row, sec: Section) -> None:
-    if best.confusion:
-        names = best.class_names or [str(i) for i in range(len(best.confusion))]
-        title = f"{best.method}: {pct(best.accuracy)}"
-        path = plot_confusion(best.confusion, names, res.fig_dir / "confusion.png", title=title)
-        caption = f"Confusion matrix of the best model at the fewest labels ({best.cell})"
+def _best_model_figures(res: Results, group: Group, sec: Section) -> None:
+    summed = summed_confusion(group)
+    if summed is not None:
+        mat, names, n = summed
+        title = f"{group.method}: {pm(group)}% over {n} seed(s)"
+        path = plot_confusion(mat, names, res.fig_dir / "confusion.png", title=title)
+        caption = (
+            f"Confusion matrix of the best method at the fewest labels ({group.method}, "
+            f"{group.labels}, unlabeled={group.unlabeled}), summed over {n} seed(s)"
+        )
         sec.figures.append(Picture(caption, path))
+    best = max(group.rows, key=lambda r: r.accuracy or 0.0)
     if not res.options.get("tsne", True):
         return
     base = next(

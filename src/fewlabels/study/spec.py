@@ -36,6 +36,7 @@ from fewlabels.study.check import check_plan
 from fewlabels.study.expand import expand
 from fewlabels.study.plan import PROBES, Cell, Grid, Job, Labeled, Pipeline, StudyPlan, job_key
 from fewlabels.study.schema import GridSpec, MethodEntry, ReportSpec, StudySpec
+from fewlabels.study.tuning import check_compute, check_tuning
 from fewlabels.study.yamlines import (
     LineDict,
     LineList,
@@ -117,7 +118,9 @@ def parse_study(data: bytes | str, source: str, *, check_data: bool = False) -> 
     methods = known_methods()
     grid = read_grid(spec.grid, doc)
     pipelines = read_pipelines(spec, doc, methods)
+    check_tuning(spec, pipelines, doc)
     expand(plan, grid, pipelines, methods, doc)
+    check_compute(plan, doc)
     if check_data:
         check_plan(plan, doc)
     return plan
