@@ -6,6 +6,8 @@ budget larger than ``max_compute`` and a bad ``tune`` are one-line errors."""
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -165,3 +167,19 @@ def test_every_method_has_room_for_nine_trials():
     for name in METHODS:
         p = Pipeline(name, name, None, "5steps", "5steps", {}, {}, {}, Where("s.yaml", 1))
         assert len(points(space(p))) >= 9, name
+
+
+def test_the_cli_refuses_a_tuning_budget_over_max_compute_before_training(tmp_path):
+    spec = tmp_path / "tuned.yaml"
+    spec.write_text(STUDY.replace("tune: 2", "tune: 3") + "max_compute: 40steps\n")
+    out = tmp_path / "out"
+    p = subprocess.run(
+        [sys.executable, "-m", "fewlabels.cli", "study", str(spec), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 2
+    assert len(p.stderr.strip().splitlines()) == 1
+    assert "line 14: tune: 3 trials of each run, 3 cells: the study needs 45steps" in p.stderr
+    assert not out.exists()  # refused before anything was created
