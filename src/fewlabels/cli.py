@@ -484,7 +484,7 @@ def probe(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Evaluate a checkpoint's encoder with few labels: linear probe, kNN or fine-tuning."""
-    from fewlabels.evaluate.probe import ProbeConfig, run_data, run_probe
+    from fewlabels.train.probing import ProbeConfig, run_data, run_probe
 
     with _guard():
         run_spec, run_test = run_data(checkpoint)

@@ -10,26 +10,22 @@ without labels) form the unlabeled set, of the size ``unlabeled`` asks for.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
 from fewlabels.core.errors import ConfigError, SplitError
 from fewlabels.data import Dataset, SplitConfig, Splits, make_splits, parse_unlabeled
 from fewlabels.data.imageset import ImageSet
+from fewlabels.data.settings import SelectConfig, SourceSettings
 
-
-class SelectConfig(BaseModel):
-    """A simulated label request: ``budget`` labels in all, picked by ``strategy``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    strategy: str
-    budget: int
-    encoder: str | None = None
-    options: dict[str, Any] = Field(default_factory=dict)
+__all__ = [
+    "SelectConfig",
+    "check_select",
+    "select_splits",
+    "selected_data",
+    "selected_sizes",
+    "unlabeled_count",
+]
 
 
 def check_select(cfg: SelectConfig) -> None:
@@ -136,3 +132,16 @@ def select_splits(
         "info": picked.info,
     }
     return Splits(labeled, unl, base.val, base.test, torch.cat(hidden).long(), record)
+
+
+def selected_data(
+    cfg: SourceSettings, *, unlabeled: str = "rest", seed: int = 0
+) -> tuple[Dataset, Splits]:
+    """The dataset of a run's or probe's settings and the splits its ``select`` request
+    picks: what such a run trains on (``run_training(cfg, data=...)``)."""
+    if cfg.select is None:
+        raise ConfigError("selected_data needs a select setting (strategy and budget)")
+    ds = cfg.load()
+    if cfg.labels_per_class is not None or cfg.labeled_fraction is not None:
+        raise ConfigError("a selected labeled set takes no labels per class or fraction")
+    return ds, select_splits(ds, cfg.select, val=cfg.val, unlabeled=unlabeled, seed=seed)

@@ -35,13 +35,20 @@ from fewlabels.core.checkpoint import load_checkpoint, save_checkpoint
 from fewlabels.core.device import init_distributed, pick_device
 from fewlabels.core.errors import CheckpointError, ConfigError
 from fewlabels.core.precision import resolve_precision
-from fewlabels.data import Splits
+from fewlabels.data import Dataset, Splits
 from fewlabels.data.imageset import ImageSet
 from fewlabels.evaluate.inference import load_model
 from fewlabels.evaluate.metrics import Metrics, predict_logits
 from fewlabels.methods.supervised import Supervised
 from fewlabels.train.loop import barrier
-from fewlabels.train.run import RunConfig, RunResult, prepare_data, run_training, write_json
+from fewlabels.train.single import (
+    RunConfig,
+    RunResult,
+    data_record,
+    prepare_data,
+    run_single,
+    write_json,
+)
 
 DEFAULTS: dict[str, Any] = {
     # report 002: one teacher, one student; report 003 iterates (rounds=3)
@@ -215,8 +222,10 @@ def run_self_training(
     progress: bool = True,
     log: Any = print,
     stop_at_step: int | None = None,
+    data: tuple[Dataset, Splits] | None = None,
 ) -> RunResult:
-    """Teacher, then ``rounds`` students on labeled + confident pseudo-labeled images."""
+    """Teacher, then ``rounds`` students on labeled + confident pseudo-labeled images
+    (``data``: the dataset and splits ready-made, as for ``run_training``)."""
     t0 = time.perf_counter()
     st, student_kwargs = parse_settings(cfg.method_kwargs)
     info = init_distributed(
@@ -226,8 +235,12 @@ def run_self_training(
     )
     device = pick_device(cfg.device, info)
     precision = resolve_precision(cfg.train.precision, device)
+    if cfg.out is None:
+        raise ConfigError("method teacher_student keeps its rounds in a run folder; give out")
     out = Path(cfg.out)
-    ds, splits = prepare_data(cfg)
+    if data is not None:
+        cfg = data_record(cfg, data[0])[0]
+    ds, splits = data if data is not None else prepare_data(cfg)
     pool, true = splits.unlabeled, splits.unlabeled_true_labels
     if not len(pool):
         raise ConfigError(
@@ -303,7 +316,7 @@ def run_self_training(
                     )
             if info.is_main:
                 log(f"round {r}: training the {'teacher' if r == 0 else 'student'} in {rdir}")
-            res = run_training(
+            res = run_single(
                 rcfg,
                 progress=progress,
                 log=log,
