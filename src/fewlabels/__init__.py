@@ -15,7 +15,10 @@ See ``fewlabels.api`` and docs/api.md.
 from __future__ import annotations
 
 import importlib
+import types
 from typing import TYPE_CHECKING, Any
+
+from fewlabels import train as _train_package  # the subpackage; its __init__ imports nothing
 
 # Importing the API eagerly takes 11-16 s on a busy 2-core machine (torch alone ~8 s), so
 # every name loads on first use: `import fewlabels` (and the CLI's start) stays instant.
@@ -23,7 +26,7 @@ _WHERE = {
     **dict.fromkeys(
         (
             "PretrainResult", "ProbeResult", "Study", "StudyResult", "StudyRow", "TrainResult",
-            "load", "pretrain", "probe", "run", "split", "train",
+            "load", "pretrain", "probe", "run", "split",
         ),
         "fewlabels.api",
     ),
@@ -53,7 +56,6 @@ if TYPE_CHECKING:
         probe,
         run,
         split,
-        train,
     )
     from fewlabels.core.errors import (
         CheckpointError,
@@ -111,3 +113,14 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
+
+
+class _TrainPackage(types.ModuleType):
+    """``fewlabels.train`` is the training subpackage (``fewlabels.train.loop``, ...) and,
+    called, the API's ``train`` (``fewlabels.api.train``): one name for both."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return importlib.import_module("fewlabels.api").train(*args, **kwargs)
+
+
+_train_package.__class__ = _TrainPackage

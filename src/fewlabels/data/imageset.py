@@ -222,7 +222,12 @@ class Dataset:
         h = hashlib.sha256(b"dataset-v1")
         for part in (train, test, unlabeled):
             h.update(part.fingerprint().encode() if part is not None else b"-")
-        return cls(name or train.describe(), train, test, unlabeled, h.hexdigest())
+        name = name or train.describe() + "".join(
+            f" + {len(part)} {what}"
+            for what, part in (("unlabeled", unlabeled), ("test", test))
+            if part is not None
+        )
+        return cls(name, train, test, unlabeled, h.hexdigest())
 
     def describe(self) -> str:
         """The data spec it came from, or a description of in-memory data."""
