@@ -17,6 +17,9 @@ from fewlabels.core.errors import ConfigError, SplitError
 from fewlabels.data import Dataset, SplitConfig, Splits, make_splits, parse_unlabeled
 from fewlabels.data.imageset import ImageSet
 from fewlabels.data.settings import SelectConfig, SourceSettings
+from fewlabels.select import select, strategy
+from fewlabels.select.base import Pool
+from fewlabels.select.features import pool_features
 
 __all__ = [
     "SelectConfig",
@@ -30,8 +33,6 @@ __all__ = [
 
 def check_select(cfg: SelectConfig) -> None:
     """Refuse what cannot run from zero labels before any work is done."""
-    from fewlabels.select import strategy
-
     s = strategy(cfg.strategy)
     if s.needs_labels:
         raise ConfigError(
@@ -84,10 +85,6 @@ def select_splits(
     ``features`` (of the pool, in the order of ``make_splits``' labeled set) skips the
     feature extraction, e.g. when a benchmark compares strategies on the same pool.
     """
-    from fewlabels.select import select
-    from fewlabels.select.base import Pool
-    from fewlabels.select.features import pool_features
-
     check_select(cfg)
     base = make_splits(dataset, SplitConfig(unlabeled="rest", val=val, seed=seed))
     pool_set = base.labeled

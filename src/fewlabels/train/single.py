@@ -273,7 +273,9 @@ def build_setup(
     file is written."""
     torch.manual_seed(cfg.train.seed)
     norm = (init.mean, init.std) if init and len(init.mean) == ds.train.channels else None
-    network = build_network(cfg, splits.labeled, ds.train.num_classes, norm)
+    # normalised by the labeled images' statistics (the unlabeled ones' when there are none)
+    seen = splits.labeled if len(splits.labeled) else splits.unlabeled
+    network = build_network(cfg, seen, ds.train.num_classes, norm)
     if init is not None:
         apply_init(network, init, head=init_head)
         if log:
