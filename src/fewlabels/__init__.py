@@ -124,3 +124,8 @@ class _TrainPackage(types.ModuleType):
 
 
 _train_package.__class__ = _TrainPackage
+_train_package.__doc__ = (
+    "Training: the loop, runs, self-training and probes (fewlabels.train.loop, .run, ...).\n\n"
+    "Called, fewlabels.train(method, labeled, *, unlabeled=None, val=None, test=None, "
+    "budget=None, ...) trains a classifier and returns a TrainResult: see fewlabels.api.train."
+)

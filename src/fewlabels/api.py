@@ -407,8 +407,12 @@ class Study:
         """Run every cell (resuming a folder's finished ones), then write the report.
 
         ``out``: the study folder (runs, store, report.html, results.csv); None runs it in
-        a temporary folder that is removed afterwards (the rows stay)."""
+        a temporary folder that is removed afterwards (the rows stay). ``workers``
+        processes share the runs, ``threads`` torch threads each (default: one worker
+        keeps this process's setting); ``store``: a ``postgresql://`` results store."""
         log = print if progress else _quiet
+        if threads is None and workers == 1:  # leave this process's torch threads as they are
+            threads = torch.get_num_threads()
         if out is None:
             with tempfile.TemporaryDirectory(prefix="fewlabels-study-") as tmp:
                 res = self._run(Path(tmp), workers, threads, store, log)
