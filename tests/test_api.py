@@ -250,3 +250,28 @@ def test_configs_compose_the_shared_settings():
         RunConfig(**old, bogus=1)
     with pytest.raises(ValueError, match="data"):
         ProbeConfig(checkpoint="x", out="y")  # a probe names its data
+
+
+def test_a_run_folder_of_in_memory_data_resumes_only_with_the_same_images(splits, tmp_path):
+    from fewlabels.api import _as_splits
+    from fewlabels.core.errors import CheckpointError
+
+    cfg = RunConfig(train={"budget": "6steps", "batch_size": 16}, out=str(tmp_path / "r"))
+    same = (splits.labeled, None, splits.val, splits.test)
+    run_training(cfg, progress=False, log=lambda s: None, data=_as_splits(same), stop_at_step=3)
+    assert (tmp_path / "r" / "checkpoint.pt").exists()
+    flipped = ImageSet(
+        splits.labeled.images.flip(-1).contiguous(),
+        splits.labeled.labels,
+        splits.labeled.class_names,
+    )
+    other = _as_splits((flipped, None, splits.val, splits.test))  # same sizes, other pixels
+    with pytest.raises(CheckpointError, match="data_fingerprint"):
+        run_training(cfg, progress=False, log=lambda s: None, data=other)
+    res = run_training(cfg, progress=False, log=lambda s: None, data=_as_splits(same))
+    assert res.steps == 6
+
+
+def test_study_from_yaml_reads_the_example():
+    study = fewlabels.Study.from_yaml(Path(__file__).parents[1] / "examples" / "digits.yaml")
+    assert study.name == "digits-demo" and len(study.plan.cells) > 10
