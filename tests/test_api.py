@@ -185,6 +185,14 @@ def test_bad_api_input_is_one_line(splits):
         fewlabels.pretrain("supervised", splits.unlabeled)
     with pytest.raises(ConfigError, match="finetune_blocks"):
         fewlabels.probe(torch.nn.Identity(), splits.labeled, splits.test, finetune_blocks=1)
+    with pytest.raises(ConfigError, match=r"^train\.lr: .*lr must be above 0"):
+        fewlabels.train("supervised", splits.labeled, lr=-1.0)
+    with pytest.raises(ConfigError, match=r"budget 'forever' is not understood"):
+        fewlabels.run({"train": {"budget": "forever"}, "out": None})
+    with pytest.raises(DataError, match="image shapes differ"):
+        fewlabels.train(
+            "supervised", splits.labeled, val=ImageSet.from_numpy(np.zeros((2, 4, 4), np.uint8))
+        )
     with pytest.raises(ConfigError, match="select setting needs its selected splits"):
         run_training(RunConfig(select={"strategy": "random", "budget": 10}, out=None))
 

@@ -27,9 +27,10 @@ from typing import Any, Literal
 
 import torch
 import yaml
+from pydantic import ValidationError
 
 from fewlabels.core.device import pick_device
-from fewlabels.core.errors import ConfigError
+from fewlabels.core.errors import ConfigError, DataError
 from fewlabels.data import Dataset, SplitConfig, Splits, load_dataset, make_splits
 from fewlabels.data.imageset import UNLABELED, ImageSet
 from fewlabels.evaluate.features import load_encoder
@@ -101,7 +102,7 @@ def _as_splits(sets: Sets) -> tuple[Dataset, Splits]:
     names = list(labeled.class_names)
     for part in (unlabeled, val, test):
         if part is not None and part.images.shape[1:] != labeled.images.shape[1:]:
-            raise ConfigError(
+            raise DataError(
                 f"image shapes differ: {tuple(labeled.images.shape[1:])} (labeled) vs "
                 f"{tuple(part.images.shape[1:])}"
             )
@@ -124,7 +125,16 @@ def _as_splits(sets: Sets) -> tuple[Dataset, Splits]:
 
 # -- settings --------------------------------------------------------------------------
 _TRAIN_KEYS = set(TrainConfig.model_fields)
-_RUN_KEYS = set(BackboneSettings.model_fields) | {"tta", "init", "extra_unlabeled"}
+_RUN_KEYS = set(BackboneSettings.model_fields) | {
+    "tta", "init", "extra_unlabeled", "extra_unlabeled_ratio", "device",
+}  # fmt: skip
+
+
+def _settings_error(e: ValidationError, prefix: tuple[str, ...] = ()) -> ConfigError:
+    """A settings object's validation error as one line naming the setting."""
+    err = e.errors()[0]
+    where = ".".join(str(p) for p in (*prefix, *err["loc"])) or "settings"
+    return ConfigError(f"{where}: {err['msg']}")
 
 
 def _run_config(method: str, out: str | Path | None, options: dict[str, Any]) -> RunConfig:
@@ -140,17 +150,24 @@ def _run_config(method: str, out: str | Path | None, options: dict[str, Any]) ->
             if value is None:  # the TrainConfig's (or train=...'s) own value
                 continue
             train[key] = value
-        elif key in _RUN_KEYS or key == "device":
+        elif key in _RUN_KEYS:
             run[key] = value
         else:
             method_kwargs[key] = value
-    return RunConfig(
-        method=method,
-        method_kwargs=method_kwargs,
-        train=TrainConfig(**train),
-        out=str(out) if out is not None else None,
-        **run,
-    )
+    try:
+        train_cfg = TrainConfig(**train)
+    except ValidationError as e:
+        raise _settings_error(e, ("train",)) from None
+    try:
+        return RunConfig(
+            method=method,
+            method_kwargs=method_kwargs,
+            train=train_cfg,
+            out=str(out) if out is not None else None,
+            **run,
+        )
+    except ValidationError as e:
+        raise _settings_error(e) from None
 
 
 # -- training --------------------------------------------------------------------------
@@ -313,7 +330,10 @@ def run(config: RunConfig | Mapping[str, Any], *, progress: bool = False) -> Run
     """One run from its settings (a RunConfig, or a dict of its fields as in a config
     file): what ``fewlabels train`` does, with ``config.out`` the run folder (None: no
     files)."""
-    cfg = config if isinstance(config, RunConfig) else RunConfig(**dict(config))
+    try:
+        cfg = config if isinstance(config, RunConfig) else RunConfig(**dict(config))
+    except ValidationError as e:
+        raise _settings_error(e) from None
     return run_training(cfg, progress=progress, log=print if progress else _quiet)
 
 
