@@ -283,3 +283,25 @@ def test_a_run_folder_of_in_memory_data_resumes_only_with_the_same_images(splits
 def test_study_from_yaml_reads_the_example():
     study = fewlabels.Study.from_yaml(Path(__file__).parents[1] / "examples" / "digits.yaml")
     assert study.name == "digits-demo" and len(study.plan.cells) > 10
+
+
+def test_fingerprint_of_images_kept_on_disk_is_that_of_the_same_images_in_memory(
+    tmp_path, monkeypatch
+):
+    from fewlabels.data import mapped
+
+    monkeypatch.setattr(mapped, "lazy_min_bytes", 1)  # every subset stays on disk
+    for c in "ab":
+        (tmp_path / c).mkdir()
+        for i in range(5):
+            px = np.full((8, 8, 3), i * 20 + (c == "b") * 7, np.uint8)
+            Image.fromarray(px).save(tmp_path / c / f"{i}.png")
+    on_disk = ImageSet.from_folder(tmp_path).subset([0, 2, 4, 6])
+    assert isinstance(on_disk.images, mapped.MappedRows)
+    in_memory = ImageSet(on_disk.images[:].clone(), on_disk.labels, on_disk.class_names)
+    assert on_disk.fingerprint() == in_memory.fingerprint()
+    changed = in_memory.images.clone()
+    changed[0, 0, 0, 0] += 1
+    assert ImageSet(changed, in_memory.labels, in_memory.class_names).fingerprint() != (
+        in_memory.fingerprint()
+    )
