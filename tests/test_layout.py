@@ -250,7 +250,6 @@ def test_check_layout_command_passes_a_clean_tree(tmp_path: Path) -> None:
     assert result.stdout == ""
 
 
-@pytest.mark.xfail(strict=False, reason="until the library redesign lands")
 def test_source_tree_follows_layout_rules() -> None:
     violations = check_layout.check_tree(REPO / "src" / "fewlabels")
     assert not violations, "\n".join(map(str, violations))
