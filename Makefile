@@ -21,11 +21,13 @@ test: export OMP_WAIT_POLICY ?= PASSIVE
 test: lint
 	$(BIN)/python -m pytest
 
-# ruff, then the package layers ([tool.importlinter] in pyproject.toml)
+# ruff, the package layers ([tool.importlinter] in pyproject.toml), then file and function
+# sizes and function-level package imports (scripts/check_layout.py)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/python scripts/check_layout.py
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks scripts

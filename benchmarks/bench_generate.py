@@ -39,7 +39,7 @@ def emit(row: dict[str, Any]) -> None:
 
 def pretrain(out: Path, args: argparse.Namespace, extra: str | None, ratio: float) -> dict:
     """SimCLR at the fixed budget (optionally with generated images), then a linear probe."""
-    from fewlabels.evaluate.probe import ProbeConfig, run_probe
+    from fewlabels.train.probing import ProbeConfig, run_probe
     from fewlabels.train.run import RunConfig, run_training
 
     shutil.rmtree(out, ignore_errors=True)

@@ -24,8 +24,8 @@ from typing import Any
 import torch
 
 from fewlabels.core.errors import FewlabelsError
-from fewlabels.evaluate.probe import ProbeConfig, run_probe
 from fewlabels.methods import METHODS
+from fewlabels.train.probing import ProbeConfig, run_probe
 from fewlabels.train.run import RunConfig, build_network, export_model, prepare_data, run_training
 
 ROOT = Path(__file__).resolve().parents[1]

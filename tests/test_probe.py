@@ -13,12 +13,13 @@ import torch
 from fewlabels.core.errors import ConfigError
 from fewlabels.evaluate.features import cached_features, extract_features, load_encoder
 from fewlabels.evaluate.knn import knn_predict, knn_scores
-from fewlabels.evaluate.probe import ProbeConfig, fit_logistic, linear_probe, run_probe
+from fewlabels.evaluate.probe import fit_logistic, linear_probe
 from fewlabels.methods import Batch, build_method
 from fewlabels.methods.base import Method
 from fewlabels.methods.online_probe import OnlineProbe, with_online_probe
 from fewlabels.models import Network
 from fewlabels.models.freeze import backbone_blocks, freeze_backbone
+from fewlabels.train.probing import ProbeConfig, run_probe
 
 torch.set_num_threads(1)
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from fewlabels.core.errors import ConfigError, DataError
-from fewlabels.data import cache, cifar_python, csvsource, folder, hf, npz, stl10
+from fewlabels.data import cache, cifar_python, csvsource, folder, hf, imageset, npz, stl10
 from fewlabels.data.digits import load_digits_dataset
 from fewlabels.data.imageset import Dataset
 
@@ -110,6 +110,11 @@ def parse_spec(spec: str) -> tuple[str, str | None, dict[str, str]]:
     kind = kind.strip().lower()
     if not kind:
         raise ConfigError(f"empty data spec {spec!r}; expected KIND[:PATH], e.g. digits")
+    if kind.startswith("in-memory"):
+        raise ConfigError(
+            f"{spec.strip()[:60]!r} describes in-memory data, which no spec can load; "
+            "pass the ImageSet or Dataset itself"
+        )
     if kind not in SOURCES:
         raise ConfigError(
             f"unknown data kind {kind!r} in {spec!r}; valid kinds: {', '.join(sorted(SOURCES))}"
@@ -160,7 +165,7 @@ def load_dataset(
     kind, path, raw = parse_spec(spec)
     src = SOURCES[kind]
     if src.scan is None or src.decode is None or path is None:
-        return load_digits_dataset()
+        return replace(load_digits_dataset(), spec=spec)
     options = {k: src.options[k](v, f"{kind} option {k}") for k, v in raw.items()}
     p = Path(path).expanduser()
     if not p.exists():
@@ -178,4 +183,7 @@ def load_dataset(
         else:
             dec = cache.store(root, fp, src.decode(kind, sc, options, strict))
     _report_skipped(dec.skipped, strict)
-    return cache.to_dataset(dec, fp)
+    return replace(cache.to_dataset(dec, fp), spec=spec)
+
+
+imageset._load_spec = load_dataset

@@ -23,9 +23,9 @@ from typing import Any
 
 import torch
 
-from fewlabels import __version__
 from fewlabels.core.atomic import atomic_write_bytes, atomic_write_text, write_error
 from fewlabels.core.errors import CheckpointError, ConfigError
+from fewlabels.core.version import __version__
 from fewlabels.evaluate.inference import load_model
 from fewlabels.models import Network
 

@@ -1,4 +1,4 @@
-"""Evaluation protocols for any encoder (pretrained, supervised or random).
+"""Evaluation protocols on an encoder's frozen features (pure: nothing here trains).
 
 - ``linear``: features of the labeled, val and test images are extracted once (no-grad,
   batched, cached on disk), standardised with the labeled set's statistics, and a
@@ -6,79 +6,31 @@
   is picked from a small grid by val accuracy (with no val split, on a seeded 20% of
   the labeled features, then refitted on all of them).
 - ``knn``: weighted kNN (cosine, k=200, T=0.1) of test features against labeled ones.
-- ``finetune``: an ordinary supervised run (``Trainer``, weak augmentation) from the
-  checkpoint's weights with a fresh head; all but the last ``finetune_blocks`` backbone
-  blocks frozen (``None``: full fine-tune; ``0``: frozen encoder + linear layer).
 
-Every protocol writes ``metrics.json`` (the keys of a training run's, plus protocol,
-train_seconds and labeled) and ``confusion.png`` in ``out``; ``linear`` and ``finetune``
-also write a ``model.pt`` classifier (the linear probe's standardisation folded in).
+Fine-tuning, which trains, and ``run_probe`` (a checkpoint and a data spec to a results
+folder) are in ``fewlabels.train.probing``.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from fewlabels.core.budget import Budget
 from fewlabels.core.errors import ConfigError, DataError
-from fewlabels.core.precision import resolve_precision
-from fewlabels.data import Dataset, Splits
 from fewlabels.data.imageset import ImageSet
-from fewlabels.evaluate.features import cached_features, load_encoder, network_fingerprint
+from fewlabels.evaluate.features import cached_features, network_fingerprint
 from fewlabels.evaluate.knn import DEFAULTS as KNN_DEFAULTS
 from fewlabels.evaluate.knn import knn_predict
-from fewlabels.evaluate.metrics import Metrics, classification_metrics, predict_logits
-from fewlabels.evaluate.plots import plot_confusion
 from fewlabels.models import Network
-from fewlabels.models.freeze import backbone_blocks, freeze_backbone
 
 # L2 penalties tried by the linear probe (on standardised features; loss = mean CE +
 # wd/2 * ||W||^2), strongest first so each fit warm-starts the next.
 WEIGHT_DECAYS = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
-
-
-class ProbeConfig(BaseModel):
-    """One evaluation of a checkpoint's encoder (unknown keys are refused)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    checkpoint: str
-    data: str
-    test: str | None = None
-    labels_per_class: int | None = None
-    labeled_fraction: float | None = None
-    val: str = "train:0.1"
-    protocol: Literal["linear", "knn", "finetune"] = "linear"
-    finetune_blocks: int | None = None
-    budget: str = "2m"
-    seed: int = 0
-    out: str
-    device: str = "auto"
-    strict: bool = False
-    # the labeled set from a labels file, or picked by a strategy (as in RunConfig)
-    labels: str | None = None
-    source_labels: bool = True
-    select: dict[str, Any] | None = None
-
-
-@dataclass
-class ProbeResult:
-    """What ``run_probe`` produced."""
-
-    out_dir: Path
-    metrics: Metrics
-    seconds: float
-    curve: list[dict[str, Any]] = field(default_factory=list)
 
 
 # -- logistic regression ---------------------------------------------------------------
@@ -180,30 +132,11 @@ def linear_probe(
     return w_raw, b_raw, info
 
 
-# -- data and encoder ------------------------------------------------------------------
-def _prepare(cfg: ProbeConfig) -> tuple[Dataset, Splits]:
-    from fewlabels.train.loop import TrainConfig
-    from fewlabels.train.run import RunConfig, prepare_data
-
-    run_cfg = RunConfig(
-        data=cfg.data,
-        test=cfg.test,
-        labels_per_class=cfg.labels_per_class,
-        labeled_fraction=cfg.labeled_fraction,
-        unlabeled="none",
-        val=cfg.val,
-        strict=cfg.strict,
-        labels=cfg.labels,
-        source_labels=cfg.source_labels,
-        select=cfg.select,
-        train=TrainConfig(seed=cfg.seed),
-    )
-    return prepare_data(run_cfg)
-
-
-def _check_shapes(net: Network, images: ImageSet, what: str) -> None:
+# -- encoder ---------------------------------------------------------------------------
+def check_shapes(net: Network, images: ImageSet, what: str) -> None:
     c, (h, w) = images.channels, images.image_size
     ec, es = int(net.config["in_channels"]), int(net.config["image_size"])
+    """Refuse images that are not the shape ``net`` was built for (one-line DataError)."""
     if (c, h, w) != (ec, es, es):
         raise DataError(f"{what} images are {c}x{h}x{w} but the encoder expects {ec}x{es}x{es}")
 
@@ -217,195 +150,89 @@ def classifier_network(encoder: Network, num_classes: int) -> Network:
     return net
 
 
-# -- the protocols ---------------------------------------------------------------------
-def run_probe(
-    cfg: ProbeConfig, *, log: Callable[[str], Any] = print, progress: bool = True
-) -> ProbeResult:
-    """Evaluate the encoder in ``cfg.checkpoint`` with ``cfg.protocol``; results in ``cfg.out``."""
-    from fewlabels.core.device import pick_device
-    from fewlabels.train.run import export_model, write_json
+# -- the feature protocols --------------------------------------------------------------
+@dataclass
+class FeatureProbe:
+    """What a linear or kNN probe of frozen features predicted, and how it got there."""
 
-    t0 = time.perf_counter()
-    if cfg.finetune_blocks is not None and cfg.protocol != "finetune":
-        raise ConfigError("--finetune-blocks only applies to --protocol finetune")
-    Budget.parse(cfg.budget)
-    encoder, meta = load_encoder(cfg.checkpoint)
-    ds, splits = _prepare(cfg)
-    if splits.test is None or len(splits.test) == 0:
-        raise DataError(f"{cfg.data} has no test set to report on; give one with --test")
-    for what, part in (("training", splits.labeled), ("test", splits.test)):
-        _check_shapes(encoder, part, what)
-    device = pick_device(cfg.device)
-    precision = resolve_precision("auto", device)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    k = ds.train.num_classes
-    labeled, val, test = splits.labeled, splits.val, splits.test
-    has_val = val is not None and len(val) > 0
-    log(
-        f"{cfg.protocol} probe of {cfg.checkpoint} ({meta.get('method') or 'unknown method'}, "
-        f"{encoder.config['backbone']}): {len(labeled)} labeled, "
-        f"{len(val) if has_val and val is not None else 0} val, {len(test)} test"
-    )
-    extra: dict[str, Any] = {}
-    curve: list[dict[str, Any]] = []
-    classifier: Network | None = None
-    train_s = 0.0
-
-    if cfg.protocol in ("linear", "knn"):
-        encoder = encoder.to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        fp = network_fingerprint(encoder)
-        t_feat = time.perf_counter()
-        hits = 0
-
-        def feats(images: ImageSet) -> torch.Tensor:
-            nonlocal hits
-            f, hit = cached_features(
-                encoder, images.images, precision=precision, device=device, net_fp=fp
-            )
-            hits += int(hit)
-            return f
-
-        f_lab, f_test = feats(labeled), feats(test)
-        f_val = feats(val) if has_val and val is not None else None
-        extra["feature_seconds"] = round(time.perf_counter() - t_feat, 2)
-        extra["features_cached"] = hits
-        t_fit = time.perf_counter()
-        if cfg.protocol == "linear":
-            w, b, info = linear_probe(
-                f_lab,
-                labeled.labels,
-                k,
-                f_val,
-                val.labels if f_val is not None and val is not None else None,
-                seed=cfg.seed,
-            )
-            pred = (f_test @ w.T + b).argmax(1)
-            extra.update(info)
-            curve = info["grid"]
-            classifier = classifier_network(encoder.cpu(), k)
-            head = classifier.head
-            assert isinstance(head, nn.Linear)
-            with torch.no_grad():
-                head.weight.copy_(w)
-                head.bias.copy_(b)
-        else:
-            kk = min(KNN_DEFAULTS["k"], len(labeled))
-            pred = knn_predict(f_lab, labeled.labels, f_test, k)
-            extra.update({"k": kk, "temperature": KNN_DEFAULTS["temperature"]})
-            if f_val is not None and val is not None:
-                vpred = knn_predict(f_lab, labeled.labels, f_val, k)
-                extra["val_acc"] = round(float((vpred == val.labels).float().mean()), 5)
-        train_s = time.perf_counter() - t_fit
-    else:
-        classifier, fit_curve, train_s, extra = _finetune(
-            cfg, encoder, labeled, val if has_val else None, k, device, out, progress, log
-        )
-        curve = fit_curve
-        logits = predict_logits(classifier, test.images, device=device, precision=precision)
-        pred = logits.argmax(1)
-
-    metrics = classification_metrics(test.labels.numpy(), pred.cpu().numpy(), ds.class_names)
-    seconds = time.perf_counter() - t0
-    write_json(
-        out / "metrics.json",
-        {
-            **metrics.to_dict(),
-            "protocol": cfg.protocol,
-            "checkpoint": cfg.checkpoint,
-            "train_seconds": round(train_s, 3),
-            "seconds": round(seconds, 2),
-            "labeled": len(labeled),
-            **extra,
-        },
-    )
-    plot_confusion(
-        metrics.confusion,
-        ds.class_names,
-        out / "confusion.png",
-        title=f"{cfg.protocol} probe, {len(labeled)} labels: {100 * metrics.accuracy:.1f}%",
-    )
-    if classifier is not None:
-        export_model(
-            out / "model.pt",
-            classifier.cpu(),
-            ds.class_names,
-            {
-                "method": f"probe:{cfg.protocol}",
-                "metrics": metrics.summary(),
-                "init": cfg.checkpoint,
-            },
-        )
-    return ProbeResult(out, metrics, seconds, curve)
+    pred: torch.Tensor  # test predictions
+    train_seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)  # what metrics.json records
+    curve: list[dict[str, Any]] = field(default_factory=list)  # the weight-decay grid
+    classifier: Network | None = None  # linear: the encoder with the fitted head
 
 
-def _finetune(
-    cfg: ProbeConfig,
+def feature_probe(
     encoder: Network,
     labeled: ImageSet,
-    val: ImageSet | None,
-    num_classes: int,
-    device: torch.device,
-    out: Path,
-    progress: bool,
-    log: Callable[[str], Any],
-) -> tuple[Network, list[dict[str, Any]], float, dict[str, Any]]:
-    from fewlabels.methods.supervised import Supervised
-    from fewlabels.train.loop import TrainConfig, Trainer
+    test: ImageSet,
+    val: ImageSet | None = None,
+    *,
+    protocol: Literal["linear", "knn"] = "linear",
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+    seed: int = 0,
+    use_cache: bool = True,
+) -> FeatureProbe:
+    """Probe ``encoder``'s frozen features: a logistic regression (``linear``, weight decay
+    picked on ``val``) or weighted kNN (``knn``) fitted on ``labeled``, predicting ``test``.
 
-    net = classifier_network(encoder, num_classes)
-    frozen = freeze_backbone(net.backbone, cfg.finetune_blocks)
-    n_blocks = len(backbone_blocks(net.backbone))
-    trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
-    log(
-        f"fine-tuning {n_blocks - len(frozen)} of {n_blocks} backbone blocks + a new head "
-        f"({trainable:,} trainable parameters) for {cfg.budget}"
-    )
-    train_cfg = TrainConfig(
-        budget=cfg.budget,
-        # the supervised CIFAR-250 setting of benchmarks/bench_supervised.py
-        batch_size=min(128, max(8, len(labeled))),
-        optimizer="adamw",
-        lr=1e-3,
-        weight_decay=0.05,
-        evals=5,
-        seed=cfg.seed,
-        save_embeddings=False,
-    )
-    torch.manual_seed(cfg.seed)
-    method = Supervised(net)
-    trainer = Trainer(train_cfg, device=device, out_dir=out / "finetune", progress=progress)
-    fit = trainer.fit(method, labeled, None, val, resume=False)
-    info = {
-        "finetune_blocks": cfg.finetune_blocks,
-        "backbone_blocks": n_blocks,
-        "trainable_parameters": trainable,
-        "steps": fit.steps,
-    }
-    return method.network, fit.curve, fit.train_seconds, info
+    ``use_cache`` keeps the features in the on-disk feature cache (``cached_features``)."""
+    if protocol not in ("linear", "knn"):
+        raise ConfigError(f"unknown feature probe {protocol!r}; expected linear or knn")
+    device = torch.device(device)
+    k = labeled.num_classes
+    encoder = encoder.to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    fp = network_fingerprint(encoder) if use_cache else None
+    t_feat = time.perf_counter()
+    hits = 0
 
+    def feats(images: ImageSet) -> torch.Tensor:
+        nonlocal hits
+        f, hit = cached_features(
+            encoder,
+            images.images,
+            precision=precision,
+            device=device,
+            net_fp=fp,
+            use_cache=use_cache,
+        )
+        hits += int(hit)
+        return f
 
-def read_metrics(out: str | Path) -> dict[str, Any]:
-    """The ``metrics.json`` a probe wrote."""
-    return json.loads((Path(out) / "metrics.json").read_text())
+    has_val = val is not None and len(val) > 0
+    f_lab, f_test = feats(labeled), feats(test)
+    f_val = feats(val) if has_val and val is not None else None
+    extra: dict[str, Any] = {"feature_seconds": round(time.perf_counter() - t_feat, 2)}
+    extra["features_cached"] = hits
+    t_fit = time.perf_counter()
+    if protocol == "linear":
+        y_val = val.labels if f_val is not None and val is not None else None
+        w, b, info = linear_probe(f_lab, labeled.labels, k, f_val, y_val, seed=seed)
+        extra.update(info)
+        classifier = classifier_network(encoder.cpu(), k)
+        head = classifier.head
+        assert isinstance(head, nn.Linear)
+        with torch.no_grad():
+            head.weight.copy_(w)
+            head.bias.copy_(b)
+        pred = (f_test @ w.T + b).argmax(1)
+        return FeatureProbe(pred, time.perf_counter() - t_fit, extra, info["grid"], classifier)
+    kk = min(KNN_DEFAULTS["k"], len(labeled))
+    pred = knn_predict(f_lab, labeled.labels, f_test, k)
+    extra.update({"k": kk, "temperature": KNN_DEFAULTS["temperature"]})
+    if f_val is not None and val is not None:
+        vpred = knn_predict(f_lab, labeled.labels, f_val, k)
+        extra["val_acc"] = round(float((vpred == val.labels).float().mean()), 5)
+    return FeatureProbe(pred, time.perf_counter() - t_fit, extra)
 
 
 __all__ = [
-    "ProbeConfig",
-    "ProbeResult",
+    "WEIGHT_DECAYS",
+    "FeatureProbe",
+    "check_shapes",
+    "classifier_network",
+    "feature_probe",
     "fit_logistic",
     "linear_probe",
-    "read_metrics",
-    "run_probe",
 ]
-
-
-def run_data(checkpoint: str | Path) -> tuple[str | None, str | None]:
-    """The ``data`` and ``test`` specs a run folder (or a file inside one) was trained on."""
-    p = Path(checkpoint)
-    cfg_file = (p if p.is_dir() else p.parent) / "config.json"
-    try:
-        cfg = json.loads(cfg_file.read_text())
-    except (OSError, ValueError):
-        return None, None
-    return cfg.get("data"), cfg.get("test")

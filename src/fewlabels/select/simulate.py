@@ -10,32 +10,29 @@ without labels) form the unlabeled set, of the size ``unlabeled`` asks for.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
 from fewlabels.core.errors import ConfigError, SplitError
 from fewlabels.data import Dataset, SplitConfig, Splits, make_splits, parse_unlabeled
 from fewlabels.data.imageset import ImageSet
+from fewlabels.data.settings import SelectConfig, SourceSettings
+from fewlabels.select import select, strategy
+from fewlabels.select.base import Pool
+from fewlabels.select.features import pool_features
 
-
-class SelectConfig(BaseModel):
-    """A simulated label request: ``budget`` labels in all, picked by ``strategy``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    strategy: str
-    budget: int
-    encoder: str | None = None
-    options: dict[str, Any] = Field(default_factory=dict)
+__all__ = [
+    "SelectConfig",
+    "check_select",
+    "select_splits",
+    "selected_data",
+    "selected_sizes",
+    "unlabeled_count",
+]
 
 
 def check_select(cfg: SelectConfig) -> None:
     """Refuse what cannot run from zero labels before any work is done."""
-    from fewlabels.select import strategy
-
     s = strategy(cfg.strategy)
     if s.needs_labels:
         raise ConfigError(
@@ -88,10 +85,6 @@ def select_splits(
     ``features`` (of the pool, in the order of ``make_splits``' labeled set) skips the
     feature extraction, e.g. when a benchmark compares strategies on the same pool.
     """
-    from fewlabels.select import select
-    from fewlabels.select.base import Pool
-    from fewlabels.select.features import pool_features
-
     check_select(cfg)
     base = make_splits(dataset, SplitConfig(unlabeled="rest", val=val, seed=seed))
     pool_set = base.labeled
@@ -136,3 +129,16 @@ def select_splits(
         "info": picked.info,
     }
     return Splits(labeled, unl, base.val, base.test, torch.cat(hidden).long(), record)
+
+
+def selected_data(
+    cfg: SourceSettings, *, unlabeled: str = "rest", seed: int = 0
+) -> tuple[Dataset, Splits]:
+    """The dataset of a run's or probe's settings and the splits its ``select`` request
+    picks: what such a run trains on (``run_training(cfg, data=...)``)."""
+    if cfg.select is None:
+        raise ConfigError("selected_data needs a select setting (strategy and budget)")
+    ds = cfg.load()
+    if cfg.labels_per_class is not None or cfg.labeled_fraction is not None:
+        raise ConfigError("a selected labeled set takes no labels per class or fraction")
+    return ds, select_splits(ds, cfg.select, val=cfg.val, unlabeled=unlabeled, seed=seed)

@@ -26,10 +26,11 @@ from fewlabels.core.atomic import atomic_write_text
 from fewlabels.core.device import pick_device
 from fewlabels.core.errors import ConfigError, FewlabelsError, WriteError
 from fewlabels.core.precision import slow_precision_warning
-from fewlabels.evaluate.probe import ProbeConfig, run_probe
 from fewlabels.generate.run import GenerateConfig, run_generate
+from fewlabels.select.simulate import selected_data
 from fewlabels.study.backend import open_store, remember
 from fewlabels.study.plan import StudyPlan
+from fewlabels.train.probing import ProbeConfig, run_probe
 from fewlabels.train.run import RunConfig, run_training
 
 Log = Callable[[str], None]
@@ -78,7 +79,11 @@ def execute_run(row: sqlite3.Row | dict[str, Any], study_dir: Path) -> tuple[dic
         if spec.get("synthetic_from"):  # the study's generated images
             gen_dir = run_dir(study_dir, spec["synthetic_from"])
             cfg["extra_unlabeled"] = f"folder:{gen_dir / 'samples'}"
-        res = run_training(RunConfig(**cfg), progress=False, log=_quiet)
+        run_cfg = RunConfig(**cfg)
+        data = None
+        if run_cfg.select is not None:  # the cell's simulated label request
+            data = selected_data(run_cfg, unlabeled=run_cfg.unlabeled, seed=run_cfg.train.seed)
+        res = run_training(run_cfg, progress=False, log=_quiet, data=data)
         path = out / "metrics.json"
         m = json.loads(path.read_text()) if path.exists() else {}
         metrics = {k: m[k] for k in _KEEP if k in m}
@@ -90,11 +95,9 @@ def execute_run(row: sqlite3.Row | dict[str, Any], study_dir: Path) -> tuple[dic
         probe_spec = dict(spec["probe"])
         if spec.get("select_encoder_from") and probe_spec.get("select"):
             probe_spec["select"] = {**probe_spec["select"], "encoder": str(ckpt)}
-        pres = run_probe(
-            ProbeConfig(**probe_spec, checkpoint=str(ckpt), out=str(out)),
-            log=_quiet,
-            progress=False,
-        )
+        pcfg = ProbeConfig(**probe_spec, checkpoint=str(ckpt), out=str(out))
+        pdata = selected_data(pcfg, unlabeled="none", seed=pcfg.seed) if pcfg.select else None
+        pres = run_probe(pcfg, log=_quiet, progress=False, data=pdata)
         m = pres.metrics.to_dict()
         metrics = {k: m[k] for k in _KEEP if k in m}
         metrics["train_seconds"] = round(float(pres.seconds), 2)

@@ -6,7 +6,7 @@ softmax confidence is at least ``threshold`` and trains a student on the labeled
 plus those pseudo-labeled ones (each round re-labels the whole pool with its newest
 model). ``rounds`` students are trained; the last one is the run's model.
 
-Each round is an ordinary run (``run_training`` with the supervised method) in
+Each round is an ordinary run (``run_single`` with the supervised method) in
 ``out/round_r``, so it checkpoints and resumes on its own; a finished round leaves
 ``round.json`` and is skipped on a rerun. The run folder gets the final student's
 ``model.pt``, ``metrics.json`` and ``confusion.png``, the rounds' curves concatenated
@@ -33,7 +33,7 @@ from fewlabels.core.checkpoint import load_checkpoint, save_checkpoint
 from fewlabels.core.device import DistInfo, init_distributed, pick_device
 from fewlabels.core.errors import CheckpointError, ConfigError
 from fewlabels.core.precision import resolve_precision
-from fewlabels.data import Splits
+from fewlabels.data import Dataset, Splits
 from fewlabels.evaluate.inference import load_model
 from fewlabels.evaluate.metrics import Metrics
 from fewlabels.methods.supervised import Supervised
@@ -45,7 +45,14 @@ from fewlabels.train.pseudo_labels import (
     pseudo_label,
     student_splits,
 )
-from fewlabels.train.run import RunConfig, RunResult, prepare_data, run_training, write_json
+from fewlabels.train.single import (
+    RunConfig,
+    RunResult,
+    data_record,
+    prepare_data,
+    run_single,
+    write_json,
+)
 
 __all__ = [  # the pseudo-label pieces live in fewlabels.train.pseudo_labels
     "DEFAULTS",
@@ -219,12 +226,12 @@ def _labels_for(rs: _Rounds, r: int) -> tuple[Splits, dict[str, Any]]:
 
 def _train_round(rs: _Rounds, r: int, rcfg: RunConfig) -> tuple[dict[str, Any] | None, Any]:
     """Train round ``r`` and leave its ``round.json``: its table row (None when
-    ``stop_at_step`` stopped it) and ``run_training``'s result."""
+    ``stop_at_step`` stopped it) and ``run_single``'s result."""
     rdir = Path(rcfg.out)
     rsplits, acct = _labels_for(rs, r)
     if rs.info.is_main:
         rs.log(f"round {r}: training the {'teacher' if r == 0 else 'student'} in {rdir}")
-    res = run_training(
+    res = run_single(
         rcfg,
         progress=rs.progress,
         log=rs.log,
@@ -274,7 +281,9 @@ def _finished_round(rs: _Rounds, r: int, rcfg: RunConfig) -> dict[str, Any] | No
 _Parts = tuple[DistInfo, torch.device, tuple[Any, Splits]]
 
 
-def _start(cfg: RunConfig, log: Any) -> tuple[SelfTrainingSettings, dict[str, Any], _Parts]:
+def _start(
+    cfg: RunConfig, log: Any, data: tuple[Dataset, Splits] | None
+) -> tuple[SelfTrainingSettings, dict[str, Any], _Parts]:
     """Validate the settings, join the process group, prepare the data and the folder."""
     st, student_kwargs = parse_settings(cfg.method_kwargs)
     info = init_distributed(
@@ -283,7 +292,7 @@ def _start(cfg: RunConfig, log: Any) -> tuple[SelfTrainingSettings, dict[str, An
         else None
     )
     device = pick_device(cfg.device, info)
-    ds, splits = prepare_data(cfg)
+    ds, splits = data if data is not None else prepare_data(cfg)
     pool = splits.unlabeled
     if not len(pool):
         raise ConfigError(
@@ -308,10 +317,16 @@ def run_self_training(
     progress: bool = True,
     log: Any = print,
     stop_at_step: int | None = None,
+    data: tuple[Dataset, Splits] | None = None,
 ) -> RunResult:
-    """Teacher, then ``rounds`` students on labeled + confident pseudo-labeled images."""
+    """Teacher, then ``rounds`` students on labeled + confident pseudo-labeled images
+    (``data``: the dataset and splits ready-made, as for ``run_training``)."""
     t0 = time.perf_counter()
-    st, student_kwargs, (info, device, data) = _start(cfg, log)
+    if cfg.out is None:
+        raise ConfigError("method teacher_student keeps its rounds in a run folder; give out")
+    if data is not None:
+        cfg = data_record(cfg, data[0])[0]
+    st, student_kwargs, (info, device, data) = _start(cfg, log, data)
     precision = resolve_precision(cfg.train.precision, device)
     rs = _Rounds(
         cfg, st, student_kwargs, info, device, precision, data, progress, log, stop_at_step
