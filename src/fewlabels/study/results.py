@@ -117,13 +117,18 @@ def settings_text(settings: dict[str, Any]) -> str:
 
 
 def trial_outcomes(c: dict[str, Any], runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each trial of a tuned cell: index, settings, status, validation and test accuracy."""
+    """Each trial of a tuned cell: index, settings, status, validation and test accuracy,
+    and the training seconds of its runs."""
     out = []
     for t in c.get("trials") or []:
-        status, _ = _status([runs[k] for k in t["job_keys"] if k in runs])
+        jobs = [runs[k] for k in t["job_keys"] if k in runs]
+        status, _ = _status(jobs)
         run = runs.get(t["run_key"]) if status == "done" else None
         acc = ((run or {}).get("metrics") or {}).get("accuracy")
-        out.append({**t, "status": status, "val_acc": final_val(run), "accuracy": acc})
+        secs = sum(float((j.get("metrics") or {}).get("train_seconds") or 0) for j in jobs)
+        out.append(
+            {**t, "status": status, "val_acc": final_val(run), "accuracy": acc, "seconds": secs}
+        )
     return out
 
 

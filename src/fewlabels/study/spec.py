@@ -12,6 +12,11 @@ shared by a probe and a semi-supervised cell, a supervised run that ignores the
 unlabeled amount) are done once, and a changed spec is a new run, never an overwrite.
 Every cell is checked before any training: names, budgets, and the splits themselves.
 
+``tune: N`` gives every method, the supervised baseline included, the same N trials of a
+small search around its resolved settings (``study.tuning``), each a full run with the
+study's budget, chosen per cell on the validation split; ``max_compute`` caps the
+compute of all runs together (every trial counted), in the unit of the budgets.
+
 This module reads the file into typed objects (``Grid``, ``Pipeline``), each carrying
 where it was written; ``study.expand`` makes the cells and runs, ``study.check`` checks
 them against the data.

@@ -47,10 +47,16 @@ def tuning_section(res: Results) -> Section:
                 pct(r.val_acc),
                 pct(first["val_acc"]) if first else "-",
                 pct(r.accuracy),
+                f"{sum(t.get('seconds') or 0.0 for t in r.trials):.1f}",
             ]
         )
     header = ["method", "labels", "unlabeled", "seed", "trials done", "chosen trial"]
-    header += ["val acc (chosen)", "val acc (resolved)", "test acc (chosen)"]
+    header += [
+        "val acc (chosen)",
+        "val acc (resolved)",
+        "test acc (chosen)",
+        "train s (all trials)",
+    ]
     title = f"How each method was tuned ({n} trials per cell, chosen on validation accuracy)"
     sec.tables.append(Table(title, header, body))
     return sec

@@ -199,7 +199,10 @@ def verdict_section(res: Results) -> Section:
         return sec
     how = (
         "Paired by seed (every method sees the same splits at a seed): mean difference in "
-        f"test accuracy and its 95% t-interval; fewer than {MIN_SEEDS} seeds decide nothing."
+        f"test accuracy and its 95% t-interval; fewer than {MIN_SEEDS} seeds decide nothing. "
+        "More unlabeled data helps: yes when the interval is above 0; no when it is below 0, "
+        f"or when the mean change is under {100 * HALF_POINT:g} point with the interval "
+        f"within +-{100 * ONE_POINT:g} point (no further gain); else not determined."
     )
     if not enough_seeds(rows):
         how += f" Some lines rest on fewer than {MIN_SEEDS} seeds: rerun with more grid.seeds."
