@@ -203,8 +203,8 @@ def compute_table(rows: list[Row]) -> Table:
 
 # -- figures -------------------------------------------------------------------------------
 def figures_section(res: Results) -> Section:
-    """The accuracy figures, time to accuracy, compute, and the best model's confusion
-    matrix and t-SNE."""
+    """The accuracy figures, time to accuracy, compute, the best method's confusion matrix
+    (summed over seeds) and the t-SNE of its best seed."""
     sec = Section("figures")
     groups, d = res.groups, res.fig_dir
     add = sec.figures.append
