@@ -49,7 +49,8 @@ def test_a_non_finite_loss_stops_before_the_update_of_its_step(value, tmp_path):
         _fit(bad, tmp_path)
     msg = str(e.value)
     assert msg.startswith(f"loss became {value} at step 2 ") and "\n" not in msg
-    assert f"The last checkpoint in {tmp_path} is intact" in msg
+    # fp32 and no checkpoint written yet: neither is offered as a way out
+    assert msg.endswith("; lower train.lr"), msg
     torch.manual_seed(0)
     good = _Blows(Network("convnet", 1, 8, 10), 0.0, at=99)
     _fit(good, None, stop_at_step=2)  # the same two steps, then stop
@@ -107,3 +108,26 @@ def test_same_seed_same_cpu_gives_bit_identical_runs(method, tmp_path):
     a, b = run(tmp_path / "a"), run(tmp_path / "b")
     assert len(a["curve"]) == 3 and all(r["val_acc"] is not None for r in a["curve"])
     assert a == b  # curve, final metrics and every weight, bit for bit
+
+
+def test_divergence_advice_names_the_checkpoint_and_bf16_only_when_they_apply(tmp_path):
+    torch.manual_seed(0)
+    _fit(_Blows(Network("convnet", 1, 8, 10), 0.0, at=99), tmp_path, stop_at_step=2)
+    assert (tmp_path / "checkpoint.pt").exists()  # an interrupted run leaves its checkpoint
+    with pytest.raises(DivergenceError) as e:  # the resumed run blows up at its next step
+        _fit(_Blows(Network("convnet", 1, 8, 10), float("nan"), at=2), tmp_path)
+    assert str(e.value).endswith(f"lower train.lr. The last checkpoint in {tmp_path} is intact")
+    cfg = TrainConfig(budget="4steps", batch_size=32, precision="bf16", evals=0, lr=0.05)
+    trainer = Trainer(cfg, progress=False)
+    with pytest.raises(DivergenceError, match=r"lower train\.lr or set train\.precision to fp32$"):
+        blows = _Blows(Network("convnet", 1, 8, 10), float("nan"), at=1)
+        trainer.fit(blows, load_dataset("digits").train, None, None)
+
+
+def test_the_cli_names_its_flags_in_the_divergence_advice(tmp_path):
+    """The library names settings; the CLI shows them as the train command's flags."""
+    from fewlabels.cli.common import name_flags
+
+    msg = "loss became nan at step 3 (lr 0.1); lower train.lr or set train.precision to fp32"
+    flags = {"train.lr": "--lr", "train.precision": "--precision"}
+    assert name_flags(msg, flags).endswith("lower --lr or set --precision to fp32")

@@ -124,14 +124,17 @@ class ClassifierStep:
             self.clock.total_steps = self.clock.budget.steps_for_images(n)
 
     def _diverged(self, value: float, step: int) -> None:
+        """Stop with advice that fits the run: bf16 is suggested only when it was used, the
+        checkpoint only when one was written."""
+        advice = "lower train.lr"
+        if self.precision == "bf16":
+            advice += " or set train.precision to fp32"
         out_dir = self.trainer.out_dir
-        raise DivergenceError(
-            f"loss became {value} at step {step} "
-            f"(lr {self.optimizer.param_groups[0]['lr']:.3g}); lower --lr or use fp32. "
-            f"The last checkpoint in {out_dir} is intact"
-            if out_dir
-            else f"loss became {value} at step {step}; lower the lr"
-        )
+        kept = ""
+        if out_dir is not None and (out_dir / "checkpoint.pt").exists():
+            kept = f". The last checkpoint in {out_dir} is intact"
+        lr = self.optimizer.param_groups[0]["lr"]
+        raise DivergenceError(f"loss became {value} at step {step} (lr {lr:.3g}); {advice}{kept}")
 
 
 class LossAverage(Callback):
