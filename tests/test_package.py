@@ -83,7 +83,8 @@ def test_installed_wheel_works_outside_the_repository(wheel, tmp_path):
         [str(py), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], tmp_path
     )
     # the dependencies (torch, ...) from this environment, after the venv's own packages
-    (Path(purelib.strip()) / "zz_deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    deps = [p for p in sys.path if p.endswith("-packages")] or site.getsitepackages()
+    (Path(purelib.strip()) / "zz_deps.pth").write_text("\n".join(deps) + "\n")
     _run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], cwd=tmp_path)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["OMP_NUM_THREADS"] = "1"
