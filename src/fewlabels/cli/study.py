@@ -14,7 +14,13 @@ from fewlabels.cli.init import study_file
 
 @command()
 def study(
-    spec: Annotated[Path, typer.Argument(help="Study file (YAML): data, grid, methods, budget.")],
+    spec: Annotated[
+        Path,
+        typer.Argument(
+            help="Study file (YAML): data, grid, methods, budget; or the name of a shipped "
+            "example (fewlabels init --list)."
+        ),
+    ],
     out: Annotated[
         Path | None, typer.Option(help="Study folder (default: runs/STUDY_NAME).")
     ] = None,
