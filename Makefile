@@ -5,13 +5,28 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format bench docs clean
+.PHONY: demo test lint format bench docs clean lock
 
-$(STAMP): pyproject.toml requirements.lock
+# torch first, by its pin (requirements-torch.txt): here a local CPU wheel, elsewhere PyPI's
+# build, whose files, hashes and dependencies differ, so torch alone is not hash-checked.
+# Then every other package, transitive ones included, from the resolver's lock with each
+# file's hash checked (requirements.lock: pip-compile, see `make lock`); then fewlabels.
+$(STAMP): pyproject.toml requirements.lock requirements-torch.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev,postgres,umap,export,hf]'
+	$(BIN)/python -m pip install -q -r requirements-torch.txt
+	$(BIN)/python -m pip install -q --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
+
+# Re-resolve requirements.lock (keeps its pins unless pyproject.toml needs others; add
+# --upgrade to move them): the extras `make` installs, every file's hash, torch left out.
+lock: $(STAMP)
+	$(BIN)/python -m pip install -q pip-tools
+	$(BIN)/pip-compile --generate-hashes --strip-extras --no-emit-index-url \
+	  --no-emit-find-links --unsafe-package torch -c requirements-torch.txt \
+	  --extra dev --extra postgres --extra umap --extra export --extra hf \
+	  -o requirements.lock pyproject.toml
 
 demo: export OMP_WAIT_POLICY ?= PASSIVE
 demo: $(STAMP)

@@ -2,6 +2,7 @@
 
 One module per group of commands (``train``: train, pretrain, evaluate, predict; ``probe``:
 probe, embed; ``study``: study, report; ``generate``: generate, quality; ``info``: methods;
+``export``: export; ``init``: init (example studies);
 ``data``: data inspect, select, data add-labels); ``common`` holds the error guard (every
 user mistake is ``error: <one line>`` on stderr and exit code 2), config files and output;
 ``_lib`` is where the library is imported from.
@@ -16,17 +17,19 @@ from typing import Annotated
 import typer
 
 import fewlabels
-from fewlabels.cli import data, generate, info, probe, study, train
+from fewlabels.cli import data, export, generate, info, init, probe, study, train
 from fewlabels.cli.common import app
 from fewlabels.core.errors import FewlabelsError
 from fewlabels.core.process import keep_freed_memory
 
-__all__ = ["app", "data", "generate", "info", "main", "probe", "study", "train"]
+__all__ = [
+    "app", "data", "export", "generate", "info", "init", "main", "probe", "study", "train"
+]  # fmt: skip
 
 # ``fewlabels --help`` lists the commands in the order of a session's work
 ORDER = [
-    "train", "evaluate", "predict", "pretrain", "probe", "embed", "study", "report",
-    "generate", "quality", "methods", "select",
+    "init", "train", "evaluate", "predict", "export", "pretrain", "probe", "embed", "study",
+    "report", "generate", "quality", "methods", "select",
 ]  # fmt: skip
 app.registered_commands.sort(key=lambda c: ORDER.index(c.name or ""))
 

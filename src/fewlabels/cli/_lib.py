@@ -18,6 +18,7 @@ WHERE = {
     "ImageSet": "fewlabels.data.imageset",
     "embed_pictures": "fewlabels.evaluate.embedding",
     "load_encoder": "fewlabels.evaluate.features",
+    "export_model": "fewlabels.evaluate.export",
     "evaluate_model": "fewlabels.evaluate.inference",
     "load_model": "fewlabels.evaluate.inference",
     "predict_files": "fewlabels.evaluate.inference",

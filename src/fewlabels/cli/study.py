@@ -9,11 +9,18 @@ import typer
 
 from fewlabels.cli import _lib as lib
 from fewlabels.cli.common import command, guard
+from fewlabels.cli.init import study_file
 
 
 @command()
 def study(
-    spec: Annotated[Path, typer.Argument(help="Study file (YAML): data, grid, methods, budget.")],
+    spec: Annotated[
+        Path,
+        typer.Argument(
+            help="Study file (YAML): data, grid, methods, budget; or the name of a shipped "
+            "example (fewlabels init --list)."
+        ),
+    ],
     out: Annotated[
         Path | None, typer.Option(help="Study folder (default: runs/STUDY_NAME).")
     ] = None,
@@ -32,7 +39,7 @@ def study(
 ) -> None:
     """Run every cell of a study (resumable), then write report.html, report.md, results.csv."""
     with guard():
-        plan = lib.load_study(spec)
+        plan = lib.load_study(study_file(spec))  # a file, or a shipped example's name
         folder = out or Path("runs") / plan.name
         res = lib.run_study(
             plan, folder, workers=workers, threads=threads, log=typer.echo, store_url=store

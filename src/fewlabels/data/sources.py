@@ -91,7 +91,7 @@ SOURCES: dict[str, _Source] = {
             "label": hf.column_name,
             "size": _image_side,
         },
-        "hf:FOLDER[,split=S][,image=COLUMN][,label=COLUMN][,size=N]",
+        "hf:FOLDER_OR_NAME[,split=S][,image=COLUMN][,label=COLUMN][,size=N]",
     ),
 }
 
@@ -168,6 +168,14 @@ def load_dataset(
         return replace(load_digits_dataset(), spec=spec)
     options = {k: src.options[k](v, f"{kind} option {k}") for k, v in raw.items()}
     p = Path(path).expanduser()
+    if kind == "hf" and not p.exists():  # a Hub name: its folder in the local cache
+        found = hf.cache_folder(path)
+        if found is None:
+            raise DataError(
+                f"hf:{path}: no such folder, and no dataset {path!r} in the local Hugging Face "
+                "cache (HF_DATASETS_CACHE or HF_HOME); nothing is downloaded"
+            )
+        p = found
     if not p.exists():
         if p.is_symlink():
             raise DataError(f"{path} is a broken symbolic link or a symlink loop")
