@@ -1,0 +1,136 @@
+"""Issue 32 ("Reliability round two"), items 7, 11, 14, 15, 16, 18-21: each test fails on
+the code before its fix. The methods' tests compare against small independent computations
+of the reference rule (USB, the Mean Teacher code), not against a copy of our code."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from fewlabels.methods import Batch
+from fewlabels.methods.mean_teacher import MeanTeacher
+from fewlabels.methods.softmatch import SoftMatch
+from fewlabels.models import Network
+
+HERE = Path(__file__).parent
+
+
+# -- 19, 20: SoftMatch as USB -----------------------------------------------------------------
+
+
+class _Logits(nn.Module):
+    """A two-class 'network' whose logits are its inputs, plus one weight (for the optimiser)."""
+
+    num_classes = 2
+    feature_dim = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.w
+
+
+def test_softmatch_pseudo_labels_come_from_the_raw_predictions():
+    m = SoftMatch(_Logits(), ema=0.5)
+    # weak-view probabilities whose mean [0.8, 0.2] starts the alignment (USB: the first
+    # batch); aligned, row 0 [0.6, 0.4] becomes [0.27, 0.73]
+    lw = torch.log(torch.tensor([[0.6, 0.4], [0.9, 0.1], [0.9, 0.1]]))
+    ls = torch.tensor([[0.0, 1.0], [2.0, 0.0], [0.5, 0.0]])
+    xl, yl = torch.zeros(1, 2), torch.tensor([0])
+    out = m(Batch(labeled=[xl], labels=yl, unlabeled=[lw, ls]))
+    # reference (USB softmatch.train_step): probs = softmax(weak); aligned = SumNorm(probs /
+    # p_model) with p_model = the first batch's mean; weights from the aligned probs;
+    # pseudo-label = argmax of the raw probs
+    probs = [[0.6, 0.4], [0.9, 0.1], [0.9, 0.1]]
+    p_model = [sum(r[c] for r in probs) / 3 for c in range(2)]  # [0.8, 0.2]
+    aligned = []
+    for r in probs:
+        a = [r[c] / p_model[c] for c in range(2)]
+        aligned.append([x / sum(a) for x in a])
+    assert aligned[0][1] > aligned[0][0]  # alignment flips row 0 to class 1 ...
+    q = [max(a) for a in aligned]
+    mu = 0.5 * 0.5 + 0.5 * (sum(q) / 3)  # USB: starts at 1/C, momentum 0.5 here
+    var_b = sum((x - sum(q) / 3) ** 2 for x in q) / 2
+    var = 0.5 * 1.0 + 0.5 * var_b
+    w = [torch.exp(torch.tensor(-(min(x - mu, 0.0) ** 2) / (2 * var / 4))) for x in q]
+    targets = [0, 0, 0]  # ... but the pseudo-labels are the raw argmax
+    ce = [
+        torch.nn.functional.cross_entropy(ls[i : i + 1], torch.tensor([targets[i]]))
+        for i in range(3)
+    ]
+    want = sum(float(w[i]) * float(ce[i]) for i in range(3)) / 3
+    assert float(out["loss_u"]) == pytest.approx(want, rel=1e-5)
+    assert torch.allclose(m.alignment.class_probs, torch.tensor(p_model))
+
+
+def test_alignment_mean_starts_from_the_first_batch_not_uniform():
+    m = SoftMatch(_Logits(), ema=0.999)
+    xl, yl = torch.zeros(1, 2), torch.tensor([0])
+    lw = torch.log(torch.tensor([[0.9, 0.1], [0.7, 0.3]]))
+    m(Batch(labeled=[xl], labels=yl, unlabeled=[lw, lw]))
+    # USB DistAlignEMAHook.update_p: p_model is None -> p_model = mean of the first batch
+    assert torch.allclose(m.alignment.class_probs, torch.tensor([0.8, 0.2]))
+    lw2 = torch.log(torch.tensor([[0.5, 0.5], [0.5, 0.5]]))
+    m(Batch(labeled=[xl], labels=yl, unlabeled=[lw2, lw2]))
+    want = [0.999 * 0.8 + 0.001 * 0.5, 0.999 * 0.2 + 0.001 * 0.5]
+    assert torch.allclose(m.alignment.class_probs, torch.tensor(want))
+
+
+# -- 21: Mean Teacher's first update, running statistics under DDP ---------------------------------
+
+
+def test_mean_teacher_first_update_averages_the_initial_weights():
+    torch.manual_seed(0)
+    net = Network("convnet", 1, 8, 10, backbone_kwargs={"widths": (8, 8, 8, 8)})
+    mt = MeanTeacher(net, ema=0.999)
+    init = [p.detach().clone() for p in mt.teacher.parameters()]
+    with torch.no_grad():
+        for p in mt.network.parameters():
+            p.add_(1.0)
+    mt.after_step()
+    # the official code: optimizer.step(); global_step += 1;
+    # alpha = min(1 - 1 / (global_step + 1), ema) = 0.5; ema = alpha * ema + (1 - alpha) * p
+    for t0, s, t in zip(init, mt.network.parameters(), mt.teacher.parameters(), strict=True):
+        torch.testing.assert_close(t, 0.5 * t0 + 0.5 * s.detach())
+
+
+def test_running_statistics_are_gathered_across_ranks(tmp_path):
+    sys.path.insert(0, str(HERE))
+    from masking_ddp_worker import MOMENTUM, C, batches
+
+    out = tmp_path / "state.pt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node"]
+    cmd += ["2", str(HERE / "masking_ddp_worker.py"), str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = torch.load(out, weights_only=True)
+    # reference (USB FreeMatchThresholingHook / SoftMatchWeightingHook / DistAlignEMAHook):
+    # EMA updates from the whole gathered batch, written out row by row
+    m = MOMENTUM
+    tau, cp, hist, mu, var, align = 1 / C, [1 / C] * C, [1 / C] * C, 1 / C, 1.0, None
+    for probs in batches():
+        rows = probs.tolist()
+        q = [max(r) for r in rows]
+        top = [r.index(max(r)) for r in rows]
+        mean_q = sum(q) / len(q)
+        mean_p = [sum(r[c] for r in rows) / len(rows) for c in range(C)]
+        tau = m * tau + (1 - m) * mean_q
+        cp = [m * a + (1 - m) * b for a, b in zip(cp, mean_p, strict=True)]
+        h = [top.count(c) / len(top) for c in range(C)]
+        hist = [m * a + (1 - m) * b for a, b in zip(hist, h, strict=True)]
+        mu = m * mu + (1 - m) * mean_q
+        var = m * var + (1 - m) * sum((x - mean_q) ** 2 for x in q) / (len(q) - 1)
+        align = mean_p if align is None else [m * a + (1 - m) * b for a, b in zip(align, mean_p)]
+    want = {"tau": [tau], "class_probs": cp, "hist": hist, "mu": [mu], "var": [var]}
+    want["align"] = align
+    for k, v in want.items():
+        assert torch.allclose(got[k].reshape(-1), torch.tensor(v), atol=1e-6), k
