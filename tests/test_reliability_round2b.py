@@ -129,7 +129,8 @@ def test_running_statistics_are_gathered_across_ranks(tmp_path):
         hist = [m * a + (1 - m) * b for a, b in zip(hist, h, strict=True)]
         mu = m * mu + (1 - m) * mean_q
         var = m * var + (1 - m) * sum((x - mean_q) ** 2 for x in q) / (len(q) - 1)
-        align = mean_p if align is None else [m * a + (1 - m) * b for a, b in zip(align, mean_p)]
+        ema = [m * a + (1 - m) * b for a, b in zip(align or mean_p, mean_p, strict=True)]
+        align = mean_p if align is None else ema
     want = {"tau": [tau], "class_probs": cp, "hist": hist, "mu": [mu], "var": [var]}
     want["align"] = align
     for k, v in want.items():
