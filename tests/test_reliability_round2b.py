@@ -135,3 +135,21 @@ def test_running_statistics_are_gathered_across_ranks(tmp_path):
     want["align"] = align
     for k, v in want.items():
         assert torch.allclose(got[k].reshape(-1), torch.tensor(v), atol=1e-6), k
+
+
+# -- 18: the default expander is sized to the encoder ---------------------------------------
+
+
+@pytest.mark.parametrize("name", ["barlow_twins", "vicreg"])
+def test_default_projector_is_sized_to_the_encoder(name):
+    from fewlabels.methods import build_method
+
+    net = Network("convnet", 1, 8, 10)
+    m = build_method(name, net)
+    width = min(8192, 4 * net.feature_dim)  # the paper's 8192 = 4 x ResNet-50's 2048
+    linears = [x for x in m.projector.modules() if isinstance(x, nn.Linear)]
+    assert [x.out_features for x in linears] == [width] * 3
+    # 3 x 8192 was 138M parameters (a 1.1 GB checkpoint with Adam's state) for this encoder
+    assert sum(p.numel() for p in m.parameters()) < 12_000_000
+    # an explicit projector still wins
+    assert build_method(name, net, projector=(64, 32)).projector.out_dim == 32
