@@ -153,3 +153,46 @@ def test_default_projector_is_sized_to_the_encoder(name):
     assert sum(p.numel() for p in m.parameters()) < 12_000_000
     # an explicit projector still wins
     assert build_method(name, net, projector=(64, 32)).projector.out_dim == 32
+
+
+# -- 7: user strings are shown literally -------------------------------------------------------
+
+ODD_NAMES = ["$x^$", "$\\frac{1}{0", "a$b$c", ":train:", "[bold]b[/bold]", "[/x]", "50%_#&"]
+
+
+def test_plots_draw_math_text_class_names_literally(tmp_path):
+    import numpy as np
+
+    from fewlabels.evaluate.plots import plot_confusion, plot_contact_sheet
+
+    k = len(ODD_NAMES)
+    conf = np.eye(k, dtype=int).tolist()
+    assert plot_confusion(conf, ODD_NAMES, tmp_path / "c.png", title="$^$").exists()
+    images = torch.zeros(k, 1, 8, 8, dtype=torch.uint8)
+    labels = torch.arange(k)
+    path = plot_contact_sheet(images, labels, ODD_NAMES, tmp_path / "s.png", title="$_$")
+    assert path.exists()
+
+
+def _odd_npz(tmp_path: Path) -> Path:
+    import numpy as np
+
+    k = len(ODD_NAMES)
+    images = np.random.default_rng(0).integers(0, 255, (4 * k, 8, 8), dtype=np.uint8)
+    labels = np.repeat(np.arange(k), 4)
+    path = tmp_path / "odd.npz"
+    np.savez(path, images=images, labels=labels, class_names=np.array(ODD_NAMES))
+    return path
+
+
+def test_data_inspect_shows_class_names_literally(tmp_path):
+    npz = _odd_npz(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent / "src"), "COLUMNS": "200"}
+    cmd = [str(Path(sys.executable).parent / "fewlabels"), "data", "inspect", f"npz:{npz}"]
+    cmd += ["--sheet", str(tmp_path / "sheet.png")]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr
+    for name in ODD_NAMES[3:]:
+        assert name in r.stdout, (name, r.stdout)
+    assert "\U0001f686" not in r.stdout  # :train: is not turned into an emoji
+    assert (tmp_path / "sheet.png").exists()
