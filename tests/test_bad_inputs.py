@@ -660,6 +660,23 @@ def store_missing(root):
     return ["report", str(root / "s")]
 
 
+# -- issue 32 (round two, b): label files ------------------------------------------------------
+@case("{root}/big.csv line 2: not a valid CSV row (field larger than field limit (131072))")
+def labels_csv_field_over_128_kb(root):
+    d = two_classes(root)
+    (root / "big.csv").write_text("id,label\n" + "x" * 140_000 + ",cat\n")
+    labels = str(root / "labels.csv")
+    return [
+        "data",
+        "add-labels",
+        str(root / "big.csv"),
+        "--data",
+        f"folder:{d}",
+        "--labels",
+        labels,
+    ]
+
+
 # -- the test ------------------------------------------------------------------------------
 def snapshot(root: Path) -> dict[str, int]:
     """Every file and link under ``root`` (symlinks not followed) -> its size."""

@@ -196,3 +196,64 @@ def test_data_inspect_shows_class_names_literally(tmp_path):
         assert name in r.stdout, (name, r.stdout)
     assert "\U0001f686" not in r.stdout  # :train: is not turned into an emoji
     assert (tmp_path / "sheet.png").exists()
+
+
+# -- 16, 15: label files: ids round-trip exactly, class names compare in NFC ----------------------
+
+
+def _png(path: Path, value: int) -> None:
+    import numpy as np
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((12, 12), value, np.uint8)).save(path)
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent / "src"), "OMP_NUM_THREADS": "1"}
+    env["FEWLABELS_CACHE"] = str(cwd / "cache")
+    exe = str(Path(sys.executable).parent / "fewlabels")
+    return subprocess.run([exe, *args], capture_output=True, text=True, env=env, cwd=cwd)
+
+
+def test_select_ids_with_surrounding_spaces_round_trip_through_add_labels(tmp_path):
+    import csv
+
+    for k in range(3):
+        _png(tmp_path / "imgs" / " cat" / f"{k}.png", 10 + 40 * k)
+        _png(tmp_path / "imgs" / "dog" / f"{k}.png", 130 + 40 * k)
+    r = _cli("select", "--data", "folder:imgs", "--budget", "6", "--strategy", "random",
+             "--no-source-labels", "--out", "req.csv", cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader((tmp_path / "req.csv").open()))
+    assert {r["id"] for r in rows} >= {" cat/0.png", "dog/0.png"}
+    for row in rows:
+        row["label"] = " cat" if row["id"].startswith(" cat/") else "dog"
+    with (tmp_path / "req.csv").open("w") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    r = _cli("data", "add-labels", "req.csv", "--labels", "labels.csv", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    got = list(csv.DictReader((tmp_path / "labels.csv").open()))
+    assert sorted((g["id"], g["label"]) for g in got) == sorted(
+        [(f" cat/{k}.png", " cat") for k in range(3)] + [(f"dog/{k}.png", "dog") for k in range(3)]
+    )
+    # and the written labels file reads back as the same labeled set
+    r = _cli("data", "add-labels", "req.csv", "--labels", "labels.csv", cwd=tmp_path)
+    assert r.returncode == 0 and "6 were there already" in r.stdout, r.stdout + r.stderr
+
+
+def test_class_names_are_compared_in_nfc(tmp_path):
+    import unicodedata
+
+    nfd, nfc = unicodedata.normalize("NFD", "café"), unicodedata.normalize("NFC", "café")
+    assert nfd != nfc
+    for k in range(2):
+        _png(tmp_path / "imgs" / nfd / f"{k}.png", 10 + 40 * k)
+        _png(tmp_path / "imgs" / "tea" / f"{k}.png", 130 + 40 * k)
+    (tmp_path / "new.csv").write_text(f"id,label\n{nfd}/0.png,{nfc}\ntea/1.png,tea\n")
+    r = _cli("data", "add-labels", "new.csv", "--data", "folder:imgs", "--labels", "l.csv",
+             cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "added 2 labels" in r.stdout
