@@ -677,6 +677,92 @@ def labels_csv_field_over_128_kb(root):
     ]
 
 
+# -- issue 32 (round two, b): checkpoints whose pieces do not fit ----------------------------------
+def nan_model(path: Path) -> Path:
+    m = model_file(path)
+    obj = torch.load(m, weights_only=True)
+    key = next(k for k in obj["state_dict"] if k.endswith("weight"))
+    obj["state_dict"][key] = torch.full_like(obj["state_dict"][key], float("nan"))
+    torch.save(obj, m)
+    return m
+
+
+@case("{root}/m.pt names 3 classes but its classifier head has 10 outputs")
+def checkpoint_class_names_do_not_match_the_head(root):
+    model_file(root / "m.pt", class_names=["a", "b", "c"])
+    return ["evaluate", str(root / "m.pt")]
+
+
+@case("{root}/m.pt names 3 classes but its classifier head has 10 outputs")
+def checkpoint_class_names_do_not_match_the_head_at_predict(root):
+    model_file(root / "m.pt", class_names=["a", "b", "c"])
+    png(root / "p" / "x.png", grey(8))
+    return ["predict", str(root / "m.pt"), str(root / "p")]
+
+
+@case("{root}/m.pt: its network_config is a str, not a mapping")
+def checkpoint_network_config_is_a_string(root):
+    model_file(root / "m.pt", network_config="convnet")
+    return ["evaluate", str(root / "m.pt")]
+
+
+@case("{root}/m.pt: its network_config is a str, not a mapping")
+def checkpoint_network_config_is_a_string_at_init(root):
+    model_file(root / "m.pt", network_config="convnet")
+    return train(root, "--init", str(root / "m.pt"), "--budget", "1steps")
+
+
+@case("{root}/m.pt: its network_config is a str, not a mapping")
+def checkpoint_network_config_is_a_string_as_encoder(root):
+    model_file(root / "m.pt", network_config="convnet")
+    out = str(root / "req.csv")
+    return [
+        "select",
+        "--encoder",
+        str(root / "m.pt"),
+        "--no-source-labels",
+        "--budget",
+        "2",
+        "--out",
+        out,
+    ]
+
+
+@case("{root}/m.pt: weight 'backbone.")
+def checkpoint_nan_weights_as_encoder(root):
+    nan_model(root / "m.pt")
+    out = str(root / "req.csv")
+    return [
+        "select",
+        "--encoder",
+        str(root / "m.pt"),
+        "--no-source-labels",
+        "--budget",
+        "2",
+        "--out",
+        out,
+    ]
+
+
+@case("holds NaN values (saved from a diverged run?)")
+def checkpoint_nan_weights_at_evaluate(root):
+    nan_model(root / "m.pt")
+    return ["evaluate", str(root / "m.pt")]
+
+
+@case("{root}/m.pt: weight 'backbone.")
+def checkpoint_nan_weights_at_init(root):
+    nan_model(root / "m.pt")
+    return train(root, "--init", str(root / "m.pt"), "--budget", "1steps")
+
+
+@case("{root}/m.pt: weight 'backbone.")
+def checkpoint_nan_weights_at_probe(root):
+    nan_model(root / "m.pt")
+    out = str(root / "probe")
+    return ["probe", str(root / "m.pt"), "--labels-per-class", "2", "--out", out]
+
+
 # -- the test ------------------------------------------------------------------------------
 def snapshot(root: Path) -> dict[str, int]:
     """Every file and link under ``root`` (symlinks not followed) -> its size."""

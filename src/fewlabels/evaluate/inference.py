@@ -18,6 +18,12 @@ from fewlabels.core.precision import resolve_precision
 from fewlabels.data.imagefile import EXTENSIONS, not_regular, read_image, to_channels, walk_images
 from fewlabels.data.imageset import ImageSet
 from fewlabels.evaluate.metrics import Metrics, classification_metrics, predict_logits
+from fewlabels.evaluate.network_state import (
+    check_class_names,
+    check_finite,
+    check_network_config,
+    num_classes_of,
+)
 from fewlabels.models import Network
 
 IMAGE_SUFFIXES = set(EXTENSIONS)
@@ -67,16 +73,22 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedMo
         state, cfg, names = obj.get("state_dict"), obj.get("network_config"), obj.get("class_names")
     if not cfg or state is None:
         raise CheckpointError(f"{path} holds no classifier (no network config or weights)")
+    cfg = check_network_config(path, cfg)
+    k = num_classes_of(path, cfg)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: its weights are a {type(state).__name__}, not a mapping")
     try:
         net = Network.from_config(cfg)
         net.load_state_dict(state)
-    except (RuntimeError, TypeError, KeyError) as e:
-        first = str(e).strip().splitlines()[0][:150]
+    except (RuntimeError, TypeError, KeyError, ValueError) as e:
+        first = str(e).strip().splitlines()[0][:150] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path} does not match its architecture: {first}") from None
-    if int(cfg.get("num_classes", 0)) == 0:
+    if k == 0:
         raise CheckpointError(f"{path} holds an encoder without a classifier head")
+    check_finite(path, state)
+    names = check_class_names(path, names, k)
     if names is None:
-        names = [str(i) for i in range(int(cfg["num_classes"]))]
+        names = [str(i) for i in range(k)]
     net = net.to(device).eval().to(memory_format=torch.channels_last)
     return LoadedModel(net, list(names), {k: v for k, v in obj.items() if k != "state_dict"})
 
