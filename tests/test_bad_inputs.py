@@ -763,6 +763,27 @@ def checkpoint_nan_weights_at_probe(root):
     return ["probe", str(root / "m.pt"), "--labels-per-class", "2", "--out", out]
 
 
+# -- issue 32 (round two, b): messages that sent the user the wrong way ----------------------------
+@case("{root}/lying.npz member 'images' claims an array too large for memory in its .npy header")
+def npz_header_claims_an_array_too_large_for_memory(root):
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    header = {"descr": "|u1", "fortran_order": False, "shape": (10**7, 10**6, 10)}
+    np.lib.format.write_array_header_1_0(buf, header)
+    buf.write(b"\0" * 100)
+    with zipfile.ZipFile(root / "lying.npz", "w") as z:
+        z.writestr("images.npy", buf.getvalue())
+    return inspect(f"npz:{root / 'lying.npz'}", root)
+
+
+@case("config file {root}/conf is a folder, not a YAML file")
+def train_config_is_a_folder(root):
+    (root / "conf").mkdir()
+    return train(root, "--config", str(root / "conf"))
+
+
 # -- the test ------------------------------------------------------------------------------
 def snapshot(root: Path) -> dict[str, int]:
     """Every file and link under ``root`` (symlinks not followed) -> its size."""

@@ -19,6 +19,7 @@ from fewlabels.methods.softmatch import SoftMatch
 from fewlabels.models import Network
 
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
 
 
 # -- 19, 20: SoftMatch as USB -----------------------------------------------------------------
@@ -257,3 +258,83 @@ def test_class_names_are_compared_in_nfc(tmp_path):
              cwd=tmp_path)  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     assert "added 2 labels" in r.stdout
+
+
+# -- 14: class folders named train/test in a flat folder; 15: unreadable folders ------------------
+
+
+def test_flat_folder_with_classes_named_train_and_test(tmp_path):
+    from cli_helpers import invoke
+
+    for c in ("train", "test", "zebra"):
+        for k in range(2):
+            _png(tmp_path / "imgs" / c / f"{k}.png", 10 + 40 * k)
+    r = invoke("data", "inspect", f"folder:{tmp_path / 'imgs'}", "--sheet", str(tmp_path / "s.png"))
+    assert r.exit_code == 0, r.output
+    assert "3 classes" in r.output
+    from fewlabels.data import load_dataset
+
+    ds = load_dataset(f"folder:{tmp_path / 'imgs'}", cache_dir=tmp_path / "cache")
+    assert ds.class_names == ["test", "train", "zebra"] and ds.train.counts() == [2, 2, 2]
+
+
+def _deny(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """os.scandir of ``folder`` fails as for a folder without read permission (the tests
+    may run as root, whom chmod does not stop)."""
+    real = os.scandir
+
+    def scandir(path=".", *a):
+        if Path(path) == folder:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *a)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
+def test_an_unreadable_class_folder_says_so(tmp_path, monkeypatch):
+    from cli_helpers import invoke, one_line_error
+
+    for c in ("cat", "dog"):
+        _png(tmp_path / "imgs" / c / "0.png", 50)
+    monkeypatch.setenv("FEWLABELS_CACHE", str(tmp_path / "cache"))
+    _deny(monkeypatch, tmp_path / "imgs" / "dog")
+    r = invoke("data", "inspect", f"folder:{tmp_path / 'imgs'}", "--sheet", str(tmp_path / "s.png"))
+    line = one_line_error(r, f"cannot read class folder {tmp_path / 'imgs' / 'dog'}")
+    assert "Permission denied" in line and "holds no images" not in line
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_an_unreadable_unlabeled_folder_says_so(tmp_path, monkeypatch):
+    from cli_helpers import invoke, one_line_error
+
+    for c in ("cat", "dog"):
+        _png(tmp_path / "imgs" / c / "0.png", 50)
+    _png(tmp_path / "imgs" / "unlabeled" / "u.png", 50)
+    monkeypatch.setenv("FEWLABELS_CACHE", str(tmp_path / "cache"))
+    _deny(monkeypatch, tmp_path / "imgs" / "unlabeled")
+    r = invoke("data", "inspect", f"folder:{tmp_path / 'imgs'}", "--sheet", str(tmp_path / "s.png"))
+    line = one_line_error(r, "cannot read the unlabeled folder")
+    assert "Permission denied" in line
+
+
+# -- 15: --config DIR, warnings as one line ----------------------------------------------------
+
+
+def test_config_that_is_a_folder_says_so(tmp_path):
+    (tmp_path / "conf").mkdir()
+    r = _cli("train", "--config", "conf", "--budget", "1steps", "--out", "out", cwd=tmp_path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert lines == ["error: config file conf is a folder, not a YAML file"], r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_library_warnings_print_as_one_warning_line(tmp_path):
+    for c in ("cat", "dog"):
+        _png(tmp_path / "imgs" / c / "0.png", 50)
+    _png(tmp_path / "imgs" / "loose.png", 50)  # warned about: ignored
+    r = _cli("data", "inspect", "folder:imgs", "--sheet", "s.png", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert lines == ["warning: ignored 1 images directly in imgs: only images inside a class "
+                     "folder (or unlabeled/) are used"], r.stderr  # fmt: skip
