@@ -338,3 +338,33 @@ def test_library_warnings_print_as_one_warning_line(tmp_path):
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert lines == ["warning: ignored 1 images directly in imgs: only images inside a class "
                      "folder (or unlabeled/) are used"], r.stderr  # fmt: skip
+
+
+# -- 14: a validation fraction that rounds to 0 images is warned about ---------------------------
+
+
+def _many_small_classes(k: int = 1000, per: int = 2):
+    from fewlabels.data.imageset import Dataset, ImageSet
+
+    y = torch.arange(k).repeat_interleave(per)
+    images = torch.zeros(len(y), 1, 4, 4, dtype=torch.uint8)
+    names = [f"c{i}" for i in range(k)]
+    return Dataset("many", ImageSet(images, y, names), ImageSet(images, y, names))
+
+
+def test_a_validation_fraction_that_rounds_to_zero_images_warns():
+    from fewlabels.data.splits import SplitConfig, make_splits
+
+    ds = _many_small_classes()
+    msg = r"val 'train:0.1' takes no validation images: 0.1 of each class's labeled training"
+    with pytest.warns(UserWarning, match=msg):
+        s = make_splits(ds, SplitConfig(val="train:0.1", unlabeled="rest"))
+    assert len(s.val) == 0
+    with pytest.warns(UserWarning, match=r"val 'test:0.2' takes no validation images"):
+        make_splits(ds, SplitConfig(val="test:0.2", unlabeled="rest"))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(make_splits(ds, SplitConfig(val="train:0.5", unlabeled="rest")).val) == 1000
+        make_splits(ds, SplitConfig(val="none", unlabeled="rest"))

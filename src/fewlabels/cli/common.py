@@ -117,7 +117,7 @@ def show_warning(
 ) -> None:
     """``warnings.showwarning`` for the command line: ``warning: <message>`` on one line,
     without the source file, line and code Python shows by default."""
-    text = " ".join(str(message).split())
+    text = " ".join(str(message).split()).removeprefix("warning: ")
     if not issubclass(category, UserWarning):
         text += f" ({category.__name__})"
     with contextlib.suppress(OSError):  # stderr closed: a warning is not worth a crash
