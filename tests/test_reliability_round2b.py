@@ -368,3 +368,68 @@ def test_a_validation_fraction_that_rounds_to_zero_images_warns():
         warnings.simplefilter("error")
         assert len(make_splits(ds, SplitConfig(val="train:0.5", unlabeled="rest")).val) == 1000
         make_splits(ds, SplitConfig(val="none", unlabeled="rest"))
+
+
+# -- 14: evaluate, predict and quality treat images of another shape alike: convert + warn ---------
+
+
+@pytest.fixture
+def grey8_model_and_colour12_images(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from fewlabels.train.run import export_model
+
+    torch.manual_seed(0)
+    net = Network("convnet", 1, 8, 10)
+    model = tmp_path / "m.pt"
+    export_model(model, net, [str(i) for i in range(10)], {"method": "supervised"})
+    rng = np.random.default_rng(0)
+    for c in range(10):
+        p = tmp_path / "imgs" / str(c) / "a.png"
+        p.parent.mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(p)
+    return model, tmp_path / "imgs"
+
+
+CONVERTED = (
+    "but the network expects 1x8x8: converted them (resized (bilinear), colour turned to grey)"
+)
+
+
+def _one_warning(r: subprocess.CompletedProcess) -> str:
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("warning: "), r.stderr
+    assert CONVERTED in lines[0], lines[0]
+    return lines[0]
+
+
+def test_evaluate_converts_images_of_another_shape_with_a_warning(
+    grey8_model_and_colour12_images, tmp_path
+):
+    model, imgs = grey8_model_and_colour12_images
+    r = _cli("evaluate", str(model), "--data", f"folder:{imgs}", "--split", "train", cwd=tmp_path)
+    line = _one_warning(r)
+    assert "the test images are 3x12x12" in line
+    assert "10 images" in r.stdout
+
+
+def test_predict_converts_images_of_another_shape_with_a_warning(
+    grey8_model_and_colour12_images, tmp_path
+):
+    model, imgs = grey8_model_and_colour12_images
+    r = _cli("predict", str(model), str(imgs), "--out", "p.csv", cwd=tmp_path)
+    line = _one_warning(r)
+    assert f"10 of 10 images differ in shape (the first: {imgs / '0' / 'a.png'}, 3x12x12)" in line
+    assert len((tmp_path / "p.csv").read_text().splitlines()) == 11
+
+
+def test_quality_converts_images_of_another_shape_with_a_warning(
+    grey8_model_and_colour12_images, tmp_path
+):
+    model, imgs = grey8_model_and_colour12_images
+    r = _cli("quality", str(imgs), "--encoder", str(model), "--reference", "digits", cwd=tmp_path)
+    line = _one_warning(r)
+    assert "the images judged are 3x12x12" in line
