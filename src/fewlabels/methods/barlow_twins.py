@@ -48,7 +48,8 @@ class BarlowTwinsConfig(MethodConfig):
         description="Default (None): 3 layers of width min(8192, 4 x the encoder's feature "
         "size). The paper's 3 x 8192 is 4 x ResNet-50's 2048 features; on a small encoder "
         "that width would be almost all of the checkpoint (1.1 GB with the optimiser state "
-        "for a 300 KB convnet).",
+        "for a 300 KB convnet). 4x is also the width of this project's VICReg CIFAR-10 "
+        "recipe (docs/results.md).",
     )
     scale: PositiveFloat = Field(
         1.0,
