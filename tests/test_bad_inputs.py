@@ -660,6 +660,130 @@ def store_missing(root):
     return ["report", str(root / "s")]
 
 
+# -- issue 32 (round two, b): label files ------------------------------------------------------
+@case("{root}/big.csv line 2: not a valid CSV row (field larger than field limit (131072))")
+def labels_csv_field_over_128_kb(root):
+    d = two_classes(root)
+    (root / "big.csv").write_text("id,label\n" + "x" * 140_000 + ",cat\n")
+    labels = str(root / "labels.csv")
+    return [
+        "data",
+        "add-labels",
+        str(root / "big.csv"),
+        "--data",
+        f"folder:{d}",
+        "--labels",
+        labels,
+    ]
+
+
+# -- issue 32 (round two, b): checkpoints whose pieces do not fit ----------------------------------
+def nan_model(path: Path) -> Path:
+    m = model_file(path)
+    obj = torch.load(m, weights_only=True)
+    key = next(k for k in obj["state_dict"] if k.endswith("weight"))
+    obj["state_dict"][key] = torch.full_like(obj["state_dict"][key], float("nan"))
+    torch.save(obj, m)
+    return m
+
+
+@case("{root}/m.pt names 3 classes but its classifier head has 10 outputs")
+def checkpoint_class_names_do_not_match_the_head(root):
+    model_file(root / "m.pt", class_names=["a", "b", "c"])
+    return ["evaluate", str(root / "m.pt")]
+
+
+@case("{root}/m.pt names 3 classes but its classifier head has 10 outputs")
+def checkpoint_class_names_do_not_match_the_head_at_predict(root):
+    model_file(root / "m.pt", class_names=["a", "b", "c"])
+    png(root / "p" / "x.png", grey(8))
+    return ["predict", str(root / "m.pt"), str(root / "p")]
+
+
+@case("{root}/m.pt: its network_config is a str, not a mapping")
+def checkpoint_network_config_is_a_string(root):
+    model_file(root / "m.pt", network_config="convnet")
+    return ["evaluate", str(root / "m.pt")]
+
+
+@case("{root}/m.pt: its network_config is a str, not a mapping")
+def checkpoint_network_config_is_a_string_at_init(root):
+    model_file(root / "m.pt", network_config="convnet")
+    return train(root, "--init", str(root / "m.pt"), "--budget", "1steps")
+
+
+@case("{root}/m.pt: its network_config is a str, not a mapping")
+def checkpoint_network_config_is_a_string_as_encoder(root):
+    model_file(root / "m.pt", network_config="convnet")
+    out = str(root / "req.csv")
+    return [
+        "select",
+        "--encoder",
+        str(root / "m.pt"),
+        "--no-source-labels",
+        "--budget",
+        "2",
+        "--out",
+        out,
+    ]
+
+
+@case("{root}/m.pt: weight 'backbone.")
+def checkpoint_nan_weights_as_encoder(root):
+    nan_model(root / "m.pt")
+    out = str(root / "req.csv")
+    return [
+        "select",
+        "--encoder",
+        str(root / "m.pt"),
+        "--no-source-labels",
+        "--budget",
+        "2",
+        "--out",
+        out,
+    ]
+
+
+@case("holds NaN values (saved from a diverged run?)")
+def checkpoint_nan_weights_at_evaluate(root):
+    nan_model(root / "m.pt")
+    return ["evaluate", str(root / "m.pt")]
+
+
+@case("{root}/m.pt: weight 'backbone.")
+def checkpoint_nan_weights_at_init(root):
+    nan_model(root / "m.pt")
+    return train(root, "--init", str(root / "m.pt"), "--budget", "1steps")
+
+
+@case("{root}/m.pt: weight 'backbone.")
+def checkpoint_nan_weights_at_probe(root):
+    nan_model(root / "m.pt")
+    out = str(root / "probe")
+    return ["probe", str(root / "m.pt"), "--labels-per-class", "2", "--out", out]
+
+
+# -- issue 32 (round two, b): messages that sent the user the wrong way ----------------------------
+@case("{root}/lying.npz member 'images' claims an array too large for memory in its .npy header")
+def npz_header_claims_an_array_too_large_for_memory(root):
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    header = {"descr": "|u1", "fortran_order": False, "shape": (10**7, 10**6, 10)}
+    np.lib.format.write_array_header_1_0(buf, header)
+    buf.write(b"\0" * 100)
+    with zipfile.ZipFile(root / "lying.npz", "w") as z:
+        z.writestr("images.npy", buf.getvalue())
+    return inspect(f"npz:{root / 'lying.npz'}", root)
+
+
+@case("config file {root}/conf is a folder, not a YAML file")
+def train_config_is_a_folder(root):
+    (root / "conf").mkdir()
+    return train(root, "--config", str(root / "conf"))
+
+
 # -- the test ------------------------------------------------------------------------------
 def snapshot(root: Path) -> dict[str, int]:
     """Every file and link under ``root`` (symlinks not followed) -> its size."""

@@ -152,15 +152,17 @@ def test_softmatch_ema_of_mean_and_variance():
 def test_uniform_alignment_and_its_running_mean():
     assert close(uniform_alignment(t([0.6, 0.4]), v(0.75, 0.25)), [[1 / 3, 2 / 3]])
     align = DistributionAlignment(num_classes=2, momentum=0.5)
-    out = align(t([0.9, 0.1], [0.5, 0.5]))  # running mean [0.5,0.5] -> [0.6, 0.4]
+    out = align(t([0.9, 0.1], [0.3, 0.7]))  # the first batch's mean [0.6, 0.4] (USB)
     assert close(align.class_probs, [0.6, 0.4])
     assert close(
         out,
         [
             [0.9 / 0.6 / (1.5 + 0.25), 0.25 / 1.75],
-            [0.5 / 0.6 / (0.5 / 0.6 + 1.25), 1.25 / (0.5 / 0.6 + 1.25)],
+            [0.5 / (0.5 + 1.75), 1.75 / (0.5 + 1.75)],
         ],
     )
+    align(t([0.8, 0.2]))  # then the EMA: 0.5 * [0.6, 0.4] + 0.5 * [0.8, 0.2]
+    assert close(align.class_probs, [0.7, 0.3])
 
 
 def test_pseudo_label_loss_and_rampups():
@@ -193,7 +195,9 @@ def test_mean_teacher_ema_update_follows_the_formula():
         with torch.no_grad():
             for p in student:
                 p.add_(0.1 * (k + 1))
-        d = min(0.9, 1 - 1 / (k + 1))  # 0, 0.5, 0.667 -> the plain running mean so far
+        # the official code: global_step = k + 1 at the update -> 0.5, 0.667, 0.75, the
+        # plain running mean of the initial weights and the students so far
+        d = min(0.9, 1 - 1 / (k + 2))
         expect = [d * e + (1 - d) * s.detach() for e, s in zip(expect, student, strict=True)]
         mt.after_step()
         for e, p in zip(expect, teacher, strict=True):

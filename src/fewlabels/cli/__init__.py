@@ -18,7 +18,7 @@ import typer
 
 import fewlabels
 from fewlabels.cli import data, export, generate, info, init, probe, study, train
-from fewlabels.cli.common import app
+from fewlabels.cli.common import app, install_warning_format
 from fewlabels.core.errors import FewlabelsError
 from fewlabels.core.process import keep_freed_memory
 
@@ -59,6 +59,7 @@ def main() -> None:
     # 20-100x on 2 cores). Set before torch is imported; a user's value wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     keep_freed_memory()  # freed activations stay mapped: no page faults every step
+    install_warning_format()  # library warnings as one "warning: ..." line each
     try:
         app()
     except FewlabelsError as e:  # raised outside a command (should not happen)

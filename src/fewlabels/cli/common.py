@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import inspect
 import re
+import sys
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -105,6 +107,28 @@ def guard(out: str | Path | None = None, flags: Mapping[str, str] | None = None)
         raise fail("out of memory: use a smaller --batch-size or fewer images") from None
 
 
+def show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """``warnings.showwarning`` for the command line: ``warning: <message>`` on one line,
+    without the source file, line and code Python shows by default."""
+    text = " ".join(str(message).split()).removeprefix("warning: ")
+    if not issubclass(category, UserWarning):
+        text += f" ({category.__name__})"
+    with contextlib.suppress(OSError):  # stderr closed: a warning is not worth a crash
+        print(f"warning: {text}", file=file or sys.stderr, flush=True)
+
+
+def install_warning_format() -> None:
+    """Print every library warning as one ``warning: ...`` line (the CLI entry point)."""
+    warnings.showwarning = show_warning
+
+
 def given(ctx: typer.Context, name: str) -> bool:
     """Whether option ``name`` was set on the command line (not left at its default)."""
     source = ctx.get_parameter_source(name)
@@ -118,6 +142,8 @@ def load_config(path: Path | None, fields: Mapping[str, Any]) -> dict[str, Any]:
     are one-line errors naming the file and line."""
     if path is None:
         return {}
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder, not a YAML file")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     obj = lib.load_yaml_lines(path.read_bytes(), f"config file {path}")  # refuses duplicates

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from fewlabels.cli import _lib as lib
 from fewlabels.cli.common import (
@@ -24,16 +25,19 @@ from fewlabels.core.errors import ConfigError
 
 
 def _count_table(ds: Any) -> Table:
-    """Images per class of each part of ``ds``, and the unlabeled ones."""
+    """Images per class of each part of ``ds``, and the unlabeled ones. User strings (the
+    data's name, class names) go in as ``Text``, so rich shows them literally: no markup
+    (``[bold]``), no emoji codes (``:train:``)."""
     c, (h, w) = ds.train.channels, ds.train.image_size
-    table = Table(title=f"{ds.name}: {c}x{h}x{w} images, {ds.train.num_classes} classes")
+    title = f"{ds.name}: {c}x{h}x{w} images, {ds.train.num_classes} classes"
+    table = Table(title=Text(title))
     table.add_column("class")
     parts = [(n, p) for n, p in (("train", ds.train), ("test", ds.test)) if p is not None]
     for name, _ in parts:
         table.add_column(name, justify="right")
     counts = {n: p.counts() for n, p in parts}
     for k, cname in enumerate(ds.class_names):
-        table.add_row(cname, *[str(counts[n][k]) for n, _ in parts])
+        table.add_row(Text(cname), *[str(counts[n][k]) for n, _ in parts])
     unl = int((~ds.train.is_labeled).sum()) + (len(ds.unlabeled) if ds.unlabeled else 0)
     table.add_row("(unlabeled)", str(unl), *(["0"] if ds.test is not None else []))
     return table

@@ -180,6 +180,22 @@ def _unlabeled_dir(root: Path, options: dict[str, Any], *candidates: Path) -> Pa
     return next((c for c in candidates if c.is_dir()), None)
 
 
+def _is_split_dir(d: Path) -> bool:
+    """``d`` (``train/``) holds class folders, so it is a split, not a class named "train"
+    whose images lie directly in it (a flat folder with classes ``train`` and ``test``)."""
+    if not d.is_dir():
+        return False
+    return bool(_class_dirs(d)) or not _loose_images(d)
+
+
+def _unreadable(plan: _Plan, folder: Path) -> str | None:
+    """Why ``folder`` could not be read during the walk (e.g. permission denied), or None."""
+    for path, reason in plan.skipped:
+        if path == str(folder) and reason.startswith("unreadable folder"):
+            return reason.removeprefix("unreadable folder").strip(" ()")
+    return None
+
+
 def make_plan(root: Path, options: dict[str, Any], force_tiny: bool = False) -> _Plan:
     """Decide the layout of ``root`` and list every image with its split and label."""
     if not root.is_dir():
@@ -193,7 +209,7 @@ def make_plan(root: Path, options: dict[str, Any], force_tiny: bool = False) -> 
         if (root / "val" / "val_annotations.txt").is_file():
             _tiny_val(plan, root)
         unl = _unlabeled_dir(root, options, root / "unlabeled", root / "test")
-    elif (root / "train").is_dir() and (
+    elif _is_split_dir(root / "train") and (
         (root / "test").is_dir()
         or (root / "val").is_dir()
         or set(_class_dirs(root, frozenset())) <= _SPLIT_NAMES
@@ -227,6 +243,9 @@ def make_plan(root: Path, options: dict[str, Any], force_tiny: bool = False) -> 
         ids_root = root if unl.is_relative_to(root) else unl
         _add_tree(plan, unl, ids_root, UNLABELED, "unlabeled", root)
         if len(plan.items) == before and (options.get("unlabeled") or unl.name == "unlabeled"):
+            why = _unreadable(plan, unl)
+            if why:
+                raise DataError(f"cannot read the unlabeled folder {unl}: {why}")
             raise DataError(f"the unlabeled folder {unl} holds no images")
     if plan.links:
         more = f" (and {len(plan.links) - 1} more)" if len(plan.links) > 1 else ""
@@ -236,7 +255,8 @@ def make_plan(root: Path, options: dict[str, Any], force_tiny: bool = False) -> 
             stacklevel=4,
         )
     if not plan.items:
-        raise DataError(f"no images found in {root}")
+        why = next((f"{p}: {r}" for p, r in plan.skipped if r.startswith("unreadable")), None)
+        raise DataError(f"no images found in {root}" + (f" (cannot read {why})" if why else ""))
     counts = [0] * len(plan.class_names)
     for it in plan.items:
         if it.split == "train":
@@ -244,11 +264,20 @@ def make_plan(root: Path, options: dict[str, Any], force_tiny: bool = False) -> 
     empty = [c for c, n in zip(plan.class_names, counts, strict=True) if n == 0]
     if empty:
         more = f" (and {len(empty) - 1} more)" if len(empty) > 1 else ""
+        folder = _class_folder(plan, root, empty[0])
+        why = _unreadable(plan, folder)
+        if why:
+            raise DataError(f"cannot read class folder {folder}{more}: {why}")
         raise DataError(
             f"class folder {empty[0]!r}{more} in {root} holds no images; add images or "
             "remove the folder"
         )
     return plan
+
+
+def _class_folder(plan: _Plan, root: Path, name: str) -> Path:
+    """The training folder of class ``name`` in ``plan``'s layout."""
+    return root / name if plan.layout == "classes" else root / "train" / name
 
 
 def scan(kind: str, path: Path, options: dict[str, Any]) -> Scan:

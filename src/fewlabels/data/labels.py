@@ -5,14 +5,20 @@ stable id of a training image of the data spec (``data_batch_1:17``, ``unlabeled
 and its class name. ``apply_labels`` makes the file's images the labeled set (the
 ``labels`` setting of a run); ``fewlabels.select.labels`` writes and merges such files.
 
-Unknown ids, unknown class names, an id listed twice, a file with no labels: each is a
-one-line ``DataError`` naming the file and row.
+Unknown ids, unknown class names, an id listed twice, a file with no labels, a field too
+large to be an id or label: each is a one-line ``DataError`` naming the file and row.
+
+Ids round-trip exactly: an id is looked up as written first and, only when no image has
+that id, without its surrounding spaces (a spreadsheet may add them), so an image named
+`` a.png`` keeps its leading space from ``select`` to ``add-labels``. Class names are
+compared in Unicode normal form NFC (``café`` typed as e + combining accent is ``café``).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -86,6 +92,10 @@ def read_label_rows(path: str | Path, *, need_label: bool = True) -> list[dict[s
     if not text.strip():
         raise DataError(f"labels file {path} is empty")
     reader = csv.DictReader(io.StringIO(text))
+    try:
+        reader.fieldnames  # noqa: B018 (reads the header)
+    except csv.Error as e:
+        raise DataError(f"{path} line 1: not a valid CSV header ({e})") from None
     cols = [c.strip().lower() for c in reader.fieldnames or []]
     want = ["id", "label"] if need_label else ["id"]
     missing = [c for c in want if c not in cols]
@@ -95,11 +105,32 @@ def read_label_rows(path: str | Path, *, need_label: bool = True) -> list[dict[s
             f"(header: {', '.join(reader.fieldnames or [])}); expected id,label"
         )
     rows = []
-    for r in reader:
-        rows.append({str(k).strip().lower(): (v or "").strip() for k, v in r.items() if k})
+    try:
+        for r in reader:
+            rows.append({str(k).strip().lower(): _field(k, v) for k, v in r.items() if k})
+    except csv.Error as e:  # e.g. a field over the csv module's 128 KB limit
+        line = reader.line_num + 1  # the line being read; line_num counts finished ones
+        raise DataError(f"{path} line {line}: not a valid CSV row ({e})") from None
     if not rows:
         raise DataError(f"labels file {path} has a header but no rows")
     return rows
+
+
+def _field(key: str, value: str | None) -> str:
+    """A cell as read: ids and labels keep their surrounding spaces (see ``_lookup``),
+    other cells lose them."""
+    value = value or ""
+    return value if str(key).strip().lower() in ("id", "label") else value.strip()
+
+
+def _lookup(text: str, table: dict[str, int]) -> int | None:
+    """``table[text]`` as written, else ``table`` of ``text`` without surrounding spaces."""
+    found = table.get(text)
+    return table.get(text.strip()) if found is None else found
+
+
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
 
 
 def parse_labels(
@@ -110,34 +141,35 @@ def parse_labels(
     Rows with an empty label are refused unless ``allow_blank`` (a returned request may
     leave images the labellers could not name).
     """
-    names = {c: k for k, c in enumerate(universe.class_names)}
+    names = {_nfc(c): k for k, c in enumerate(universe.class_names)}
     lower = {c.lower(): k for c, k in names.items()}
     out: dict[int, int] = {}
     blank = 0
     for n, r in enumerate(read_label_rows(path), start=2):  # line 1 is the header
-        image_id, label = r.get("id", ""), r.get("label", "")
-        if not image_id:
+        image_id, label = r.get("id", ""), _nfc(r.get("label", ""))
+        if not image_id.strip():
             raise DataError(f"{path} line {n}: empty id")
-        if image_id not in universe.row:
+        row = _lookup(image_id, universe.row)
+        if row is None:
             raise DataError(
                 f"{path} line {n}: unknown id {image_id!r}: not a training image of "
                 f"{universe.dataset.name}"
             )
-        row = universe.row[image_id]
         if row in out:
             raise DataError(f"{path} line {n}: id {image_id!r} is listed twice")
-        if not label:
+        if not label.strip():
             if not allow_blank:
                 raise DataError(f"{path} line {n}: id {image_id!r} has no label")
             blank += 1
             out[row] = UNLABELED
             continue
-        k = names.get(label, lower.get(label.lower()))
+        k = _lookup(label, names)
+        k = _lookup(label.lower(), lower) if k is None else k
         if k is None:
             shown = ", ".join(universe.class_names[:10])
             more = ", ..." if len(universe.class_names) > 10 else ""
             raise DataError(
-                f"{path} line {n}: unknown class {label!r}; the classes are {shown}{more}"
+                f"{path} line {n}: unknown class {label.strip()!r}; the classes are {shown}{more}"
             )
         out[row] = k
     return {r: k for r, k in out.items() if k != UNLABELED}, blank

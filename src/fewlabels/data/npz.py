@@ -66,9 +66,17 @@ def _labels(arr: np.ndarray, n: int, what: str) -> np.ndarray:
 
 def _read(path: Path) -> dict[str, np.ndarray]:
     """Every member of the archive; a member that is not a ``.npy`` array is refused."""
+    arrays: dict[str, np.ndarray] = {}
+    member = ""
     try:
         with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+            for member in z.files:
+                arrays[member] = z[member]
+    except MemoryError:  # the .npy header claims a shape no memory holds
+        raise DataError(
+            f"{path} member {member[:60]!r} claims an array too large for memory in its "
+            ".npy header; the archive is corrupt or its header lies"
+        ) from None
     except (
         OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError,
         RuntimeError,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
@@ -158,6 +159,18 @@ def _counts(labels: np.ndarray, k: int) -> list[int]:
     return np.bincount(lab, minlength=k).tolist() if k else []
 
 
+def _warn_no_validation(val: str, frac: float, labels: np.ndarray, what: str) -> None:
+    """Warn (not refuse: the run is still valid, without validation scores) when the
+    stratified fraction rounds to 0 images in every class, e.g. 1,000 classes of 2 images."""
+    largest = int(np.bincount(labels).max())
+    warnings.warn(
+        f"val {val!r} takes no validation images: {frac:g} of each class's {what} images "
+        f"rounds to 0 (the largest class has {largest}), so nothing is validated; use a "
+        "larger fraction, test:F, or none",
+        stacklevel=4,
+    )
+
+
 class _Validation(NamedTuple):
     """Step 1's result: the validation set and what is left of the test set."""
 
@@ -176,6 +189,8 @@ def _take_validation(
     val_src, val_frac = parse_val(cfg.val)
     if val_src == "train":
         val_rows = _stratified_take(y, labeled_rows, k, val_frac, _rng(cfg.seed, 1))
+        if not len(val_rows) and len(labeled_rows):
+            _warn_no_validation(cfg.val, val_frac, y[labeled_rows], "labeled training")
         return _Validation(
             val_rows, dataset.train.subset(val_rows.tolist()), dataset.test, None, None
         )
@@ -189,6 +204,8 @@ def _take_validation(
     ty = dataset.test.labels.cpu().numpy()
     trows = np.arange(len(ty))
     val_test_rows = _stratified_take(ty, trows[ty >= 0], k, val_frac, _rng(cfg.seed, 1))
+    if not len(val_test_rows) and bool((ty >= 0).any()):
+        _warn_no_validation(cfg.val, val_frac, ty[ty >= 0], "test")
     test_rows = np.setdiff1d(trows, val_test_rows)
     val_set = dataset.test.subset(val_test_rows.tolist())
     test_set = dataset.test.subset(test_rows.tolist())

@@ -28,6 +28,7 @@ from fewlabels.core.precision import resolve_precision
 from fewlabels.data import load_dataset
 from fewlabels.evaluate.features import extract_features, load_encoder
 from fewlabels.evaluate.monitor import MAX_POINTS, load_embeddings
+from fewlabels.evaluate.plots import literal
 
 PLOTS = ("tsne", "umap")
 PANELS_PER_ROW = 5  # the combined picture wraps into rows of this many panels
@@ -111,8 +112,8 @@ def _draw(ax: Any, xy: np.ndarray, labels: np.ndarray, class_names: list[str], t
     for k, name in enumerate(class_names):
         m = labels == k
         if m.any():
-            ax.scatter(xy[m, 0], xy[m, 1], s=4, color=cmap(k % cmap.N), label=name[:12])
-    ax.set_title(title, fontsize=9)
+            ax.scatter(xy[m, 0], xy[m, 1], s=4, color=cmap(k % cmap.N), label=literal(name[:12]))
+    ax.set_title(literal(title), fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
 

@@ -22,6 +22,12 @@ from fewlabels.core.checkpoint import atomic_write_bytes, load_checkpoint
 from fewlabels.core.errors import CheckpointError
 from fewlabels.core.precision import autocast
 from fewlabels.data.cache import cache_root
+from fewlabels.evaluate.network_state import (
+    check_class_names,
+    check_finite,
+    check_network_config,
+    num_classes_of,
+)
 from fewlabels.models import Network
 
 
@@ -126,14 +132,20 @@ def load_encoder(path: str | Path) -> tuple[Network, dict[str, Any]]:
         }
     else:
         state = obj.get("state_dict")
-    if not isinstance(cfg, dict) or not state:
+    if not cfg or not state:
         raise CheckpointError(f"{path} holds no encoder (no network config or weights)")
+    cfg = check_network_config(path, cfg)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: its weights are a {type(state).__name__}, not a mapping")
     try:
         net = Network.from_config(cfg)
         net.load_state_dict(state)
     except (RuntimeError, TypeError, KeyError, ValueError) as e:
         first = str(e).strip().splitlines()[0][:150] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path} does not match its architecture: {first}") from None
+    check_finite(path, state)
+    names = obj.get("class_names")
+    check_class_names(path, names, num_classes_of(path, cfg))
     meta = {
         k: v
         for k, v in obj.items()

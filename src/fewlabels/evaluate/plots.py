@@ -1,7 +1,15 @@
-"""Pictures: confusion matrices and contact sheets of a data set."""
+"""Pictures: confusion matrices and contact sheets of a data set.
+
+Class names, titles and paths come from the user and are drawn literally: ``literal``
+escapes matplotlib's math-text markers (``$``), and the figures are drawn with LaTeX off
+(``text.usetex`` False), so a class called ``$x$`` or ``50%_a`` is shown as written and
+never crashes the plot.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
@@ -13,11 +21,33 @@ import torch
 
 from fewlabels.core.atomic import atomic_savefig
 
+# rc settings under which user strings are drawn as plain text
+PLAIN_TEXT = {"text.usetex": False}
+
+
+def literal(text: object) -> str:
+    """``text`` as matplotlib shows it literally: every ``$`` escaped, so no math text."""
+    return str(text).replace("$", r"\$")
+
+
+@contextmanager
+def plain_text() -> Iterator[None]:
+    """Draw with LaTeX off, whatever the user's matplotlibrc says."""
+    with matplotlib.rc_context(PLAIN_TEXT):
+        yield
+
 
 def plot_confusion(
     confusion: list[list[int]], class_names: list[str], path: str | Path, title: str = ""
 ) -> Path:
     """Row-normalised confusion matrix as a PNG (counts in the cells when there are few)."""
+    with plain_text():
+        return _plot_confusion(confusion, [literal(n) for n in class_names], path, literal(title))
+
+
+def _plot_confusion(
+    confusion: list[list[int]], class_names: list[str], path: Path | str, title: str
+) -> Path:
     cm = np.asarray(confusion, dtype=float)
     k = len(class_names)
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
@@ -64,6 +94,27 @@ def plot_contact_sheet(
 
     Unlabeled images (label -1) get a row of their own at the bottom.
     """
+    with plain_text():
+        return _plot_contact_sheet(
+            images,
+            labels,
+            [literal(n) for n in class_names],
+            path,
+            per_class,
+            max_classes,
+            literal(title),
+        )
+
+
+def _plot_contact_sheet(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    class_names: list[str],
+    path: str | Path,
+    per_class: int,
+    max_classes: int,
+    title: str,
+) -> Path:
     rows: list[tuple[str, torch.Tensor]] = []
     for k, name in enumerate(class_names[:max_classes]):
         idx = torch.nonzero(labels == k).flatten()[:per_class]
@@ -91,7 +142,7 @@ def plot_contact_sheet(
                 else:
                     ax.imshow(im)
             if c == 0:
-                ax.set_ylabel(name[:14], rotation=0, ha="right", va="center", fontsize=8)
+                ax.set_ylabel(_clip(name, 14), rotation=0, ha="right", va="center", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -100,3 +151,9 @@ def plot_contact_sheet(
     atomic_savefig(fig, path, dpi=90)
     plt.close(fig)
     return path
+
+
+def _clip(name: str, n: int) -> str:
+    """The first ``n`` characters of an escaped name, never ending inside an escape."""
+    out = name[:n]
+    return out[:-1] if out.endswith("\\") else out

@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from fewlabels.core.errors import ConfigError, DataError
 from fewlabels.data import load_dataset
 from fewlabels.data.folder import walk_images
 from fewlabels.data.sources import SOURCES
 from fewlabels.evaluate.features import cached_features
+from fewlabels.evaluate.inference import fit_images, warn_converted
 
 
 def frechet_distance(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
@@ -98,34 +98,22 @@ def knn_precision_recall(
     return precision, recall
 
 
-def fit_images(images: torch.Tensor, size: int, channels: int) -> torch.Tensor:
-    """uint8 images resized (bilinear, antialiased) and converted to ``channels`` channels."""
-    x = images
-    if x.shape[1] != channels:
-        if channels == 3 and x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        elif channels == 1 and x.shape[1] == 3:
-            w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-            x = (x.float() * w).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
-        else:
-            raise ConfigError(f"cannot turn {x.shape[1]}-channel images into {channels}")
-    if tuple(x.shape[-2:]) != (size, size):
-        out = []
-        for s in range(0, len(x), 1024):
-            y = F.interpolate(
-                x[s : s + 1024].float(), size=(size, size), mode="bilinear", antialias=True
-            )
-            out.append(y.round().clamp(0, 255).to(torch.uint8))
-        x = torch.cat(out) if out else x.new_empty(0, x.shape[1], size, size)
-    return x.contiguous()
-
-
 def encoder_features(
-    encoder: Any, images: torch.Tensor, *, precision: str = "fp32", use_cache: bool = True
+    encoder: Any,
+    images: torch.Tensor,
+    *,
+    precision: str = "fp32",
+    use_cache: bool = True,
+    what: str = "images",
 ) -> torch.Tensor:
-    """The encoder's features of uint8 images, fitted to its input size and channels."""
+    """The encoder's features of uint8 images, fitted to its input size and channels (with
+    a one-line warning when they differ, as evaluate and predict warn)."""
     size = int(encoder.config["image_size"])
     channels = int(encoder.config["in_channels"])
+    c, h, w = images.shape[1:]
+    if (c, h, w) != (channels, size, size):
+        found = f"the {what} are {c}x{h}x{w}"
+        warn_converted(found, f"{channels}x{size}x{size}", c > channels)
     x = fit_images(images, size, channels)
     feats, _ = cached_features(encoder, x, precision=precision, use_cache=use_cache)
     return feats
@@ -151,8 +139,8 @@ def sample_quality(
 ) -> dict[str, Any]:
     """FD, precision and recall of uint8 ``fake`` images against uint8 ``real`` ones."""
     real, fake = subsample(real, max_images, seed), subsample(fake, max_images, seed + 1)
-    fr = encoder_features(encoder, real)
-    ff = encoder_features(encoder, fake)
+    fr = encoder_features(encoder, real, what="reference images")
+    ff = encoder_features(encoder, fake, what="images judged")
     precision, recall = knn_precision_recall(fr, ff, k)
     return {
         "fd": round(frechet_distance(fr, ff), 4),

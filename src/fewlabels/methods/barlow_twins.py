@@ -23,6 +23,16 @@ from fewlabels.methods.base import Batch, Method, MethodConfig, TwoViewPolicy
 from fewlabels.models import Network
 from fewlabels.models.heads import ProjectionHead
 
+# Barlow Twins (section 4, fig. 4) and VICReg (section 4.1): a 3 x 8192 projector on
+# ResNet-50's 2048 features, i.e. 4 x the feature size.
+PROJECTOR_CAP, PROJECTOR_RATIO = 8192, 4
+
+
+def scaled_projector(feature_dim: int, layers: int = 3) -> tuple[int, ...]:
+    """The default expander: ``layers`` layers of ``min(8192, 4 * feature_dim)`` units."""
+    width = min(PROJECTOR_CAP, PROJECTOR_RATIO * int(feature_dim))
+    return (max(1, width),) * layers
+
 
 class BarlowTwinsConfig(MethodConfig):
     """Barlow Twins' options."""
@@ -32,10 +42,14 @@ class BarlowTwinsConfig(MethodConfig):
         description="Barlow Twins paper, section 2 / appendix: lambda = 5e-3 "
         "(official code: 0.0051).",
     )
-    projector: tuple[PositiveInt, ...] = Field(
-        (8192, 8192, 8192),
+    projector: tuple[PositiveInt, ...] | None = Field(
+        None,
         min_length=1,
-        description="Barlow Twins paper: a 3-layer projector of width 8192.",
+        description="Default (None): 3 layers of width min(8192, 4 x the encoder's feature "
+        "size). The paper's 3 x 8192 is 4 x ResNet-50's 2048 features; on a small encoder "
+        "that width would be almost all of the checkpoint (1.1 GB with the optimiser state "
+        "for a 300 KB convnet). 4x is also the width of this project's VICReg CIFAR-10 "
+        "recipe (docs/results.md).",
     )
     scale: PositiveFloat = Field(
         1.0,
@@ -62,7 +76,8 @@ class BarlowTwins(Method):
         self.config = cfg = BarlowTwinsConfig.build(self.name, config, options)
         self.network = network
         self.lambd, self.scale = cfg.lambd, cfg.scale
-        self.projector = ProjectionHead(network.feature_dim, cfg.projector)
+        dims = cfg.projector or scaled_projector(network.feature_dim)
+        self.projector = ProjectionHead(network.feature_dim, dims)
         self.views = {"labeled": (), "unlabeled": (cfg.augment,)}
 
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:

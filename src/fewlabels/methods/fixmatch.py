@@ -129,10 +129,12 @@ class WeakStrong(Method):
         loss_x = supervised_loss(lx, batch.labels, self.label_smoothing)
         with torch.no_grad():
             probs = torch.softmax(lw.detach().float(), dim=1)
+            # SoftMatch (USB): the alignment feeds only the weights; the pseudo-labels are
+            # the raw predictions' argmax
+            targets = probs.argmax(dim=1)
             if self.alignment is not None:
                 probs = self.alignment(probs)
             weights = self.masking(probs, batch.unlabeled_index)
-            targets = probs.argmax(dim=1)
         loss_u = pseudo_label_loss(ls, targets, weights)
         loss = loss_x + self.lambda_u * loss_u
         extra = self.extra_loss(torch.softmax(ls.float(), dim=1), weights)

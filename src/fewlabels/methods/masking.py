@@ -5,8 +5,9 @@ Each piece turns the weak view's class probabilities ``probs`` (N, C) into per-s
 weights in [0, 1] for the pseudo-label loss on the strong view. The arithmetic is in pure
 functions (tested against hand-worked numbers); the ``Masking`` modules around them keep
 their running state in buffers, so it is checkpointed with the method and resumes exactly.
-State is updated only in training mode, from the local batch (under DDP each rank keeps
-its own statistics, which DDP's buffer broadcast then replaces by rank 0's).
+State is updated only in training mode. FreeMatch's and SoftMatch's running statistics
+(and the alignment's class mean) are computed from the batch gathered across DDP processes,
+as the reference code (USB) does, so every rank holds the same statistics.
 
 ===================  =========================================================  ==========
 piece                weight of sample i (q = max_c probs[i, c], c* its argmax)   source
@@ -28,6 +29,7 @@ import torch
 from torch import nn
 
 from fewlabels.core.errors import ConfigError
+from fewlabels.losses.distributed import gather_no_grad
 
 Tensor = torch.Tensor
 
@@ -219,10 +221,11 @@ class SelfAdaptiveThreshold(Masking):
 
     @torch.no_grad()
     def update(self, probs: Tensor) -> None:
-        q, c = probs.float().max(dim=1)
+        probs = gather_no_grad(probs.float())  # USB: concat_all_gather under DDP
+        q, c = probs.max(dim=1)
         m = self.momentum
         ema_(self.tau, q.mean(), m)
-        ema_(self.class_probs, probs.float().mean(dim=0), m)
+        ema_(self.class_probs, probs.mean(dim=0), m)
         n = self.hist.numel()
         ema_(self.hist, torch.bincount(c, minlength=n)[:n].float() / len(c), m)
 
@@ -258,7 +261,7 @@ class TruncatedGaussian(Masking):
 
     @torch.no_grad()
     def update(self, probs: Tensor) -> None:
-        q = probs.float().max(dim=1).values
+        q = gather_no_grad(probs.float()).max(dim=1).values  # USB: gathered under DDP
         ema_(self.mu, q.mean(), self.momentum)
         if len(q) > 1:
             ema_(self.var, q.var(unbiased=True), self.momentum)
@@ -271,15 +274,32 @@ class TruncatedGaussian(Masking):
 
 class DistributionAlignment(nn.Module):
     """SoftMatch's uniform alignment: keeps the EMA of the unlabeled class probabilities
-    (``class_probs``, starts uniform) and divides predictions by it."""
+    (``class_probs``) and divides predictions by it.
+
+    As in USB's ``DistAlignEMAHook`` the running mean starts from the first training batch's
+    mean (gathered across DDP processes), not from uniform: with momentum 0.999 a uniform
+    start would still make up 90% of it after 100 steps. Until that first batch
+    ``class_probs`` is all zeros (a mean of probabilities sums to 1, so zeros mean "not
+    started") and the alignment leaves predictions unchanged.
+    """
 
     def __init__(self, num_classes: int, momentum: float = EMA) -> None:
         super().__init__()
         self.momentum = check_momentum(momentum)
-        self.register_buffer("class_probs", torch.full((num_classes,), 1.0 / num_classes))
+        self.register_buffer("class_probs", torch.zeros(num_classes))
+
+    @torch.no_grad()
+    def update(self, probs: Tensor) -> None:
+        """Fold the batch mean of ``probs`` (gathered across processes) into the EMA."""
+        mean = gather_no_grad(probs.float()).mean(dim=0)
+        if bool((self.class_probs == 0).all()):
+            self.class_probs.copy_(mean)
+        else:
+            ema_(self.class_probs, mean, self.momentum)
 
     def forward(self, probs: Tensor) -> Tensor:
         if self.training:
-            with torch.no_grad():
-                ema_(self.class_probs, probs.float().mean(dim=0), self.momentum)
+            self.update(probs)
+        if bool((self.class_probs == 0).all()):
+            return probs
         return uniform_alignment(probs, self.class_probs)

@@ -5,8 +5,10 @@ Loss: ``CE(labeled) + lambda_u * r(t) * mean((softmax(student(u1)) - softmax(tea
 on two independently augmented weak views of each unlabeled image; the mean runs over
 images and classes, ``r(t) = exp(-5 (1 - t)^2)`` is the paper's sigmoid ramp-up over the
 first ``rampup`` fraction of the budget. After every optimiser step the teacher moves toward
-the student with decay ``min(ema, 1 - 1 / (updates + 1))`` (the official code's start-up,
-so the teacher is the plain average of the weights so far while that is shorter). The
+the student with decay ``min(ema, 1 - 1 / (t + 1))`` where ``t`` counts the optimiser steps
+including this one (the official code increments ``global_step`` before the update, so the
+first update averages the initial weights and the student with 0.5: the teacher is the plain
+average of all weights so far while that is shorter). The
 teacher is a frozen copy of the classifier, saved in the method's state; the loop's own
 ``--ema`` gives an evaluation model made the same way.
 """
@@ -67,9 +69,10 @@ def sigmoid_rampup(progress: float, length: float) -> float:
     return math.exp(-5.0 * (1.0 - t) ** 2)
 
 
-def teacher_decay(ema: float, updates: int) -> float:
-    """The teacher's decay after ``updates`` optimiser steps: ``min(ema, 1 - 1/(updates+1))``."""
-    return min(ema, 1.0 - 1.0 / (updates + 1))
+def teacher_decay(ema: float, step: int) -> float:
+    """The teacher's decay at optimiser step ``step`` (the first is 1):
+    ``min(ema, 1 - 1/(step+1))``, so 0.5 at the first step."""
+    return min(ema, 1.0 - 1.0 / (step + 1))
 
 
 class MeanTeacher(Method):
@@ -109,5 +112,5 @@ class MeanTeacher(Method):
         return {"loss": loss_x + w * loss_u, "loss_x": loss_x.detach(), "loss_u": loss_u.detach()}
 
     def after_step(self) -> None:
+        self.updates += 1  # the official code: global_step += 1, then update_ema_variables
         momentum_update(self.teacher, self.network, teacher_decay(self.ema, int(self.updates)))
-        self.updates += 1

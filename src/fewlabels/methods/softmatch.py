@@ -4,8 +4,9 @@ Instead of a hard threshold, an unlabeled image's pseudo-label counts with weigh
 its confidence is at least the running mean confidence and with a Gaussian fall-off below
 it (``TruncatedGaussian`` in ``fewlabels.methods.masking``), so many more pseudo-labels are
 used, the doubtful ones a little. Uniform alignment divides the weak view's probabilities
-by their running class mean first (``DistributionAlignment``), against a bias toward easy
-classes.
+by their running class mean (``DistributionAlignment``), against a bias toward easy
+classes; as in the authors' code (USB), the aligned probabilities set only the weights,
+and the pseudo-labels are the argmax of the raw predictions.
 """
 
 from __future__ import annotations

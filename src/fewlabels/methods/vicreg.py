@@ -22,6 +22,7 @@ from pydantic import Field, NonNegativeFloat, PositiveInt
 
 from fewlabels.losses.distributed import gather_with_grad
 from fewlabels.losses.vicreg import vicreg_terms
+from fewlabels.methods.barlow_twins import scaled_projector
 from fewlabels.methods.base import Batch, Method, MethodConfig, TwoViewPolicy
 from fewlabels.models import Network
 from fewlabels.models.heads import ProjectionHead
@@ -35,10 +36,13 @@ class VICRegConfig(MethodConfig):
     sim_weight: NonNegativeFloat = Field(25.0, description=f"{_WEIGHTS}: lambda.")
     var_weight: NonNegativeFloat = Field(25.0, description=f"{_WEIGHTS}: mu.")
     cov_weight: NonNegativeFloat = Field(1.0, description=f"{_WEIGHTS}: nu.")
-    projector: tuple[PositiveInt, ...] = Field(
-        (8192, 8192, 8192),
+    projector: tuple[PositiveInt, ...] | None = Field(
+        None,
         min_length=1,
-        description="VICReg paper: a 3-layer expander of width 8192.",
+        description="Default (None): a 3-layer expander of width min(8192, 4 x the encoder's "
+        "feature size). The paper's 3 x 8192 is 4 x ResNet-50's 2048 features; on a small "
+        "encoder that width would be almost all of the checkpoint. 4x is also the width of "
+        "this project's CIFAR-10 recipe (docs/results.md: 1024 on a 256-d encoder).",
     )
     augment: TwoViewPolicy = Field(
         "twoview", description="BYOL's two asymmetric views, as the paper uses."
@@ -60,7 +64,8 @@ class VICReg(Method):
         self.config = cfg = VICRegConfig.build(self.name, config, options)
         self.network = network
         self.weights = (cfg.sim_weight, cfg.var_weight, cfg.cov_weight)
-        self.projector = ProjectionHead(network.feature_dim, cfg.projector)
+        dims = cfg.projector or scaled_projector(network.feature_dim)
+        self.projector = ProjectionHead(network.feature_dim, dims)
         self.views = {"labeled": (), "unlabeled": (cfg.augment,)}
 
     def step(self, batch: Batch) -> dict[str, torch.Tensor]:

@@ -21,6 +21,7 @@ import torch
 
 from fewlabels.core.checkpoint import load_checkpoint
 from fewlabels.core.errors import CheckpointError
+from fewlabels.evaluate.network_state import check_finite, check_network_config
 from fewlabels.models import Network
 
 
@@ -74,6 +75,8 @@ def read_init(path: str | Path) -> InitWeights:
     }
     if not cfg or not backbone:
         raise CheckpointError(f"--init {path} holds no network weights to start from")
+    cfg = check_network_config(path, cfg)
+    check_finite(path, state)
     head = {k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")}
     mean = state["mean"].flatten().tolist() if "mean" in state else list(cfg.get("mean") or [])
     std = state["std"].flatten().tolist() if "std" in state else list(cfg.get("std") or [])
