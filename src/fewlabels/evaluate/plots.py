@@ -12,6 +12,8 @@ import numpy as np
 import torch
 
 from fewlabels.core.atomic import atomic_savefig
+from fewlabels.core.errors import ConfigError
+from fewlabels.core.runlock import check_out_file
 
 
 def plot_confusion(
@@ -51,6 +53,20 @@ def plot_confusion(
     return path
 
 
+FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
+
+
+def check_figure_path(path: str | Path, setting: str = "path") -> Path:
+    """``path`` of a figure to write, refused (one line naming ``setting``) when its
+    extension is no image format (``s.txt``) or it cannot be written. Writes nothing."""
+    p = check_out_file(path, setting=setting)
+    if p.suffix.lower() not in FIGURE_SUFFIXES:
+        raise ConfigError(
+            f"{setting} {p} is not an image file name; end it with {', '.join(FIGURE_SUFFIXES)}"
+        )
+    return p
+
+
 def plot_contact_sheet(
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -64,6 +80,7 @@ def plot_contact_sheet(
 
     Unlabeled images (label -1) get a row of their own at the bottom.
     """
+    check_figure_path(path)
     rows: list[tuple[str, torch.Tensor]] = []
     for k, name in enumerate(class_names[:max_classes]):
         idx = torch.nonzero(labels == k).flatten()[:per_class]
