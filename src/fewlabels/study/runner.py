@@ -325,6 +325,26 @@ def _precision_warning(plan: StudyPlan) -> str | None:
     return None
 
 
+def _spawn_workers(out: Path, workers: int, args: tuple[Any, ...]) -> None:
+    """Run ``workers`` worker processes (``args``: threads, t_start, fin0, stale_s,
+    store_url) until they end; each ends too when this process dies."""
+    ctx = multiprocessing.get_context("spawn")
+    me = os.getpid()
+    procs = [
+        ctx.Process(target=_worker_entry, args=(str(out), f"w{i}-{me}", *args, me))
+        for i in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        for p in procs:
+            p.join()
+    except KeyboardInterrupt:
+        for p in procs:
+            p.join(timeout=10)
+        raise
+
+
 def run_study(
     plan: StudyPlan,
     out_dir: str | Path,
@@ -380,32 +400,7 @@ def run_study(
             store_url=store_url,
         )
     else:
-        ctx = multiprocessing.get_context("spawn")
-        procs = [
-            ctx.Process(
-                target=_worker_entry,
-                args=(
-                    str(out),
-                    f"w{i}-{os.getpid()}",
-                    threads,
-                    t0,
-                    fin0,
-                    stale_s,
-                    store_url,
-                    os.getpid(),
-                ),
-            )
-            for i in range(workers)
-        ]
-        for p in procs:
-            p.start()
-        try:
-            for p in procs:
-                p.join()
-        except KeyboardInterrupt:
-            for p in procs:
-                p.join(timeout=10)
-            raise
+        _spawn_workers(out, workers, (threads, t0, fin0, stale_s, store_url))
     store = open_store(out, store_url, stale_s=stale_s)
     try:
         c = store.counts()

@@ -232,6 +232,14 @@ def check_resumable(cfg: RunConfig, record: dict[str, Any] | None = None) -> Non
             )
 
 
+def check_start(cfg: RunConfig, record: dict[str, Any], fresh: bool) -> None:
+    """The run folder's checks (see ``runcheck.check_run_folder``) and, unless the run
+    starts afresh, that its checkpoint was written with the same settings."""
+    check_run_folder(cfg.out)
+    if not fresh:
+        check_resumable(cfg, record)
+
+
 def write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + "\n").encode())
 
@@ -408,9 +416,7 @@ def _run_single(
     say = log if info.is_main else None
     cfg, record = data_record(cfg, data[0]) if data is not None else (cfg, cfg.model_dump())
     if info.is_main:
-        check_run_folder(cfg.out)
-        if not fresh:
-            check_resumable(cfg, record)
+        check_start(cfg, record, fresh)
     init = read_init(cfg.init) if cfg.init else None
     ds, splits = data if data is not None else prepare_data(cfg)
     record = {**record, "data_fingerprint": data_fingerprint(ds)}
