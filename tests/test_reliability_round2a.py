@@ -366,3 +366,20 @@ def test_a_deleted_finished_run_runs_again_before_its_dependents(tmp_path):
     assert f"{pre[0] / 'model.pt'} is missing; it runs again" in r.output
     assert (pre[0] / "model.pt").exists()
     assert "0 failed" in r.output
+
+
+def test_the_portable_orphan_check_ends_a_worker_whose_parent_is_gone():
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    code = "import sys; from fewlabels.study.runner import exit_if_orphaned; "
+    code += "exit_if_orphaned(int(sys.argv[1])); print('alive')"
+    mine = subprocess.run(
+        [sys.executable, "-c", code, str(os.getpid())], capture_output=True, text=True, env=env
+    )
+    assert mine.returncode == 0 and mine.stdout.strip() == "alive"
+    gone = subprocess.run(
+        [sys.executable, "-c", code, str(os.getpid() + 10**6)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert gone.returncode == 3 and gone.stdout == ""
