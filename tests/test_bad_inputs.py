@@ -784,6 +784,152 @@ def train_config_is_a_folder(root):
     return train(root, "--config", str(root / "conf"))
 
 
+# -- output paths, devices, batch sizes (reliability round two) ------------------------------
+def a_file(root: Path) -> Path:
+    (root / "f").write_text("not a folder")
+    return root / "f"
+
+
+def a_training_run(root: Path) -> Path:
+    run = root / "run"
+    run.mkdir()
+    model_file(run / "model.pt")
+    (run / "config.json").write_text('{"method": "supervised", "backbone": "convnet"}')
+    (run / "metrics.json").write_text('{"accuracy": 0.5}')
+    return run
+
+
+@case("out is empty; give a folder for the results")
+def train_out_is_empty(root):
+    return ["train", "--budget", "1steps", "--out", "", "--no-progress"]
+
+
+@case("out {root}/f is a file, not a folder")
+def train_out_is_a_file(root):
+    return ["train", "--budget", "1steps", "--out", str(a_file(root)), "--no-progress"]
+
+
+@case("out {root}/f/x cannot be created: {root}/f is a file, not a folder")
+def pretrain_out_under_a_file(root):
+    return ["pretrain", "--budget", "1steps", "--out", str(a_file(root) / "x"), "--no-progress"]
+
+
+@case("out {root}/f is a file, not a folder")
+def study_out_is_a_file(root):
+    args = study(root, STUDY)
+    return [*args[:-1], str(a_file(root))]
+
+
+@case("out {root}/f is a file, not a folder")
+def evaluate_out_is_a_file(root):
+    return ["evaluate", str(model_file(root / "m.pt")), "--out", str(a_file(root))]
+
+
+@case("out {root}/f is a file, not a folder")
+def probe_out_is_a_file(root):
+    m = str(model_file(root / "m.pt"))
+    return ["probe", m, "--labels-per-class", "2", "--out", str(a_file(root)), "--no-progress"]
+
+
+@case("out {root}/f is a file, not a folder")
+def embed_out_is_a_file(root):
+    return ["embed", str(model_file(root / "m.pt")), "--data", "digits", "--out", str(a_file(root))]
+
+
+@case("out {root}/f/x.csv cannot be created: {root}/f is a file, not a folder")
+def select_out_under_a_file(root):
+    return ["select", "--budget", "5", "--out", str(a_file(root) / "x.csv")]
+
+
+@case("out {root}/f/x.csv cannot be created: {root}/f is a file, not a folder")
+def predict_out_under_a_file(root):
+    png(root / "a.png", grey(8))
+    m = str(model_file(root / "m.pt"))
+    return ["predict", m, str(root / "a.png"), "--out", str(a_file(root) / "x.csv")]
+
+
+@case("out {root}/d is a folder; give a file name")
+def predict_out_is_a_folder(root):
+    png(root / "a.png", grey(8))
+    (root / "d").mkdir()
+    return [
+        "predict",
+        str(model_file(root / "m.pt")),
+        str(root / "a.png"),
+        "--out",
+        str(root / "d"),
+    ]
+
+
+@case("sheet {root}/s.txt is not an image file name; end it with .png")
+def inspect_sheet_is_not_an_image_name(root):
+    return ["data", "inspect", "digits", "--sheet", str(root / "s.txt")]
+
+
+@case("{root}/run holds a train run; evaluate would overwrite its files")
+def evaluate_out_is_a_training_run(root):
+    run = a_training_run(root)
+    return ["evaluate", str(run / "model.pt"), "--out", str(run)]
+
+
+@case("{root}/run holds a train run; probe would overwrite its files")
+def probe_out_is_a_training_run(root):
+    run = a_training_run(root)
+    return ["probe", str(run / "model.pt"), "--data", "digits", "--out", str(run), "--no-progress"]
+
+
+@case("{root}/p holds a probe run; train would overwrite its files")
+def train_out_is_a_probe_run(root):
+    (root / "p").mkdir()
+    (root / "p" / "metrics.json").write_text('{"protocol": "linear", "accuracy": 0.5}')
+    return ["train", "--budget", "1steps", "--out", str(root / "p"), "--no-progress"]
+
+
+@case("{root}/run holds a train run; study would overwrite its files")
+def study_out_is_a_training_run(root):
+    args = study(root, STUDY)
+    return [*args[:-1], str(a_training_run(root))]
+
+
+@case("train.batch_size: Value error, batch size must be at least 2 (BatchNorm")
+def train_batch_size_one(root):
+    return train(root, "--budget", "1steps", "--batch-size", "1")
+
+
+@case("train.batch_size: Value error, batch_size must be a number, got True")
+def train_config_batch_size_true(root):
+    (root / "c.yaml").write_text("train:\n  batch_size: true\n")
+    return train(root, "--config", str(root / "c.yaml"))
+
+
+@case("train.evals: Value error, evals must be a number, got False")
+def train_set_evals_false(root):
+    return train(root, "--set", "train.evals=false")
+
+
+@case("device 'tpu' is not a device; use auto, cpu, cuda or cuda:N")
+def train_device_tpu(root):
+    return train(root, "--budget", "1steps", "--device", "tpu")
+
+
+@case("device 'cuda:99'")
+def train_device_past_the_last_gpu(root):
+    return train(root, "--budget", "1steps", "--device", "cuda:99")
+
+
+@case("device 'tpu' is not a device")
+def probe_device_tpu(root):
+    m = str(model_file(root / "m.pt"))
+    return ["probe", m, "--labels-per-class", "2", "--device", "tpu", "--out", str(root / "o")]
+
+
+if not torch.cuda.is_available():
+
+    @case("device 'cuda': this machine has no CUDA GPU")
+    def train_device_cuda_without_cuda(root):
+        return train(root, "--budget", "1steps", "--device", "cuda")
+
+
 # -- the test ------------------------------------------------------------------------------
 def snapshot(root: Path) -> dict[str, int]:
     """Every file and link under ``root`` (symlinks not followed) -> its size."""

@@ -223,6 +223,7 @@ def test_study_synthetic_axis_trains_a_gan_and_adds_its_images(tmp_path):
     assert len(list((samples / "unlabeled").glob("gen_*.png"))) == 1437  # digits' train set
     # too many asked for, or images of another size: one-line errors
     cfg = json.loads((study / "runs" / pre_key / "config.json").read_text())
+    assert len(cfg.pop("data_fingerprint")) == 64  # the run's data, beside its settings
     from fewlabels.train.run import RunConfig
 
     rc = RunConfig(**{**cfg, "extra_unlabeled": f"folder:{samples}"})

@@ -43,7 +43,16 @@ def test_curve_files_round_trip_and_a_torn_last_line_ends_the_curve(tmp_path):
         ("warmup", 1.5, "warmup must be at least 0 and at most 1, got 1.5"),
         ("momentum", 1.0, "momentum must be at least 0 and below 1, got 1.0"),
         ("ema", 1.0, "ema decay must be 0 (off) or in (0, 1), got 1.0"),
-        ("batch_size", 0, "batch size must be at least 1, got 0"),
+        (
+            "batch_size",
+            0,
+            "batch size must be at least 2 (BatchNorm cannot train on one image), got 0",
+        ),
+        (
+            "batch_size",
+            1,
+            "batch size must be at least 2 (BatchNorm cannot train on one image), got 1",
+        ),
         ("grad_clip", float("nan"), "grad_clip must be at least 0, got nan"),
         ("lars_eta", 0.0, "lars_eta must be above 0, got 0.0"),
     ],

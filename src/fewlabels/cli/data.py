@@ -53,6 +53,8 @@ def data_inspect(
 ) -> None:
     """Counts per class, image size and a contact sheet of a data source."""
     with guard():
+        if sheet is not None:
+            lib.check_figure_path(sheet, "sheet")
         ds = lib.load_dataset(spec, strict=strict)
         Console().print(_count_table(ds))
         path = sheet or Path("runs/inspect") / f"{slug(ds.name)}.png"

@@ -6,7 +6,6 @@ A run's RunConfig is built in layers, defaults < ``--config`` YAML < flags given
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,7 +35,6 @@ from fewlabels.cli.options import (
     settings_of,
 )
 from fewlabels.cli.settings import merge, overrides
-from fewlabels.core.atomic import atomic_write_text
 from fewlabels.core.errors import ConfigError, FewlabelsError
 
 # The options of ``train``, in the order of ``--help``; ``setting``: where each goes.
@@ -143,6 +141,12 @@ TRAIN_OPTS = [
         decls=("--set",), metavar="KEY=VALUE",
     ),
     Opt(
+        "fresh", bool, False,
+        "Start afresh: discard the run folder's checkpoint, curve and results (needed to "
+        "rerun after the data changed; without it such a run is refused).",
+        decls=("--fresh",),
+    ),
+    Opt(
         "dry_run", bool, False,
         "Print the resolved RunConfig (YAML) and stop: nothing is trained or written.",
         decls=("--dry-run",),
@@ -186,7 +190,11 @@ def run(cfg: Any, values: dict[str, Any]) -> None:
         typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), nl=False)
         return
     res = lib.run_training(
-        cfg, progress=values["progress"], log=typer.echo, data_in_memory=values["data_in_memory"]
+        cfg,
+        progress=values["progress"],
+        log=typer.echo,
+        data_in_memory=values["data_in_memory"],
+        fresh=values["fresh"],
     )
     if res.metrics is not None or res.steps:
         typer.echo(f"trained {res.steps} steps in {res.train_seconds:.1f}s")
@@ -219,6 +227,8 @@ def evaluate(
     with guard():
         if split not in ("test", "train", "all"):
             raise ConfigError(f"split {split!r} is not one of test, train, all")
+        if out is not None:
+            lib.check_evaluation_out(out)
         model = lib.load_model(checkpoint)
         ds = lib.load_dataset(data, strict=strict)
         if split == "test":
@@ -236,10 +246,8 @@ def evaluate(
             + ", ".join(f"{k} (F1 {v['f1']:.2f})" for k, v in worst)
         )
         if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(out / "metrics.json", json.dumps(m.to_dict(), indent=2) + "\n")
-            lib.plot_confusion(m.confusion, images.class_names, out / "confusion.png")
-            typer.echo(f"wrote {out / 'metrics.json'} and {out / 'confusion.png'}")
+            written = lib.write_evaluation(out, m, images.class_names)
+            typer.echo(f"wrote {written[0]} and {written[1]}")
         typer.echo(f"test accuracy  {m.accuracy:.4f}")
         typer.echo(f"test macro-F1  {m.macro_f1:.4f}")
 
@@ -252,6 +260,7 @@ def predict(
 ) -> None:
     """Predict classes for image files; writes a CSV with the confidence of each."""
     with guard():
+        lib.check_out_file(out)
         model = lib.load_model(checkpoint)
         rows, bad = lib.predict_files(model, list(images), out)
         if bad:

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fewlabels.core.atomic import atomic_write_text
+from fewlabels.core.atomic import atomic_write_text, write_error
 
 __all__ = ["CURVE_NAME", "append_curve", "read_curve", "write_curve"]
 
@@ -40,6 +40,10 @@ def write_curve(path: str | Path, rows: list[dict[str, Any]]) -> None:
 
 
 def append_curve(path: str | Path, row: dict[str, Any]) -> None:
-    """Append one row to the curve file."""
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
+    """Append one row to the curve file; a failed write (disk full) is a one-line
+    ``WriteError`` (a row cut short ends the readable curve; the checkpoint is untouched)."""
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+    except OSError as e:
+        raise write_error(path, e) from None

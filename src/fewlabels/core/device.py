@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from fewlabels.core.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -42,12 +44,41 @@ def init_distributed(device: torch.device | None = None) -> DistInfo:
 
 
 def pick_device(requested: str = "auto", info: DistInfo | None = None) -> torch.device:
-    """``auto`` picks the local GPU when there is one, else the CPU."""
+    """``auto`` picks the local GPU when there is one, else the CPU; any other device is
+    checked to exist here (a one-line ``ConfigError`` naming the ``device`` setting)."""
     if requested == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", info.local_rank if info else 0)
         return torch.device("cpu")
-    return torch.device(requested)
+    return check_device(requested)
+
+
+def check_device(requested: str) -> torch.device:
+    """The device ``requested`` names, refused when this machine cannot compute on it:
+    an unknown name (``tpu``), CUDA without a GPU, ``cuda:N`` past the last GPU."""
+    try:
+        dev = torch.device(requested)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(
+            f"device {requested!r} is not a device; use auto, cpu, cuda or cuda:N"
+        ) from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ConfigError(
+                f"device {requested!r}: this machine has no CUDA GPU (or this PyTorch was "
+                "built without CUDA); use device auto or cpu"
+            )
+        if dev.index is not None and dev.index >= n:
+            raise ConfigError(
+                f"device {requested!r}: this machine has {n} CUDA GPU(s), cuda:0 to cuda:{n - 1}"
+            )
+        return dev
+    if dev.type == "mps" and torch.backends.mps.is_available():
+        return dev
+    raise ConfigError(f"device {requested!r} is not available here; use auto, cpu, cuda or cuda:N")
 
 
 def all_reduce_mean(value: float, info: DistInfo, device: torch.device) -> float:

@@ -25,6 +25,7 @@ import torch
 from fewlabels.core.atomic import atomic_savefig
 from fewlabels.core.errors import ConfigError, DataError
 from fewlabels.core.precision import resolve_precision
+from fewlabels.core.runlock import check_out_folder
 from fewlabels.data import load_dataset
 from fewlabels.evaluate.features import extract_features, load_encoder
 from fewlabels.evaluate.monitor import MAX_POINTS, load_embeddings
@@ -210,6 +211,8 @@ def embed_pictures(
     src = Path(source)
     if not src.exists():
         raise ConfigError(f"{src} does not exist")
+    if out is not None:
+        check_out_folder(out)
     saved = sorted((src / "embeddings").glob("step_*.npz")) if src.is_dir() else []
     if saved and data is None:
         points = []
@@ -223,4 +226,5 @@ def embed_pictures(
         points = _checkpoint_points(src, data, strict, seed)
         base = src if src.is_dir() else src.parent
         out_dir = Path(out) if out is not None else base / "embeddings"
+    check_out_folder(out_dir)
     return plot_panels(points, out_dir, seed, plot)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from fewlabels.core.atomic import atomic_write_text
 from fewlabels.core.checkpoint import load_checkpoint
 from fewlabels.core.errors import CheckpointError, ConfigError, DataError
 from fewlabels.core.precision import resolve_precision
+from fewlabels.core.runlock import check_out_file, check_out_folder, check_owner
 from fewlabels.data.imagefile import EXTENSIONS, not_regular, read_image, to_channels, walk_images
 from fewlabels.data.imageset import ImageSet
 from fewlabels.evaluate.metrics import Metrics, classification_metrics, predict_logits
@@ -27,6 +29,7 @@ from fewlabels.evaluate.network_state import (
     check_network_config,
     num_classes_of,
 )
+from fewlabels.evaluate.plots import plot_confusion
 from fewlabels.models import Network
 
 IMAGE_SUFFIXES = set(EXTENSIONS)
@@ -227,6 +230,8 @@ def predict_files(
     model: LoadedModel, inputs: list[str | Path], out_csv: str | Path | None = None
 ) -> tuple[list[dict[str, Any]], list[Path]]:
     """Predict every image; rows hold path, predicted class, confidence and class probabilities."""
+    if out_csv is not None:
+        check_out_file(out_csv)
     files = find_images(inputs)
     images, bad = read_images(files, model.channels, model.image_size)
     unreadable = set(bad)
@@ -255,3 +260,22 @@ def predict_files(
         w.writerows(rows)
         atomic_write_text(out_csv, buf.getvalue())
     return rows, bad
+
+
+def check_evaluation_out(out: str | Path) -> Path:
+    """The folder ``evaluate`` writes ``metrics.json`` and ``confusion.png`` into, refused
+    (one line) when it is empty, a file, read-only, or holds another command's run (a
+    training run's own ``metrics.json`` would be replaced). Writes nothing."""
+    path = check_out_folder(out)
+    check_owner(path, "evaluate")
+    return path
+
+
+def write_evaluation(out: str | Path, metrics: Metrics, class_names: list[str]) -> list[Path]:
+    """Write ``metrics.json`` and ``confusion.png`` of an evaluation into ``out`` (checked
+    first); returns the two paths."""
+    path = check_evaluation_out(out)
+    path.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path / "metrics.json", json.dumps(metrics.to_dict(), indent=2) + "\n")
+    plot_confusion(metrics.confusion, class_names, path / "confusion.png")
+    return [path / "metrics.json", path / "confusion.png"]

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 
 from fewlabels.core.atomic import atomic_savefig
+from fewlabels.core.errors import ConfigError
+from fewlabels.core.runlock import check_out_file
 
 # rc settings under which user strings are drawn as plain text
 PLAIN_TEXT = {"text.usetex": False}
@@ -81,6 +83,20 @@ def _plot_confusion(
     return path
 
 
+FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
+
+
+def check_figure_path(path: str | Path, setting: str = "path") -> Path:
+    """``path`` of a figure to write, refused (one line naming ``setting``) when its
+    extension is no image format (``s.txt``) or it cannot be written. Writes nothing."""
+    p = check_out_file(path, setting=setting)
+    if p.suffix.lower() not in FIGURE_SUFFIXES:
+        raise ConfigError(
+            f"{setting} {p} is not an image file name; end it with {', '.join(FIGURE_SUFFIXES)}"
+        )
+    return p
+
+
 def plot_contact_sheet(
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -94,6 +110,7 @@ def plot_contact_sheet(
 
     Unlabeled images (label -1) get a row of their own at the bottom.
     """
+    check_figure_path(path)
     with plain_text():
         return _plot_contact_sheet(
             images,

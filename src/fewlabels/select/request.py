@@ -24,6 +24,7 @@ import numpy as np
 
 from fewlabels.core.checkpoint import atomic_write_bytes
 from fewlabels.core.errors import ConfigError
+from fewlabels.core.runlock import check_out_file
 from fewlabels.data import load_dataset, parse_spec
 from fewlabels.select import select, strategy
 from fewlabels.select.base import Pool
@@ -95,6 +96,7 @@ def request_labels(
     out = Path(out)
     if out.suffix.lower() != ".csv":
         raise ConfigError(f"--out {out} should be a .csv file")
+    check_out_file(out)
     ds = load_dataset(data, strict=strict)
     uni = Universe(ds)
     y = uni.source_labels().numpy().copy() if source_labels else np.full(len(uni), -1)

@@ -8,9 +8,11 @@ failed with its one-line error and the study carries on.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import multiprocessing
 import os
+import signal
 import sqlite3
 import sys
 import threading
@@ -26,10 +28,12 @@ from fewlabels.core.atomic import atomic_write_text
 from fewlabels.core.device import pick_device
 from fewlabels.core.errors import ConfigError, FewlabelsError, WriteError
 from fewlabels.core.precision import slow_precision_warning
+from fewlabels.core.runlock import check_out_folder, check_owner
 from fewlabels.generate.run import GenerateConfig, run_generate
 from fewlabels.select.simulate import selected_data
 from fewlabels.study.backend import open_store, remember
 from fewlabels.study.plan import StudyPlan
+from fewlabels.study.revalidate import reopen_stale_runs
 from fewlabels.train.probing import ProbeConfig, run_probe
 from fewlabels.train.run import RunConfig, run_training
 
@@ -134,10 +138,12 @@ class _Heartbeat(threading.Thread):
         key: str,
         worker: str,
         every_s: float = 10.0,
+        parent_pid: int | None = None,
     ) -> None:
         super().__init__(daemon=True)
         self.study_dir, self.store_url = study_dir, store_url
         self.key, self.worker, self.every_s = key, worker, every_s
+        self.parent_pid = parent_pid
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -147,6 +153,7 @@ class _Heartbeat(threading.Thread):
             return
         try:
             while not self.stopped.wait(self.every_s):
+                exit_if_orphaned(self.parent_pid)
                 with contextlib.suppress(FewlabelsError, sqlite3.Error):
                     store.heartbeat(self.key, self.worker)
         finally:
@@ -155,6 +162,23 @@ class _Heartbeat(threading.Thread):
     def stop(self) -> None:
         self.stopped.set()
         self.join()
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Have the kernel send this process SIGTERM when its parent dies (Linux
+    ``PR_SET_PDEATHSIG``); then exit at once if the parent is already gone."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+    exit_if_orphaned(parent_pid)
+
+
+def exit_if_orphaned(parent_pid: int | None) -> None:
+    """End this worker process when the study process that started it is gone (the
+    portable check, made at every heartbeat and while waiting for a run)."""
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(3)  # its claim goes back to pending at the next start (dead pid)
 
 
 def _fmt_s(s: float | None) -> str:
@@ -180,10 +204,12 @@ def work(
     stale_s: float = 120.0,
     log: Log = print,
     store_url: str | None = None,
+    parent_pid: int | None = None,
 ) -> int:
     """Claim and run runs until none is left; returns how many this worker ran.
 
     ``store_url``: a PostgreSQL store (``postgresql://...``) instead of the folder's SQLite.
+    ``parent_pid``: a worker process ends when its study process (this pid) is gone.
     """
     if threads:
         torch.set_num_threads(threads)
@@ -193,6 +219,7 @@ def work(
     ran = 0
     try:
         while True:
+            exit_if_orphaned(parent_pid)
             row = store.claim(worker)
             if row is None:
                 c = store.counts()
@@ -201,8 +228,9 @@ def work(
                 time.sleep(0.3)
                 continue
             beat = _Heartbeat(
-                study_dir, store_url, row["key"], worker, every_s=min(10.0, stale_s / 4)
-            )
+                study_dir, store_url, row["key"], worker, every_s=min(10.0, stale_s / 4),
+                parent_pid=parent_pid,
+            )  # fmt: skip
             beat.start()
             t0 = time.time()
             metrics: dict[str, Any] = {}
@@ -250,10 +278,13 @@ def _worker_entry(
     fin0: int,
     stale_s: float,
     store_url: str | None = None,
+    parent_pid: int | None = None,
 ) -> None:
     def log(s: str) -> None:
         print(s, flush=True)
 
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
     try:
         work(
             study_dir,
@@ -264,6 +295,7 @@ def _worker_entry(
             stale_s=stale_s,
             log=log,
             store_url=store_url,
+            parent_pid=parent_pid,
         )
     except KeyboardInterrupt:
         pass
@@ -294,6 +326,26 @@ def _precision_warning(plan: StudyPlan) -> str | None:
     return None
 
 
+def _spawn_workers(out: Path, workers: int, args: tuple[Any, ...]) -> None:
+    """Run ``workers`` worker processes (``args``: threads, t_start, fin0, stale_s,
+    store_url) until they end; each ends too when this process dies."""
+    ctx = multiprocessing.get_context("spawn")
+    me = os.getpid()
+    procs = [
+        ctx.Process(target=_worker_entry, args=(str(out), f"w{i}-{me}", *args, me))
+        for i in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        for p in procs:
+            p.join()
+    except KeyboardInterrupt:
+        for p in procs:
+            p.join(timeout=10)
+        raise
+
+
 def run_study(
     plan: StudyPlan,
     out_dir: str | Path,
@@ -311,7 +363,9 @@ def run_study(
     """
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
-    out = Path(out_dir)
+    out = check_out_folder(out_dir)
+    check_owner(out, "study")
+    warning = _precision_warning(plan)  # checks each run's device before anything is written
     if store_url is not None:  # reach the database before creating anything
         store = open_store(out, store_url, stale_s=stale_s)
         out.mkdir(parents=True, exist_ok=True)
@@ -320,6 +374,7 @@ def run_study(
         store = open_store(out, store_url, stale_s=stale_s)
     try:
         store.register(plan)
+        reopen_stale_runs(store, out, run_dir, log)
         c = store.counts()
     finally:
         store.close()
@@ -331,7 +386,6 @@ def run_study(
         f"study {plan.name}: {len(plan.cells)} cells, {sum(c.values())} runs "
         f"({c['done']} already done), {workers} worker(s) x {threads} thread(s) -> {out}"
     )
-    warning = _precision_warning(plan)
     if warning:
         log(warning)
     t0 = time.time()
@@ -347,23 +401,7 @@ def run_study(
             store_url=store_url,
         )
     else:
-        ctx = multiprocessing.get_context("spawn")
-        procs = [
-            ctx.Process(
-                target=_worker_entry,
-                args=(str(out), f"w{i}-{os.getpid()}", threads, t0, fin0, stale_s, store_url),
-            )
-            for i in range(workers)
-        ]
-        for p in procs:
-            p.start()
-        try:
-            for p in procs:
-                p.join()
-        except KeyboardInterrupt:
-            for p in procs:
-                p.join(timeout=10)
-            raise
+        _spawn_workers(out, workers, (threads, t0, fin0, stale_s, store_url))
     store = open_store(out, store_url, stale_s=stale_s)
     try:
         c = store.counts()

@@ -280,6 +280,22 @@ class SqlStore:
                 (key, worker),
             )
 
+    def reopen(self, keys: list[str]) -> int:
+        """Put finished runs back to pending (their results are dropped), e.g. when their
+        run folder is gone or their data changed; returns how many were reopened."""
+        n = 0
+        with self.tx() as c:
+            for key in keys:
+                c.execute(
+                    self._sql(
+                        "UPDATE {t}runs SET status = 'pending', worker = NULL, error = NULL "
+                        "WHERE key = ? AND status IN ('done', 'failed')"
+                    ),
+                    (key,),
+                )
+                n += c.rowcount
+        return n
+
     def counts(self) -> dict[str, int]:
         """Wanted runs by status."""
         out = dict.fromkeys(STATUSES, 0)

@@ -86,6 +86,11 @@ def range_text(annotation: Any, metadata: list[Any]) -> str:
     return " and ".join(p for p in (low, high) if p) or "a finite number"
 
 
+def _takes_bool(annotation: Any) -> bool:
+    """Whether a field's type admits ``True``/``False`` (``bool``, ``bool | None``)."""
+    return annotation is bool or bool in get_args(annotation)
+
+
 class TrainingSettings(BaseModel):
     """The settings every trainer takes (the classifier's loop, the GAN), declared once.
 
@@ -114,6 +119,8 @@ class TrainingSettings(BaseModel):
     @classmethod
     def _in_range(cls, v: Any, handler: ValidatorFunctionWrapHandler, info: Any) -> Any:
         """A value outside its setting's range: ``NAME must be RANGE, got VALUE``."""
+        if isinstance(v, bool) and not _takes_bool(cls.model_fields[info.field_name].annotation):
+            raise ValueError(f"{info.field_name} must be a number, got {v}")
         try:
             return handler(v)
         except ValidationError as e:
@@ -129,6 +136,13 @@ class TrainingSettings(BaseModel):
 class TrainConfig(TrainingSettings):
     """Optimisation settings shared by every method (unknown keys are refused)."""
 
+    range_wording: ClassVar[dict[str, str]] = {
+        **TrainingSettings.range_wording,
+        "batch_size": "batch size must be at least 2 (BatchNorm cannot train on one image)",
+    }
+
+    # BatchNorm in training mode cannot normalise a batch of one image
+    batch_size: Annotated[int, Field(ge=2)] = 256
     unlabeled_batch_ratio: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 7.0
     optimizer: Literal["sgd", "adamw", "lars"] = "sgd"
     weight_decay: NonNegative | None = None

@@ -27,6 +27,7 @@ from fewlabels.core.budget import Budget
 from fewlabels.core.device import pick_device
 from fewlabels.core.errors import ConfigError, DataError
 from fewlabels.core.precision import resolve_precision
+from fewlabels.core.runlock import RunLock
 from fewlabels.data import Dataset, SplitConfig, Splits, make_splits
 from fewlabels.data.imageset import ImageSet
 from fewlabels.data.settings import SourceSettings
@@ -39,6 +40,7 @@ from fewlabels.models import Network
 from fewlabels.models.freeze import backbone_blocks, freeze_backbone
 from fewlabels.models.settings import DeviceSettings
 from fewlabels.train.loop import TrainConfig, Trainer
+from fewlabels.train.runcheck import check_run_folder, data_fingerprint
 from fewlabels.train.single import export_model, write_json
 
 Log = Callable[[str], Any]
@@ -202,11 +204,15 @@ def write_probe(
     protocol: str,
     checkpoint: str | None,
     labeled: int,
+    fingerprint: str | None = None,
 ) -> None:
-    """``metrics.json``, ``confusion.png`` and (linear, finetune) ``model.pt`` in ``out``."""
+    """``metrics.json``, ``confusion.png`` and (linear, finetune) ``model.pt`` in ``out``;
+    ``fingerprint``: the data's, recorded so a study can tell when the data changed."""
     m = res.metrics
     out.mkdir(parents=True, exist_ok=True)
     record = {"protocol": protocol, "checkpoint": checkpoint}
+    if fingerprint is not None:
+        record["data_fingerprint"] = fingerprint
     write_json(
         out / "metrics.json",
         {
@@ -246,17 +252,35 @@ def run_probe(
     t0 = time.perf_counter()
     if cfg.finetune_blocks is not None and cfg.protocol != "finetune":
         raise ConfigError("--finetune-blocks only applies to --protocol finetune")
+    check_run_folder(cfg.out, "probe")
     Budget.parse(cfg.budget)
     encoder, meta = load_encoder(cfg.checkpoint)
     ds, splits = data if data is not None else probe_data(cfg)
     if splits.test is None or len(splits.test) == 0:
         raise DataError(f"{cfg.data} has no test set to report on; give one with --test")
-    labeled, val, test = splits.labeled, splits.val, splits.test
-    for what, part in (("training", labeled), ("test", test)):
+    for what, part in (("training", splits.labeled), ("test", splits.test)):
         check_shapes(encoder, part, what)
     device = pick_device(cfg.device)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    with RunLock(out, "probe"):  # creates the folder; refuses a second writer
+        return _probe_and_write(cfg, out, encoder, meta, ds, splits, device, t0, log, progress)
+
+
+def _probe_and_write(
+    cfg: ProbeConfig,
+    out: Path,
+    encoder: Any,
+    meta: dict[str, Any],
+    ds: Dataset,
+    splits: Splits,
+    device: torch.device,
+    t0: float,
+    log: Log,
+    progress: bool,
+) -> ProbeResult:
+    """Run the probe of ``run_probe`` (inputs checked, ``out`` locked) and write its results."""
+    labeled, val, test = splits.labeled, splits.val, splits.test
+    assert test is not None
     log(
         f"{cfg.protocol} probe of {cfg.checkpoint} ({meta.get('method') or 'unknown method'}, "
         f"{encoder.config['backbone']}): {len(labeled)} labeled, "
@@ -274,6 +298,7 @@ def run_probe(
         protocol=cfg.protocol,
         checkpoint=cfg.checkpoint,
         labeled=len(labeled),
+        fingerprint=data_fingerprint(ds),
     )
     return res
 

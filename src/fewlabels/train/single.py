@@ -20,6 +20,7 @@ from fewlabels.core.checkpoint import atomic_write_bytes, save_checkpoint
 from fewlabels.core.device import DistInfo, init_distributed, pick_device
 from fewlabels.core.errors import CheckpointError, ConfigError, DataError
 from fewlabels.core.precision import slow_precision_warning
+from fewlabels.core.runlock import RunLock
 from fewlabels.data import Dataset, SplitConfig, Splits, load_dataset, make_splits
 from fewlabels.data.imageset import ImageSet
 from fewlabels.data.settings import SourceSettings
@@ -31,6 +32,12 @@ from fewlabels.methods.online_probe import with_online_probe
 from fewlabels.models import Network
 from fewlabels.models.settings import BackboneSettings, DeviceSettings
 from fewlabels.train.loop import TrainConfig, Trainer, barrier, with_train_defaults
+from fewlabels.train.runcheck import (
+    check_run_folder,
+    check_same_data,
+    data_fingerprint,
+    fresh_start,
+)
 from fewlabels.train.warm_start import InitWeights, apply_init, architecture, read_init
 
 
@@ -190,8 +197,9 @@ def export_model(
 _RESUME_KEYS = (
     "data", "test", "labels_per_class", "labeled_fraction", "unlabeled", "val", "backbone",
     "stem", "backbone_kwargs", "method", "method_kwargs", "init", "labels", "source_labels",
-    "select", "train", "data_fingerprint",
+    "select", "train",
 )  # fmt: skip
+# (the data's fingerprint is compared by ``runcheck.check_same_data``, once it is loaded)
 
 
 def check_resumable(cfg: RunConfig, record: dict[str, Any] | None = None) -> None:
@@ -222,6 +230,14 @@ def check_resumable(cfg: RunConfig, record: dict[str, Any] | None = None) -> Non
                 f"{out} holds a run with other settings ({key}: {str(a)[:40]!r} there, "
                 f"{str(b)[:40]!r} now); rerun with its settings to resume, or use a new --out"
             )
+
+
+def check_start(cfg: RunConfig, record: dict[str, Any], fresh: bool) -> None:
+    """The run folder's checks (see ``runcheck.check_run_folder``) and, unless the run
+    starts afresh, that its checkpoint was written with the same settings."""
+    check_run_folder(cfg.out)
+    if not fresh:
+        check_resumable(cfg, record)
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -362,28 +378,58 @@ def run_single(
     data: tuple[Dataset, Splits] | None = None,
     init_head: bool = False,
     data_in_memory: bool | None = None,
+    fresh: bool = False,
 ) -> RunResult:
     """Train one method as configured; results in ``cfg.out`` (no file when it is None).
 
     ``data`` gives the dataset and splits ready-made (in-memory data, a study's selected
     splits, self-training's rounds); ``init_head`` also loads the classifier head from
     ``cfg.init``; ``data_in_memory`` (see ``Trainer``) does not change the results, only
-    where the images live.
+    where the images live. A checkpoint in ``cfg.out`` is resumed only with the same
+    settings and data; ``fresh`` discards it and starts afresh. The run folder is locked
+    against other writers while the run writes into it.
     """
+    lock = RunLock(cfg.out, "train")
+    try:
+        return _run_single(
+            cfg, progress=progress, log=log, stop_at_step=stop_at_step, data=data,
+            init_head=init_head, data_in_memory=data_in_memory, fresh=fresh, lock=lock,
+        )  # fmt: skip
+    finally:
+        lock.release()
+
+
+def _run_single(
+    cfg: RunConfig,
+    *,
+    progress: bool,
+    log: Any,
+    stop_at_step: int | None,
+    data: tuple[Dataset, Splits] | None,
+    init_head: bool,
+    data_in_memory: bool | None,
+    fresh: bool,
+    lock: RunLock,
+) -> RunResult:
     t0 = time.perf_counter()
     info, device = start_distributed(cfg.device)
     say = log if info.is_main else None
     cfg, record = data_record(cfg, data[0]) if data is not None else (cfg, cfg.model_dump())
     if info.is_main:
-        check_resumable(cfg, record)
+        check_start(cfg, record, fresh)
     init = read_init(cfg.init) if cfg.init else None
     ds, splits = data if data is not None else prepare_data(cfg)
+    record = {**record, "data_fingerprint": data_fingerprint(ds)}
+    if info.is_main and not fresh:
+        check_same_data(cfg.out, record["data_fingerprint"], len(splits.labeled))
     if say:
         say(describe_splits(ds, splits))
     setup = build_setup(cfg, ds, splits, init=init, init_head=init_head, log=say)
     out = Path(cfg.out) if cfg.out is not None else None
     if info.is_main and out is not None:  # every input checked: a refused run writes nothing
-        out.mkdir(parents=True, exist_ok=True)
+        lock.acquire()  # creates the folder; refuses a second writer
+        if fresh:
+            fresh_start(out)
         write_json(out / "config.json", record)
         write_json(out / "split.json", splits.record)
     setup = pool_unlabeled(setup, cfg, say)
@@ -405,7 +451,10 @@ def run_single(
         if slow:
             say(slow)
     method = setup.method
-    fit = trainer.fit(method, setup.labeled, setup.unlabeled, splits.val, stop_at_step=stop_at_step)
+    fit = trainer.fit(
+        method, setup.labeled, setup.unlabeled, splits.val, stop_at_step=stop_at_step,
+        extra_state={"data_fingerprint": record["data_fingerprint"]},
+    )  # fmt: skip
     metrics = None
     if info.is_main and not fit.stopped_early:
         net = method.network
