@@ -66,12 +66,13 @@ def split(
     labels_per_class: int | None = None,
     labeled_fraction: float | None = None,
     unlabeled: str | int = "rest",
-    val: str = "train:0.1",
+    val: str = "auto",
     seed: int = 0,
 ) -> Splits:
     """Seeded labeled / unlabeled / val / test sets of ``data`` (an ImageSet is wrapped as
     a Dataset without a test set). ``unlabeled``: rest, none, a count, a fraction or a
-    ratio such as ``1:20``; ``val``: ``train:0.1``, a count, or ``none``."""
+    ratio such as ``1:20``; ``val``: ``auto`` (as many labels as the
+    labeled set), ``train:0.1``, ``test:0.2`` or ``none``."""
     ds = data if isinstance(data, Dataset) else Dataset.from_sets(data)
     cfg = SplitConfig(
         labels_per_class=labels_per_class,

@@ -1,7 +1,9 @@
 """``fewlabels train``, ``pretrain``, ``evaluate`` and ``predict``.
 
 A run's RunConfig is built in layers, defaults < ``--config`` YAML < flags given <
-``--set KEY=VALUE``; ``--dry-run`` prints the resolved RunConfig and stops.
+``--set KEY=VALUE``; the settings none of these give are resolved for the data and budget
+at the run's start; ``--dry-run`` prints the resolved RunConfig and the table of resolved
+settings (loading the data and, for a wall-clock budget, running the speed probe) and stops.
 """
 
 from __future__ import annotations
@@ -59,9 +61,10 @@ TRAIN_OPTS = [
         "labeled:unlabeled ratio such as 1:20.", "unlabeled", ("--unlabeled",),
     ),
     Opt(
-        "val", str, "train:0.1",
-        "Validation split: train:F (fraction of train), test:F (fraction of the test "
-        "set, e.g. test:0.2 for the reports' 1:4 val:test) or none.", "val", ("--val",),
+        "val", str, "auto",
+        "Validation split (curves, time-to-accuracy): auto (as many labels per class as "
+        "the labeled set), train:F (fraction of train), test:F (fraction of the test set, "
+        "e.g. test:0.2 for the reports' 1:4 val:test) or none.", "val", ("--val",),
     ),
     Opt(
         "budget", str, "10epochs", "How long to train: 20s, 30m, 2h, 500steps, 10epochs.",
@@ -144,7 +147,9 @@ TRAIN_OPTS = [
     ),
     Opt(
         "dry_run", bool, False,
-        "Print the resolved RunConfig (YAML) and stop: nothing is trained or written.",
+        "Print the resolved RunConfig (YAML) and its resolved settings with their rules, "
+        "and stop: the data is loaded (and the speed probe runs for a time budget); "
+        "nothing is trained or written.",
         decls=("--dry-run",),
     ),
     Opt("progress", bool, True, "Show a progress bar."),
@@ -165,9 +170,26 @@ PRETRAIN_OPTS = replace_opts(
 )
 
 
+def beyond_model(layer: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
+    """``layer`` without the values equal to ``model``'s: a command's default that is the
+    library's default stays a default (the settings' rules may derive it)."""
+    out: dict[str, Any] = {}
+    for key, value in layer.items():
+        if isinstance(value, dict) and isinstance(model.get(key), dict):
+            inner = beyond_model(value, model[key])
+            if inner:
+                out[key] = inner
+        elif key not in model or model[key] != value:
+            out[key] = value
+    return out
+
+
 def resolve(ctx: typer.Context, opts: list[Opt], values: dict[str, Any]) -> Any:
-    """The RunConfig of a ``train``/``pretrain`` command line, validated."""
-    defaults = settings_of(opts, defaults_of(opts))
+    """The RunConfig of a ``train``/``pretrain`` command line, validated. Only what the
+    command line, ``--config`` or ``--set`` gives (or a command default that differs from
+    the library's) counts as given; the rest is resolved for the data at the run's start."""
+    model_defaults = lib.RunConfig().model_dump(mode="json")
+    defaults = beyond_model(settings_of(opts, defaults_of(opts)), model_defaults)
     flags = settings_of(opts, given_values(ctx, values))
     if "threshold" in flags.get("method_kwargs", {}):
         lib.check_threshold(values["threshold"])
@@ -183,7 +205,11 @@ def resolve(ctx: typer.Context, opts: list[Opt], values: dict[str, Any]) -> Any:
 def run(cfg: Any, values: dict[str, Any]) -> None:
     """Train ``cfg`` (or print it, for ``--dry-run``) and report the outcome."""
     if values["dry_run"]:
-        typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), nl=False)
+        resolved, resolution = lib.resolve_preview(cfg)
+        typer.echo(yaml.safe_dump(resolved.model_dump(mode="json"), sort_keys=False), nl=False)
+        typer.echo("# resolved settings (dry run: data loaded, speed probe run, nothing written)")
+        for line in lib.resolution_table(resolution):
+            typer.echo(f"# {line}")
         return
     res = lib.run_training(
         cfg, progress=values["progress"], log=typer.echo, data_in_memory=values["data_in_memory"]

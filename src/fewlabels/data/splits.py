@@ -3,9 +3,14 @@
 Order of selection (each step with its own random stream, so changing a later step never
 changes an earlier one):
 
-1. ``val``: ``train:F`` takes a stratified fraction F of the labeled training rows;
-   ``test:F`` takes a stratified fraction F of the test set (the rest stays the test set);
-   ``none`` takes nothing.
+1. ``val``: ``auto`` (the default) takes as many labels as a few-label user has: per class
+   as many as the labeled set takes (``labels_per_class``, capped so the labeled set can
+   still be taken), for a ``labeled_fraction`` F the same count as the labeled set (F/(1+F)
+   of each class), and with every image labeled 10%; never more than the labeled set.
+   ``train:F`` takes a stratified fraction F of the labeled training rows; ``test:F`` a
+   stratified fraction F of the test set (the rest stays the test set); ``none`` nothing.
+   The validation set draws the curves and the time-to-accuracy figures; it never selects
+   a model on the test set.
 2. labeled: ``labels_per_class`` rows of every class, or ``labeled_fraction`` of every
    class, or (neither) all remaining labeled rows. The first k rows of a class's seeded
    permutation are taken, so with one seed the set for k=10 lies inside the set for k=25.
@@ -71,9 +76,11 @@ def parse_val(s: str) -> tuple[str, float]:
     text = str(s).strip().lower()
     if text in ("none", "no", ""):
         return "none", 0.0
+    if text == "auto":
+        return "auto", 0.0
     src, sep, frac = text.partition(":")
     if not sep or src not in ("train", "test"):
-        raise SplitError(f"val {s!r} is not train:F, test:F or none (e.g. train:0.1)")
+        raise SplitError(f"val {s!r} is not auto, train:F, test:F or none (e.g. train:0.1)")
     try:
         f = float(frac)
     except ValueError:
@@ -90,7 +97,7 @@ class SplitConfig:
     labels_per_class: int | None = None
     labeled_fraction: float | None = None
     unlabeled: str = "rest"
-    val: str = "train:0.1"
+    val: str = "auto"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -158,6 +165,26 @@ def _counts(labels: np.ndarray, k: int) -> list[int]:
     return np.bincount(lab, minlength=k).tolist() if k else []
 
 
+def _auto_take(cfg: SplitConfig, y: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """``val: auto``'s rows: per class min(labels per class, what the class holds beyond
+    them); for a labeled fraction F, F/(1+F) of the class (as many as the labeled set
+    then takes); with every image labeled, 10% of the class."""
+    rng = _rng(cfg.seed, 1)
+    taken = []
+    for cls_rows in _by_class(y, rows, k):
+        perm = rng.permutation(cls_rows)
+        n = len(cls_rows)
+        if cfg.labels_per_class is not None:
+            m = max(0, min(cfg.labels_per_class, n - cfg.labels_per_class))
+        elif cfg.labeled_fraction is not None:
+            f = cfg.labeled_fraction
+            m = min(_round(f / (1 + f) * n), n - 1) if f < 1 else _round(0.1 * n)
+        else:
+            m = _round(0.1 * n)
+        taken.append(perm[: max(0, m)])
+    return np.sort(np.concatenate(taken)) if taken else np.zeros(0, np.int64)
+
+
 class _Validation(NamedTuple):
     """Step 1's result: the validation set and what is left of the test set."""
 
@@ -174,6 +201,11 @@ def _take_validation(
     """Step 1: a stratified fraction of the labeled training rows or of the test set."""
     k = len(dataset.train.class_names)
     val_src, val_frac = parse_val(cfg.val)
+    if val_src == "auto":
+        val_rows = _auto_take(cfg, y, labeled_rows, k)
+        return _Validation(
+            val_rows, dataset.train.subset(val_rows.tolist()), dataset.test, None, None
+        )
     if val_src == "train":
         val_rows = _stratified_take(y, labeled_rows, k, val_frac, _rng(cfg.seed, 1))
         return _Validation(
@@ -323,7 +355,7 @@ def _record(
         "unlabeled_rows": unl.train_rows.tolist(),
         "unlabeled_extra_rows": unl.extra_rows.tolist(),
         "val_rows": val.val_rows.tolist(),
-        "val_from": parse_val(cfg.val)[0],
+        "val_from": "train" if cfg.val == "auto" else parse_val(cfg.val)[0],
     }
     if val.val_test_rows is not None and val.test_rows is not None:
         record["val_test_rows"] = val.val_test_rows.tolist()

@@ -30,7 +30,9 @@ from fewlabels.methods.base import Method
 from fewlabels.methods.online_probe import with_online_probe
 from fewlabels.models import Network
 from fewlabels.models.settings import BackboneSettings, DeviceSettings
+from fewlabels.train.facts import resolve_run
 from fewlabels.train.loop import TrainConfig, Trainer, barrier, with_train_defaults
+from fewlabels.train.resolve import Resolution, resolution_table
 from fewlabels.train.warm_start import InitWeights, apply_init, architecture, read_init
 
 
@@ -353,6 +355,17 @@ def write_outputs(
     )
 
 
+def resolve_preview(cfg: RunConfig) -> tuple[RunConfig, Resolution]:
+    """The settings ``cfg`` would train with and the rule behind each, without training or
+    writing anything (the data is loaded; a wall-clock budget runs the speed probe)."""
+    if cfg.method.lower() == "teacher_student":  # its rounds train the supervised method
+        cfg = cfg.model_copy(update={"method": "supervised"})
+    device = pick_device(cfg.device, DistInfo())
+    ds, splits = prepare_data(cfg)
+    out = Path(cfg.out) if cfg.out is not None else None
+    return resolve_run(cfg, ds, splits, device, out)
+
+
 def run_single(
     cfg: RunConfig,
     *,
@@ -374,17 +387,24 @@ def run_single(
     info, device = start_distributed(cfg.device)
     say = log if info.is_main else None
     cfg, record = data_record(cfg, data[0]) if data is not None else (cfg, cfg.model_dump())
-    if info.is_main:
-        check_resumable(cfg, record)
     init = read_init(cfg.init) if cfg.init else None
     ds, splits = data if data is not None else prepare_data(cfg)
     if say:
         say(describe_splits(ds, splits))
-    setup = build_setup(cfg, ds, splits, init=init, init_head=init_head, log=say)
     out = Path(cfg.out) if cfg.out is not None else None
+    # -- resolve: every setting the user left out, derived for this data, budget and device
+    cfg, resolution = resolve_run(cfg, ds, splits, device, out)
+    record = {**record, **cfg.model_dump()}
+    if say:
+        for line in resolution_table(resolution):
+            say(line)
+    if info.is_main:
+        check_resumable(cfg, record)
+    setup = build_setup(cfg, ds, splits, init=init, init_head=init_head, log=say)
     if info.is_main and out is not None:  # every input checked: a refused run writes nothing
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "config.json", record)
+        write_json(out / "resolved.json", {"settings": resolution.record()})
         write_json(out / "split.json", splits.record)
     setup = pool_unlabeled(setup, cfg, say)
     trainer = Trainer(
