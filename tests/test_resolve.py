@@ -74,8 +74,10 @@ def test_lr_follows_the_linear_scaling_rule() -> None:
     assert lr_rule("sgd", 64).value == pytest.approx(0.025)
     assert lr_rule("lars", 512).value == pytest.approx(0.6)
     assert "linear scaling" in lr_rule("sgd", 64).rule
-    assert lr_rule("adamw", 64).value == pytest.approx(0.002)
+    assert lr_rule("adamw", 64, backbone="fastnet").value == pytest.approx(0.001)
+    assert lr_rule("adamw", 32, backbone="convnet").value == pytest.approx(0.003)
     assert lr_rule("adamw", 16).value < lr_rule("adamw", 64).value
+    assert lr_rule("sgd", 256, "self-supervised").value == pytest.approx(0.06)
 
 
 def test_few_steps_mean_no_ema_or_a_smaller_decay() -> None:
@@ -132,7 +134,7 @@ def test_user_given_values_are_kept() -> None:
     assert resolved.train.ema == 0.5 and res.values["train.ema"].rule == "given"
     assert resolved.method_kwargs["threshold"] == 0.9
     assert not res.values["train.lr"].given
-    assert resolved.train.lr == pytest.approx(lr_rule("adamw", 200).value)
+    assert resolved.train.lr == pytest.approx(lr_rule("adamw", 200, backbone="convnet").value)
 
 
 def test_fewer_labels_than_classes_and_a_budget_under_one_step_are_refused() -> None:

@@ -80,7 +80,7 @@ def parse_val(s: str) -> tuple[str, float]:
         return "auto", 0.0
     src, sep, frac = text.partition(":")
     if not sep or src not in ("train", "test"):
-        raise SplitError(f"val {s!r} is not auto, train:F, test:F or none (e.g. train:0.1)")
+        raise SplitError(f"val {s!r} is not train:F, test:F or none (or auto; e.g. train:0.1)")
     try:
         f = float(frac)
     except ValueError:
@@ -168,8 +168,10 @@ def _counts(labels: np.ndarray, k: int) -> list[int]:
 def _auto_take(cfg: SplitConfig, y: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
     """``val: auto``'s rows: per class min(labels per class, what the class holds beyond
     them); for a labeled fraction F, F/(1+F) of the class (as many as the labeled set
-    then takes); with every image labeled, 10% of the class."""
-    rng = _rng(cfg.seed, 1)
+    then takes); with every image labeled, 10% of the class. They are the tail of the
+    labeled step's permutation (stream 2), so that the labeled sets of one seed stay
+    nested whatever the validation set takes (the labeled set is its head)."""
+    rng = _rng(cfg.seed, 2)
     taken = []
     for cls_rows in _by_class(y, rows, k):
         perm = rng.permutation(cls_rows)
@@ -181,7 +183,7 @@ def _auto_take(cfg: SplitConfig, y: np.ndarray, rows: np.ndarray, k: int) -> np.
             m = min(_round(f / (1 + f) * n), n - 1) if f < 1 else _round(0.1 * n)
         else:
             m = _round(0.1 * n)
-        taken.append(perm[: max(0, m)])
+        taken.append(perm[n - max(0, m) :])
     return np.sort(np.concatenate(taken)) if taken else np.zeros(0, np.int64)
 
 
@@ -228,11 +230,25 @@ def _take_validation(
 
 
 def _take_labeled(
-    dataset: Dataset, cfg: SplitConfig, y: np.ndarray, pool: np.ndarray, after_val: bool
+    dataset: Dataset,
+    cfg: SplitConfig,
+    y: np.ndarray,
+    pool: np.ndarray,
+    after_val: bool,
+    drawn_from: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Step 2: the first n rows of each class's seeded permutation of ``pool``, sorted."""
+    """Step 2: the first n rows of each class's seeded permutation of ``pool``, sorted
+    (``drawn_from``: permute these rows instead and skip those outside ``pool``, as
+    ``val: auto`` does, whose rows are the tail of that same permutation)."""
     names = dataset.train.class_names
     per_class = _by_class(y, pool, len(names))
+    if drawn_from is not None:
+        inside = set(pool.tolist())
+        rng_full = _rng(cfg.seed, 2)
+        per_class = [
+            np.array([r for r in rng_full.permutation(rows) if r in inside], dtype=np.int64)
+            for rows in _by_class(y, drawn_from, len(names))
+        ]
     after = " after taking the validation set" if after_val else ""
     if not len(pool):
         raise SplitError(f"{dataset.name} has no labeled training images left to label")
@@ -243,7 +259,8 @@ def _take_labeled(
     rng = _rng(cfg.seed, 2)
     chosen = []
     for rows in per_class:
-        perm = rng.permutation(rows)  # drawn for every class whatever is asked: nested sets
+        # drawn for every class whatever is asked: nested sets (already drawn: drawn_from)
+        perm = rng.permutation(rows) if drawn_from is None else rows
         if cfg.labels_per_class is not None:
             n = cfg.labels_per_class
         elif cfg.labeled_fraction is not None:
@@ -373,7 +390,10 @@ def make_splits(dataset: Dataset, cfg: SplitConfig) -> Splits:
     parse_unlabeled(cfg.unlabeled)
     val = _take_validation(dataset, cfg, y, labeled_rows)
     pool = np.setdiff1d(labeled_rows, val.val_rows)
-    lab_rows = _take_labeled(dataset, cfg, y, pool, after_val=bool(len(val.val_rows)))
+    auto = parse_val(cfg.val)[0] == "auto"
+    lab_rows = _take_labeled(
+        dataset, cfg, y, pool, bool(len(val.val_rows)), labeled_rows if auto else None
+    )
     rest_rows = np.setdiff1d(all_rows, np.concatenate([lab_rows, val.val_rows]))
     unl = _take_unlabeled(dataset, cfg, y, rest_rows, len(lab_rows))
     labeled = train.subset(lab_rows.tolist())

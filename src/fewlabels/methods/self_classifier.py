@@ -63,11 +63,11 @@ class SelfClassifierConfig(MethodConfig):
 
     @classmethod
     def resolve(cls, facts: Facts) -> dict[str, Resolved]:
-        """bench_ssl.py METHOD_KWARGS: an MLP 8x the feature wide, one classifier of 1,000."""
+        """bench_ssl.py METHOD_KWARGS: an MLP 4x the feature wide, one classifier of 1,000."""
         out = {"classes": Resolved((1000,), "one classifier of 1,000 (bench_ssl; the paper)")}
         if facts.feature_dim:
-            w = 8 * facts.feature_dim
-            out["projector"] = Resolved((w, w, 128), f"8 x feature {facts.feature_dim} (bench_ssl)")
+            w = 4 * facts.feature_dim
+            out["projector"] = Resolved((w, w, 128), f"4 x feature {facts.feature_dim} (bench_ssl)")
         return out
 
     @field_validator("classes", mode="before")

@@ -136,15 +136,22 @@ def mu_rule(facts: Facts, batch: int) -> Resolved:
     return Resolved(mu, f"mu = 7 buys {steps} steps (< {MIN_SEMI_STEPS}): lowered, cost ~ 1 + 2 mu")
 
 
-def lr_rule(optimizer: str, batch: int) -> Resolved:
+def lr_rule(
+    optimizer: str, batch: int, kind: str = "supervised", backbone: str | None = None
+) -> Resolved:
     """Peak learning rate for the optimiser and batch (linear scaling rule for SGD / LARS,
-    Goyal et al. 2017; square-root scaling for AdamW)."""
+    Goyal et al. 2017; square-root scaling for AdamW, from bench_semi.py's recipes: 3e-3
+    at batch 32 for the small convnet, 1e-3 at batch 64 for the others)."""
+    if optimizer == "sgd" and kind == "self-supervised":
+        lr = round(0.06 * batch / 256, 6)
+        return Resolved(lr, "SGD: 0.06 x batch/256 (linear scaling; lightly's CIFAR, bench_ssl)")
     if optimizer == "sgd":
         return Resolved(0.1 * batch / 256, "SGD: 0.1 x batch/256 (linear scaling rule)")
     if optimizer == "lars":
         return Resolved(0.3 * batch / 256, "LARS: 0.3 x batch/256 (linear scaling, solo-learn)")
-    lr = round(0.002 * math.sqrt(batch / 64), 6)
-    return Resolved(lr, "AdamW: 0.002 x sqrt(batch/64) (examples/cifar10.yaml at 64)")
+    base, ref = (0.003, 32) if backbone == "convnet" else (0.001, 64)
+    lr = round(base * math.sqrt(batch / ref), 6)
+    return Resolved(lr, f"AdamW: {base} x sqrt(batch/{ref}) (bench_semi, {backbone or 'any'})")
 
 
 def warmup_rule(steps: int | None) -> Resolved:
@@ -227,7 +234,7 @@ def generic_rules(
     check_budget(facts)
     steps = steps_bought(facts, batch, mu)
     facts = replace(facts, steps=steps, batch=batch, backbone=out["backbone"].value)
-    pick("train.lr", lambda: lr_rule(optimizer, batch))
+    pick("train.lr", lambda: lr_rule(optimizer, batch, facts.kind, facts.backbone))
     pick("train.warmup", lambda: warmup_rule(steps))
     pick("train.ema", lambda: ema_rule(facts, steps))
     for name, r in recipe(facts).items():  # the rest of the method's recipe
