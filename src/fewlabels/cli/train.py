@@ -2,8 +2,9 @@
 
 A run's RunConfig is built in layers, defaults < ``--config`` YAML < flags given <
 ``--set KEY=VALUE``; the settings none of these give are resolved for the data and budget
-at the run's start; ``--dry-run`` prints the resolved RunConfig and the table of resolved
-settings (loading the data and, for a wall-clock budget, running the speed probe) and stops.
+at the run's start; ``--dry-run`` prints the RunConfig these layers make and the table of
+resolved settings (loading the data and, for a wall-clock budget, running the speed probe)
+and stops.
 """
 
 from __future__ import annotations
@@ -147,9 +148,9 @@ TRAIN_OPTS = [
     ),
     Opt(
         "dry_run", bool, False,
-        "Print the resolved RunConfig (YAML) and its resolved settings with their rules, "
-        "and stop: the data is loaded (and the speed probe runs for a time budget); "
-        "nothing is trained or written.",
+        "Print the RunConfig (YAML) and the settings resolved for the data, with their "
+        "rules, and stop: the data is loaded (and the speed probe runs for a time "
+        "budget); nothing is trained or written.",
         decls=("--dry-run",),
     ),
     Opt("progress", bool, True, "Show a progress bar."),
@@ -205,9 +206,13 @@ def resolve(ctx: typer.Context, opts: list[Opt], values: dict[str, Any]) -> Any:
 def run(cfg: Any, values: dict[str, Any]) -> None:
     """Train ``cfg`` (or print it, for ``--dry-run``) and report the outcome."""
     if values["dry_run"]:
-        resolved, resolution = lib.resolve_preview(cfg)
-        typer.echo(yaml.safe_dump(resolved.model_dump(mode="json"), sort_keys=False), nl=False)
-        typer.echo("# resolved settings (dry run: data loaded, speed probe run, nothing written)")
+        typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), nl=False)
+        try:
+            _, resolution = lib.resolve_preview(cfg)
+        except FewlabelsError as e:  # e.g. data not there yet: the settings still print
+            typer.echo(f"# resolved settings: not available ({e})")
+            return
+        typer.echo("# resolved settings (data loaded, speed probe run; nothing written):")
         for line in lib.resolution_table(resolution):
             typer.echo(f"# {line}")
         return
