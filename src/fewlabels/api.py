@@ -143,7 +143,10 @@ def _run_config(method: str, out: str | Path | None, options: dict[str, Any]) ->
     or ``train=TrainConfig(...)``), backbone settings, and the method's options."""
     opts = dict(options)
     base = opts.pop("train", None)
-    train: dict[str, Any] = base.model_dump() if isinstance(base, TrainConfig) else dict(base or {})
+    # only what a given TrainConfig sets counts as given (the rest is resolved for the data)
+    train: dict[str, Any] = (
+        base.model_dump(exclude_unset=True) if isinstance(base, TrainConfig) else dict(base or {})
+    )
     run: dict[str, Any] = {}
     method_kwargs: dict[str, Any] = dict(opts.pop("method_kwargs", None) or {})
     for key, value in opts.items():

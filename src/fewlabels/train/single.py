@@ -355,6 +355,23 @@ def write_outputs(
     )
 
 
+def resolve_step(
+    cfg: RunConfig,
+    record: dict[str, Any],
+    data: tuple[Dataset, Splits],
+    device: torch.device,
+    out: Path | None,
+    say: Callable[[str], Any] | None,
+) -> tuple[RunConfig, Resolution, dict[str, Any]]:
+    """The run's settings resolved for its data (``resolve_run``), their table said, and
+    the ``config.json`` record updated to the values the run trains with."""
+    cfg, resolution = resolve_run(cfg, *data, device, out)
+    if say:
+        for line in resolution_table(resolution):
+            say(line)
+    return cfg, resolution, {**record, **cfg.model_dump()}
+
+
 def resolve_preview(cfg: RunConfig) -> tuple[RunConfig, Resolution]:
     """The settings ``cfg`` would train with and the rule behind each, without training or
     writing anything (the data is loaded; a wall-clock budget runs the speed probe)."""
@@ -393,11 +410,7 @@ def run_single(
         say(describe_splits(ds, splits))
     out = Path(cfg.out) if cfg.out is not None else None
     # -- resolve: every setting the user left out, derived for this data, budget and device
-    cfg, resolution = resolve_run(cfg, ds, splits, device, out)
-    record = {**record, **cfg.model_dump()}
-    if say:
-        for line in resolution_table(resolution):
-            say(line)
+    cfg, resolution, record = resolve_step(cfg, record, (ds, splits), device, out, say)
     if info.is_main:
         check_resumable(cfg, record)
     setup = build_setup(cfg, ds, splits, init=init, init_head=init_head, log=say)
