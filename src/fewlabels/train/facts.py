@@ -107,13 +107,20 @@ def reused_values(out: Path | None) -> dict[str, Any] | None:
 
 
 def resolve_run(
-    cfg: Any, ds: Dataset, splits: Splits, device: torch.device, out: Path | None = None
+    cfg: Any,
+    ds: Dataset,
+    splits: Splits,
+    device: torch.device,
+    out: Path | None = None,
+    *,
+    probe: bool = True,
 ) -> tuple[Any, Resolution]:
     """``cfg`` with the settings it leaves out derived for this data, budget and device,
     and their record. A wall-clock budget runs the speed probe (about a second per
-    backbone tried); a resumed run reuses the values its first start derived."""
+    backbone tried; ``probe=False``: none, as under several processes, which must all
+    derive the same values); a resumed run reuses the values its first start derived."""
     facts = run_facts(cfg, ds, splits, device)
-    probe = speed_probe(
+    timer = speed_probe(
         channels=facts.channels, image_size=facts.image_size, num_classes=facts.num_classes,
         device=device, stem=cfg.stem, backbone_kwargs=cfg.backbone_kwargs,
     )  # fmt: skip
@@ -129,5 +136,6 @@ def resolve_run(
 
     config_cls = method_class(cfg.method).Config
     return resolve_settings(
-        cfg, facts, config_cls, probe=probe, feature_dim=feature_dim, reuse=reuse
-    )
+        cfg, facts, config_cls, probe=timer if probe else None, feature_dim=feature_dim,
+        reuse=reuse,
+    )  # fmt: skip

@@ -362,10 +362,12 @@ def resolve_step(
     device: torch.device,
     out: Path | None,
     say: Callable[[str], Any] | None,
+    info: DistInfo,
 ) -> tuple[RunConfig, Resolution, dict[str, Any]]:
     """The run's settings resolved for its data (``resolve_run``), their table said, and
-    the ``config.json`` record updated to the values the run trains with."""
-    cfg, resolution = resolve_run(cfg, *data, device, out)
+    the ``config.json`` record updated to the values the run trains with. Under several
+    processes no speed probe runs (every process must derive the same values)."""
+    cfg, resolution = resolve_run(cfg, *data, device, out, probe=info.world_size == 1)
     if say:
         for line in resolution_table(resolution):
             say(line)
@@ -410,7 +412,7 @@ def run_single(
         say(describe_splits(ds, splits))
     out = Path(cfg.out) if cfg.out is not None else None
     # -- resolve: every setting the user left out, derived for this data, budget and device
-    cfg, resolution, record = resolve_step(cfg, record, (ds, splits), device, out, say)
+    cfg, resolution, record = resolve_step(cfg, record, (ds, splits), device, out, say, info)
     if info.is_main:
         check_resumable(cfg, record)
     setup = build_setup(cfg, ds, splits, init=init, init_head=init_head, log=say)
