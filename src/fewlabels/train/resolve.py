@@ -223,8 +223,6 @@ def generic_rules(
         out[name] = _given(given[name]) if name in given else recipe(facts).get(name) or rule()
         return out[name].value
 
-    if facts.image_size <= 16:  # bench_semi.py digits: fp32 is faster than bf16 at this size
-        pick("train.precision", lambda: Resolved("fp32", "images <= 16 px: fp32 (bench_semi)"))
     optimizer = pick("train.optimizer", lambda: optimizer_rule(facts))
     batch = pick("train.batch_size", lambda: batch_rule(facts))
     out["backbone"], facts = _choose_backbone(facts, given, batch, probe)
