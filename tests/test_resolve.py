@@ -18,7 +18,7 @@ import fewlabels
 from fewlabels.core.budget import Budget
 from fewlabels.core.errors import ConfigError, DataError
 from fewlabels.methods import method_class
-from fewlabels.methods.rules import Facts
+from fewlabels.methods.rules import Facts, Resolved
 from fewlabels.train.resolve import (
     batch_rule,
     check_budget,
@@ -135,6 +135,16 @@ def test_user_given_values_are_kept() -> None:
     assert resolved.method_kwargs["threshold"] == 0.9
     assert not res.values["train.lr"].given
     assert resolved.train.lr == pytest.approx(lr_rule("adamw", 200, backbone="convnet").value)
+
+
+def test_a_run_from_init_weights_keeps_their_backbone() -> None:
+    cfg = RunConfig(method="fixmatch", train={"budget": "100steps"})
+    f = facts(image_size=32, budget=cfg.train.budget)
+    fixed = {"backbone": Resolved("resnet18", "the backbone of the init weights")}
+    resolved, res = resolve_settings(cfg, f, method_class("fixmatch").Config, fixed=fixed)
+    assert resolved.backbone == "resnet18" and "init" in res.values["backbone"].rule
+    plain, _ = resolve_settings(cfg, f, method_class("fixmatch").Config)
+    assert plain.backbone == "fastnet"  # the image-size rule, without init weights
 
 
 def test_fewer_labels_than_classes_and_a_budget_under_one_step_are_refused() -> None:

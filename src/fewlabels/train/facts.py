@@ -16,7 +16,7 @@ import torch
 from fewlabels.data import Dataset, Splits
 from fewlabels.methods import method_class
 from fewlabels.models import Network
-from fewlabels.train.resolve import Facts, Resolution, resolve_settings
+from fewlabels.train.resolve import Facts, Resolution, Resolved, resolve_settings
 
 __all__ = ["resolve_run", "reused_values", "run_facts", "speed_probe"]
 
@@ -114,11 +114,13 @@ def resolve_run(
     out: Path | None = None,
     *,
     probe: bool = True,
+    init_backbone: str | None = None,
 ) -> tuple[Any, Resolution]:
     """``cfg`` with the settings it leaves out derived for this data, budget and device,
     and their record. A wall-clock budget runs the speed probe (about a second per
     backbone tried; ``probe=False``: none, as under several processes, which must all
-    derive the same values); a resumed run reuses the values its first start derived."""
+    derive the same values); a resumed run reuses the values its first start derived;
+    ``init_backbone``: the backbone of the weights the run starts from (``cfg.init``)."""
     facts = run_facts(cfg, ds, splits, device)
     timer = speed_probe(
         channels=facts.channels, image_size=facts.image_size, num_classes=facts.num_classes,
@@ -138,4 +140,6 @@ def resolve_run(
     return resolve_settings(
         cfg, facts, config_cls, probe=timer if probe else None, feature_dim=feature_dim,
         reuse=reuse,
+        fixed={"backbone": Resolved(init_backbone, "the backbone of the init weights")}
+        if init_backbone else None,
     )  # fmt: skip

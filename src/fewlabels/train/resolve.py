@@ -84,9 +84,7 @@ def backbone_rule(facts: Facts) -> Resolved:
     """The backbone from the image size (bench_semi.py: convnet on 8 px, fastnet on 32 px)."""
     if facts.image_size <= 16:
         return Resolved("convnet", "images <= 16 px: the small convnet (bench_semi digits)")
-    if facts.kind == "self-supervised":
-        return Resolved("fastnet-s", "images > 16 px, pretraining: fastnet-s (bench_ssl VICReg)")
-    return Resolved("fastnet", "images > 16 px: fastnet (bench_semi / bench_supervised CIFAR)")
+    return Resolved("fastnet", "images > 16 px: fastnet (bench_semi, bench_ssl on CIFAR)")
 
 
 def optimizer_rule(facts: Facts) -> Resolved:
@@ -118,8 +116,7 @@ def steps_bought(facts: Facts, batch: int, mu: float) -> int | None:
         n = facts.unlabeled if facts.kind == "self-supervised" else facts.labeled
         return max(1, math.ceil(b.amount * max(1, n) / batch))
     if b.kind == "images":
-        unl = round(batch * mu) * 2 if facts.kind == "semi-supervised" else 0
-        return max(1, math.ceil(b.amount / (batch + unl)))
+        return max(1, math.ceil(b.amount / step_images(facts, batch, mu)))
     if facts.step_seconds:
         return int(b.amount / facts.step_seconds)
     return None
@@ -266,14 +263,17 @@ def resolve_settings(
     probe: Probe | None = None,
     feature_dim: Callable[[str], int] | None = None,
     reuse: dict[str, Any] | None = None,
+    fixed: dict[str, Resolved] | None = None,
 ) -> tuple[Any, Resolution]:
     """``cfg`` (a RunConfig) with every setting it leaves out derived from ``facts``, and
     the record of each value and its rule. ``config_cls``: the method's config class (its
     ``train_rules`` and ``resolve``); ``probe``: times a step of a backbone on n images
     (wall-clock budgets only); ``feature_dim``: a backbone's feature size; ``reuse``:
-    derived values recorded by an earlier start of this run (a resumed run keeps them)."""
+    derived values recorded by an earlier start of this run (a resumed run keeps them);
+    ``fixed``: values the run's inputs decide (the backbone of the weights it starts from)."""
     user = given_settings(cfg)
-    given = {**(reuse or {}), **user}
+    fixed = {k: v for k, v in (fixed or {}).items() if k not in user}
+    given = {**(reuse or {}), **{k: v.value for k, v in fixed.items()}, **user}
     check_facts(facts)
     values, facts = generic_rules(facts, given, probe, config_cls.train_rules)
     if feature_dim is not None:
@@ -283,6 +283,7 @@ def resolve_settings(
         values[key] = _given(given[key]) if key in given else r
     for name in given:  # given settings the rules do not cover are kept as they are
         values.setdefault(name, _given(given[name]))
+    values.update({k: v for k, v in fixed.items() if k in values})
     if reuse:
         values = {
             k: Resolved(v.value, "reused from the run's first start", False)

@@ -363,11 +363,15 @@ def resolve_step(
     out: Path | None,
     say: Callable[[str], Any] | None,
     info: DistInfo,
+    init: InitWeights | None = None,
 ) -> tuple[RunConfig, Resolution, dict[str, Any]]:
     """The run's settings resolved for its data (``resolve_run``), their table said, and
     the ``config.json`` record updated to the values the run trains with. Under several
     processes no speed probe runs (every process must derive the same values)."""
-    cfg, resolution = resolve_run(cfg, *data, device, out, probe=info.world_size == 1)
+    start = init.network_config.get("backbone") if init is not None else None
+    cfg, resolution = resolve_run(
+        cfg, *data, device, out, probe=info.world_size == 1, init_backbone=start
+    )
     if say:
         for line in resolution_table(resolution):
             say(line)
@@ -382,7 +386,8 @@ def resolve_preview(cfg: RunConfig) -> tuple[RunConfig, Resolution]:
     device = pick_device(cfg.device, DistInfo())
     ds, splits = prepare_data(cfg)
     out = Path(cfg.out) if cfg.out is not None else None
-    return resolve_run(cfg, ds, splits, device, out)
+    init = read_init(cfg.init).network_config.get("backbone") if cfg.init else None
+    return resolve_run(cfg, ds, splits, device, out, init_backbone=init)
 
 
 def run_single(
@@ -412,7 +417,7 @@ def run_single(
         say(describe_splits(ds, splits))
     out = Path(cfg.out) if cfg.out is not None else None
     # -- resolve: every setting the user left out, derived for this data, budget and device
-    cfg, resolution, record = resolve_step(cfg, record, (ds, splits), device, out, say, info)
+    cfg, resolution, record = resolve_step(cfg, record, (ds, splits), device, out, say, info, init)
     if info.is_main:
         check_resumable(cfg, record)
     setup = build_setup(cfg, ds, splits, init=init, init_head=init_head, log=say)
