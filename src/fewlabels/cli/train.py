@@ -77,9 +77,10 @@ TRAIN_OPTS = [
         "out", ("--out",),
     ),
     Opt(
-        "backbone", str, "convnet",
+        "backbone", str | None, None,
         "convnet, fastnet, wrn-28-2, wrn-45-2, resnet18, resnet34, resnet50 or "
-        "timm:NAME (needs the timm extra).", "backbone",
+        "timm:NAME (needs the timm extra). Default: resolved from the image size and "
+        "the device's speed.", "backbone",
     ),
     Opt("stem", str, "auto", "ResNet stem: cifar, imagenet or auto (from the image size).", "stem"),
     Opt(
@@ -98,11 +99,15 @@ TRAIN_OPTS = [
         "Data spec of extra images (labels dropped) added to the unlabeled pool, "
         "e.g. generated ones: folder:OUT/samples of `fewlabels generate`.", "extra_unlabeled",
     ),
-    Opt("batch_size", int, 256, "Labeled images per step.", "train.batch_size"),
     Opt(
-        "unlabeled_batch_ratio", float, 7.0,
-        "Unlabeled images per labeled image in a step (FixMatch's mu; 7 in the paper).",
-        "train.unlabeled_batch_ratio",
+        "batch_size", int | None, None,
+        "Labeled images per step. Default: resolved (a power of two, at most the labeled "
+        "count).", "train.batch_size",
+    ),
+    Opt(
+        "unlabeled_batch_ratio", float | None, None,
+        "Unlabeled images per labeled image in a step (FixMatch's mu; default 7 as in the "
+        "paper, lowered when the budget buys too few steps).", "train.unlabeled_batch_ratio",
     ),
     Opt(
         "threshold", float | None, None,
@@ -110,20 +115,29 @@ TRAIN_OPTS = [
         "(fixmatch, flexmatch, pseudo_label, teacher_student).", "method_kwargs.threshold",
     ),
     Opt(
-        "optimizer", str, "sgd", "sgd (Nesterov), lars (layer-wise trust ratio) or adamw.",
-        "train.optimizer",
+        "optimizer", str | None, None,
+        "sgd (Nesterov), lars (layer-wise trust ratio) or adamw. Default: the method's "
+        "recipe (AdamW with labels, SGD or LARS for pretraining).", "train.optimizer",
     ),
     Opt(
         "lr", float | None, None,
-        "Peak learning rate (default: 0.1 x batch/256 for SGD, 0.3 x batch/256 for "
-        "LARS, 0.001 for AdamW).", "train.lr",
+        "Peak learning rate (default: resolved for the optimiser and batch, e.g. SGD "
+        "0.1 x batch/256 by the linear scaling rule).", "train.lr",
     ),
     Opt("weight_decay", float | None, None, "Weight decay.", "train.weight_decay"),
-    Opt("warmup", float, 0.05, "Warm-up fraction of the budget.", "train.warmup"),
+    Opt(
+        "warmup", float | None, None,
+        "Warm-up fraction of the budget (default: 5%, at least 50 steps, at most 20%).",
+        "train.warmup",
+    ),
     Opt(
         "label_smoothing", float | None, None, "Label smoothing.", "method_kwargs.label_smoothing"
     ),
-    Opt("ema", float, 0.0, "EMA decay of the weights (0 = off).", "train.ema"),
+    Opt(
+        "ema", float | None, None,
+        "EMA decay of the weights (0 = off; default: 1 - 10/steps for semi-supervised "
+        "methods, off under 100 steps and for the others).", "train.ema",
+    ),
     Opt(
         "grad_clip", float, 0.0, "Clip the gradient norm at this value (0 = off).",
         "train.grad_clip",
@@ -166,7 +180,10 @@ TRAIN_OPTS = [
 PRETRAIN_OPTS = replace_opts(
     TRAIN_OPTS,
     method={"default": "simclr", "help": "Self-supervised method: simclr, byol, ..."},
-    batch_size={"help": "Unlabeled images per step (the online probe gets 1/7 of it)."},
+    batch_size={
+        "help": "Unlabeled images per step (the online probe gets 1/7 of it). Default: "
+        "resolved (256, at most the image count)."
+    },
     out={"default": "runs/pretrain"},
 )
 
