@@ -155,6 +155,8 @@ def _run_config(method: str, out: str | Path | None, options: dict[str, Any]) ->
                 continue
             train[key] = value
         elif key in _RUN_KEYS:
+            if value is None and key == "backbone":  # left out: resolved for the data
+                continue
             run[key] = value
         else:
             method_kwargs[key] = value
@@ -224,7 +226,7 @@ def train(
     val: ImageSet | None = None,
     test: ImageSet | None = None,
     budget: str | None = None,
-    backbone: str = "convnet",
+    backbone: str | None = None,
     device: str = "auto",
     seed: int | None = None,
     progress: bool = False,
@@ -237,7 +239,9 @@ def train(
     ``budget``: ``500steps``, ``10epochs``, ``30s``, ``2m`` or ``100000images``; training
     settings (``lr``, ``batch_size``, ``optimizer``, ``ema``, ... or ``train=TrainConfig``)
     and the method's options (``threshold=0.95``) are keywords. ``val`` drives the curve,
-    ``test`` the returned metrics; ``out``: also write the CLI's run folder there.
+    ``test`` the returned metrics; ``out``: also write the CLI's run folder there. What is
+    left out (``backbone`` too) is resolved for the data as in the CLI
+    (``fewlabels.train.resolve``).
     """
     opts = dict(options, budget=budget, backbone=backbone, device=device, seed=seed)
     cfg, res = _fit(method, (labeled, unlabeled, val, test), out, progress, opts)
@@ -254,7 +258,7 @@ def pretrain(
     val: ImageSet | None = None,
     test: ImageSet | None = None,
     budget: str | None = None,
-    backbone: str = "convnet",
+    backbone: str | None = None,
     device: str = "auto",
     seed: int | None = None,
     progress: bool = False,
