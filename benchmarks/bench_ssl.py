@@ -32,97 +32,87 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 CIFAR = f"cifar10:{DATA / 'cifar10'}"
 
+# The recipes measured here are now the settings' rules (fewlabels.train.resolve and each
+# method's Config.train_rules / Config.resolve): SGD at 0.06 x batch/256 with weight decay
+# 5e-4 and batch 256 for pretraining (lightly's CIFAR-10 benchmark); LARS for VICReg (peak
+# 0.6 x batch/256), Barlow Twins (0.3), BYOL (0.3, wd 1e-5) and DINO (0.1, wd 1e-6) with
+# a gradient-norm clip; AdamW 1e-3 for the autoencoders; projectors 4x the feature wide;
+# VICReg's crops from 0.35 of the image at 0.625 of its side; DINO's sharper teacher.
+# A run here gives only data, labels, budget, batch size and method; the evidence behind
+# each rule, kept from the per-method overrides these were:
+TRAIN = {"batch_size": 256, "evals": 5}
 # lightly's CIFAR-10 benchmark settings (SGD, lr 0.06 x batch/256, momentum 0.9, wd 5e-4).
-TRAIN = {"batch_size": 256, "optimizer": "sgd", "lr": 0.06, "weight_decay": 5e-4, "evals": 5}
 # VICReg and Barlow Twins train with LARS (solo-learn's CIFAR configs: lr 0.3 x batch/256,
 # eta 0.02 with clip_lr, weight decay 1e-4): VICReg's loss blows up under SGD at lr 0.06.
-LARS_CIFAR = {"optimizer": "lars", "lr": 0.3, "weight_decay": 1e-4}
-AUTOENCODERS = ("autoencoder", "denoising_autoencoder", "vae")
-METHOD_TRAIN: dict[str, dict[str, Any]] = {
-    # Barlow Twins with LARS alone made 843 steps in 10 minutes to 24.3%, below the
-    # random-init probe; with VICReg's gradient-norm clip (below) and solo-learn's 0.1 loss
-    # scale (METHOD_KWARGS), 1,267 steps to 40.7% (bf16 host)
-    "barlow_twins": {**LARS_CIFAR, "grad_clip": 1.0},
-    # VICReg's loss still became inf at step 25 of 10 minutes with those settings and a
-    # 2048-wide projector (suspected, not isolated: biases and norms, outside LARS, take
-    # plain SGD steps on its large gradients); with the gradient norm clipped at 1 it
-    # completes and leads the 10-minute table (43.5% linear, bf16 host). Peak lr 0.6, twice
-    # solo-learn's (tuned for 1,000 epochs; 30 minutes here are ~40): on the fp32 CPU the 20 px
-    # recipe probed 42.8 / 46.3 / 44.9% linear after 10 minutes at lr 0.3 / 0.6 / 1.0
-    # (`fewlabels pretrain --lr`), and 30 minutes at 0.6 made 3,156-3,180 steps to 56.8-57.2%
-    # linear, 54.5-55.1% kNN against 54.8-55.1% and 52.4-54.3% at 0.3 (two runs each)
-    "vicreg": {**LARS_CIFAR, "lr": 0.6, "grad_clip": 1.0},
-    # BYOL (solo-learn's CIFAR config: LARS lr 1.0, eta 0.02 with clip_lr, wd 1e-5), 10
-    # minutes: under the SGD above 24.7%, with LARS alone 23.8% (both below random init),
-    # with the gradient-norm clip 27.1%; its loss stayed near 3.2 until the learning rate
-    # had decayed to a third, so it starts from 0.3: 1,204 steps to 31.8% (bf16 host)
-    "byol": {"optimizer": "lars", "lr": 0.3, "weight_decay": 1e-5, "grad_clip": 1.0},
-    # DINO (solo-learn's CIFAR config: LARS lr 0.3, eta 0.02 with clip_lr, wd 1e-6; gradient
-    # norm clipped at 3 as in the official main_dino.py), 10 minutes: under the SGD above
-    # 23.3%, with LARS 0.3 and the clip 23.9%, at lr 0.1 23.0% (bf16 host), all below the
-    # untrained encoder with the paper's head settings (see METHOD_KWARGS)
-    "dino": {**LARS_CIFAR, "lr": 0.1, "weight_decay": 1e-6, "grad_clip": 3.0},
-    # The autoencoders under the SGD above (lr 0.06) probed at 26.5% (plain), 24.7%
-    # (denoising), 21.4% (VAE) against random init's 25.9%: a per-pixel MSE gives the encoder
-    # small gradients, which plain SGD turns into small steps. They train with AdamW, the
-    # usual autoencoder optimiser (lr 1e-3, the fewlabels default weight decay 0.05): 28.1%,
-    # 28.0% and 26.8% at 10 minutes (bf16 host), all above random init.
-    **{m: {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05} for m in AUTOENCODERS},
-}
+# Barlow Twins with LARS alone made 843 steps in 10 minutes to 24.3%, below the
+# random-init probe; with VICReg's gradient-norm clip (below) and solo-learn's 0.1 loss
+# scale (METHOD_KWARGS), 1,267 steps to 40.7% (bf16 host)
+# VICReg's loss still became inf at step 25 of 10 minutes with those settings and a
+# 2048-wide projector (suspected, not isolated: biases and norms, outside LARS, take
+# plain SGD steps on its large gradients); with the gradient norm clipped at 1 it
+# completes and leads the 10-minute table (43.5% linear, bf16 host). Peak lr 0.6, twice
+# solo-learn's (tuned for 1,000 epochs; 30 minutes here are ~40): on the fp32 CPU the 20 px
+# recipe probed 42.8 / 46.3 / 44.9% linear after 10 minutes at lr 0.3 / 0.6 / 1.0
+# (`fewlabels pretrain --lr`), and 30 minutes at 0.6 made 3,156-3,180 steps to 56.8-57.2%
+# linear, 54.5-55.1% kNN against 54.8-55.1% and 52.4-54.3% at 0.3 (two runs each)
+# BYOL (solo-learn's CIFAR config: LARS lr 1.0, eta 0.02 with clip_lr, wd 1e-5), 10
+# minutes: under the SGD above 24.7%, with LARS alone 23.8% (both below random init),
+# with the gradient-norm clip 27.1%; its loss stayed near 3.2 until the learning rate
+# had decayed to a third, so it starts from 0.3: 1,204 steps to 31.8% (bf16 host)
+# DINO (solo-learn's CIFAR config: LARS lr 0.3, eta 0.02 with clip_lr, wd 1e-6; gradient
+# norm clipped at 3 as in the official main_dino.py), 10 minutes: under the SGD above
+# 23.3%, with LARS 0.3 and the clip 23.9%, at lr 0.1 23.0% (bf16 host), all below the
+# untrained encoder with the paper's head settings (see METHOD_KWARGS)
+# The autoencoders under the SGD above (lr 0.06) probed at 26.5% (plain), 24.7%
+# (denoising), 21.4% (VAE) against random init's 25.9%: a per-pixel MSE gives the encoder
+# small gradients, which plain SGD turns into small steps. They train with AdamW, the
+# usual autoencoder optimiser (lr 1e-3, the fewlabels default weight decay 0.05): 28.1%,
+# 28.0% and 26.8% at 10 minutes (bf16 host), all above random init.
 # ... and with narrower projectors than the papers' (below): their 8192-wide ones make ~120
 # steps in 10 minutes on 2 CPU cores (Barlow Twins: below the random-init probe), and a
 # 5% warm-up of a time budget is then ~6 steps, after which VICReg's loss becomes NaN.
-METHOD_KWARGS: dict[str, dict[str, Any]] = {
-    # VICReg's crops: ours default to BYOL's smallest crop, 0.08 of the image; solo-learn's
-    # CIFAR VICReg config takes 0.2. 10-minute runs of 0.08 / 0.2 / 0.35 made 1,346 / 1,515
-    # / 1,686 steps (the machine's speed drifted) to 45.9 / 48.2 / 48.7%, so they were rerun
-    # at a fixed 1,200 steps: 44.7 / 45.1 / 47.5% linear, 43.5 / 44.2 / 45.4% kNN (bf16
-    # host, one seed each). The recipe takes 0.35; at 30 minutes the gap closes: 0.08 / 0.2
-    # / 0.35 reached 56.2 / 55.3 / 55.9% (4,127 / 3,669 / 3,854 steps).
-    # The views come out at 24 px (out_size): at a fixed 1,200 steps they probe 44.8%
-    # against 47.5% at 32 px (20 px: 44.6%) but take 357 s instead of 555 s, so 30 minutes
-    # make 5,345 / 5,875 steps (two runs) instead of 3,854: 58.8 / 59.3% against 55.9%
-    # (batch 128, lr 0.15: 10,675 steps, 58.2%; at batch 128 crops growing from 24 to 32
-    # px, out_size=24..32, made 8,830 steps to 56.6%). 20 px views (0.24 s a step against
-    # 0.29-0.31 s at 24 px) made 7,275 steps in 30 minutes to 58.6%.
-    # Projectors 1,024 wide, not 2,048 (the runs above): the papers' 8,192 are 4x a
-    # ResNet-50's 2,048-d feature, 1,024 is 4x the VICReg recipe's 256-d one (8x fastnet-s's
-    # usual 128-d). On the CPU without native bf16 the 2,048-wide layers took ~0.2 s of a ~1 s
-    # VICReg step; at 1,024 the full step rose from 0.785 to 0.933 of the bare two-view rate
-    # (4 rounds) and 30 minutes made 2,178 / 2,256 steps (two runs) to 52.4 / 54.5% linear,
-    # 50.2 / 52.6% kNN against 2,000 to 51.7% / 49.6% (bf16 host, 10 minutes: 45.6% against
-    # 45.9%). Barlow Twins (10 minutes, fp32): 533 steps to 34.5% / 32.0% against 451 to 34.1%
-    # / 31.6%, and 0.947 of the bare rate against 0.794.
-    # 20 px views, not 24: on the fp32 CPU the bare two-view step over 512 images takes 0.41 s
-    # at 20 px against 0.59 s at 24 px (16 px: 0.24 s; bench_ssl_step.py --size), and the full
-    # VICReg step 0.50 / 0.67 / 0.31 s at 20 / 24 / 16 px (its heads weigh more on a cheaper
-    # backbone: 0.82 / 0.88 / 0.77 of the bare rate, 0.93 at 32 px). 30 minutes made 3,394 /
-    # 3,186 steps to 55.1 / 54.8% linear, 54.3 / 52.4% kNN (two runs) against 2,178 / 2,256
-    # steps to 52.4 / 54.5% and 50.2 / 52.6% at 24 px; 16 px views made 5,416 steps to 55.1% /
-    # 51.6%. On the bf16
-    # host 20 px was level with 24 px (58.6% against 58.8 / 59.3%, 128 wide, above).
-    "vicreg": {
-        "projector": (1024, 1024, 1024),
-        "augment": "twoview:min_scale=0.35,out_size=20",
-    },
-    "barlow_twins": {"projector": (1024, 1024, 1024), "scale": 0.1},
-    # Self-Classifier's ImageNet heads (4096-wide MLP, four classifiers of 1,000-8,000
-    # classes) ran at 0.44 of the bare two-view step and made 654 steps in 10 minutes to
-    # 34.5% (a starved run); for 20,000 images and batches of 256, a 2048-wide MLP and one
-    # classifier of 1,000 classes (the paper's ablation: one of 1,000 already works):
-    # 1,557 steps to 43.1% (bf16 host). The MLP is now 1,024 wide (8x the 128-d feature):
-    # 10 minutes on the fp32 host made 620 steps to 35.7% linear / 31.6% kNN against 583 to
-    # 35.2% / 31.8% at 2,048, and the full step ran at 0.930 of the bare rate (0.843).
-    "self_classifier": {"projector": (1024, 1024, 128), "classes": (1000,)},
-    # DINO's paper settings (4,096 prototypes, teacher at 0.04): within ~30 steps the
-    # centred teacher targets went uniform (entropy -> log K, loss -> log K) and stayed
-    # there, also with the prototypes frozen for 80 steps, the 0.04 -> 0.07 warm-up,
-    # BatchNorm in the head, or a teacher momentum of 0.996 or 0.9995 (100-second runs,
-    # kNN 19-21%, random init 19%). A sharper teacher (0.02), 1,024 prototypes and
-    # BatchNorm in the head gave the best kNN of those short runs (22%); at 10 minutes its
-    # loss fell from 7.9 to 4.9 (log K = 6.9): 943 steps to 31.6% (bf16 host)
-    "dino": {"head_bn": True, "teacher_temp": 0.02, "num_prototypes": 1024},
-}
+# VICReg's crops: ours default to BYOL's smallest crop, 0.08 of the image; solo-learn's
+# CIFAR VICReg config takes 0.2. 10-minute runs of 0.08 / 0.2 / 0.35 made 1,346 / 1,515
+# / 1,686 steps (the machine's speed drifted) to 45.9 / 48.2 / 48.7%, so they were rerun
+# at a fixed 1,200 steps: 44.7 / 45.1 / 47.5% linear, 43.5 / 44.2 / 45.4% kNN (bf16
+# host, one seed each). The recipe takes 0.35; at 30 minutes the gap closes: 0.08 / 0.2
+# / 0.35 reached 56.2 / 55.3 / 55.9% (4,127 / 3,669 / 3,854 steps).
+# The views come out at 24 px (out_size): at a fixed 1,200 steps they probe 44.8%
+# against 47.5% at 32 px (20 px: 44.6%) but take 357 s instead of 555 s, so 30 minutes
+# make 5,345 / 5,875 steps (two runs) instead of 3,854: 58.8 / 59.3% against 55.9%
+# (batch 128, lr 0.15: 10,675 steps, 58.2%; at batch 128 crops growing from 24 to 32
+# px, out_size=24..32, made 8,830 steps to 56.6%). 20 px views (0.24 s a step against
+# 0.29-0.31 s at 24 px) made 7,275 steps in 30 minutes to 58.6%.
+# Projectors 1,024 wide, not 2,048 (the runs above): the papers' 8,192 are 4x a
+# ResNet-50's 2,048-d feature, 1,024 is 4x the VICReg recipe's 256-d one (8x fastnet-s's
+# usual 128-d). On the CPU without native bf16 the 2,048-wide layers took ~0.2 s of a ~1 s
+# VICReg step; at 1,024 the full step rose from 0.785 to 0.933 of the bare two-view rate
+# (4 rounds) and 30 minutes made 2,178 / 2,256 steps (two runs) to 52.4 / 54.5% linear,
+# 50.2 / 52.6% kNN against 2,000 to 51.7% / 49.6% (bf16 host, 10 minutes: 45.6% against
+# 45.9%). Barlow Twins (10 minutes, fp32): 533 steps to 34.5% / 32.0% against 451 to 34.1%
+# / 31.6%, and 0.947 of the bare rate against 0.794.
+# 20 px views, not 24: on the fp32 CPU the bare two-view step over 512 images takes 0.41 s
+# at 20 px against 0.59 s at 24 px (16 px: 0.24 s; bench_ssl_step.py --size), and the full
+# VICReg step 0.50 / 0.67 / 0.31 s at 20 / 24 / 16 px (its heads weigh more on a cheaper
+# backbone: 0.82 / 0.88 / 0.77 of the bare rate, 0.93 at 32 px). 30 minutes made 3,394 /
+# 3,186 steps to 55.1 / 54.8% linear, 54.3 / 52.4% kNN (two runs) against 2,178 / 2,256
+# steps to 52.4 / 54.5% and 50.2 / 52.6% at 24 px; 16 px views made 5,416 steps to 55.1% /
+# 51.6%. On the bf16
+# host 20 px was level with 24 px (58.6% against 58.8 / 59.3%, 128 wide, above).
+# Self-Classifier's ImageNet heads (4096-wide MLP, four classifiers of 1,000-8,000
+# classes) ran at 0.44 of the bare two-view step and made 654 steps in 10 minutes to
+# 34.5% (a starved run); for 20,000 images and batches of 256, a 2048-wide MLP and one
+# classifier of 1,000 classes (the paper's ablation: one of 1,000 already works):
+# 1,557 steps to 43.1% (bf16 host). The MLP is now 1,024 wide (8x the 128-d feature):
+# 10 minutes on the fp32 host made 620 steps to 35.7% linear / 31.6% kNN against 583 to
+# 35.2% / 31.8% at 2,048, and the full step ran at 0.930 of the bare rate (0.843).
+# DINO's paper settings (4,096 prototypes, teacher at 0.04): within ~30 steps the
+# centred teacher targets went uniform (entropy -> log K, loss -> log K) and stayed
+# there, also with the prototypes frozen for 80 steps, the 0.04 -> 0.07 warm-up,
+# BatchNorm in the head, or a teacher momentum of 0.996 or 0.9995 (100-second runs,
+# kNN 19-21%, random init 19%). A sharper teacher (0.02), 1,024 prototypes and
+# BatchNorm in the head gave the best kNN of those short runs (22%); at 10 minutes its
+# loss fell from 7.9 to 4.9 (log K = 6.9): 943 steps to 31.6% (bf16 host)
 
 
 # Backbone options of a method's recipe on one backbone (``--backbone-kwargs`` adds to them).
@@ -160,10 +150,9 @@ def probes(ckpt: Path, out: Path, seed: int) -> dict[str, Any]:
 
 def bench_config(method: str, args: argparse.Namespace) -> RunConfig:
     """The pretraining run of ``method``: its optimiser settings, the bench's budget."""
-    train = {**TRAIN, **METHOD_TRAIN.get(method, {})}
-    if args.lr is not None:
-        train["lr"] = args.lr
-    train["lr"] *= args.batch_size / TRAIN["batch_size"]
+    train: dict[str, Any] = dict(TRAIN)
+    if args.lr is not None:  # a variant: the peak lr at batch 256, scaled like the rules'
+        train["lr"] = args.lr * args.batch_size / TRAIN["batch_size"]
     key = (method, args.backbone)
     return RunConfig(
         data=CIFAR,
@@ -172,7 +161,7 @@ def bench_config(method: str, args: argparse.Namespace) -> RunConfig:
         backbone=args.backbone,
         backbone_kwargs={**METHOD_BACKBONE.get(key, {}), **args.backbone_kwargs},
         method=method,
-        method_kwargs={**METHOD_KWARGS.get(method, {}), **args.method_kwargs},
+        method_kwargs=dict(args.method_kwargs),
         train={**train, "budget": args.budget, "seed": args.seed, "batch_size": args.batch_size},
         out=str(args.out / method),
     )
@@ -216,8 +205,9 @@ def pretrain(cfg: RunConfig) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)  # a fresh run, never a resumed one
     res = run_training(cfg, progress=False, log=lambda s: None)
     last = res.curve[-1] if res.curve else {}
+    used = RunConfig.model_validate(json.loads((out / "config.json").read_text()))
     return {
-        **settings(cfg),
+        **settings(used),
         "pretrain_steps": res.steps,
         "pretrain_s": round(res.train_seconds, 1),
         "online_probe_val_acc": last.get("val_acc"),

@@ -17,7 +17,10 @@ def config(out: str) -> RunConfig:
         backbone="convnet",
         backbone_kwargs={"norm": "none", "dropout": 0.0},
         method_kwargs={"augment": "none"},
-        train={"budget": "15steps", "batch_size": 32, "lr": 0.1, "precision": "fp32", "evals": 1},
+        train={
+            **{"budget": "15steps", "batch_size": 32, "lr": 0.1, "precision": "fp32"},
+            **{"evals": 1, "optimizer": "sgd"},  # the SGD run this test was made for
+        },
         device="cpu",
         out=out,
     )

@@ -100,7 +100,8 @@ def test_dataset_from_sets_fingerprints_content_and_checks_classes():
 
 
 def test_split_cuts_the_cli_splits(splits):
-    assert (len(splits.labeled), len(splits.val), len(splits.test)) == (50, 145, 360)
+    # val auto: as many labels as the labeled set (5 per class)
+    assert (len(splits.labeled), len(splits.val), len(splits.test)) == (50, 50, 360)
     _, cli = prepare_data(RunConfig(labels_per_class=5))
     assert torch.equal(splits.labeled.images, cli.labeled.images)
     assert torch.equal(splits.unlabeled.images, cli.unlabeled.images)
@@ -155,7 +156,7 @@ def test_train_gives_the_cli_paths_numbers_and_its_run_folder(splits, tmp_path):
     out = tmp_path / "api"
     assert {"config.json", "metrics.json", "model.pt", "split.json"} <= set(os.listdir(out))
     cfg = json.loads((out / "config.json").read_text())
-    desc = "in-memory ImageSet (50 images, 1x8x8, 10 classes) + 1242 unlabeled + 360 test"
+    desc = "in-memory ImageSet (50 images, 1x8x8, 10 classes) + 1337 unlabeled + 360 test"
     assert cfg["data"] == desc
     assert len(cfg["data_fingerprint"]) == 64 and cfg["train"]["budget"] == "15steps"
     assert json.loads((out / "metrics.json").read_text())["accuracy"] == api.metrics.accuracy
@@ -253,7 +254,7 @@ def test_configs_compose_the_shared_settings():
         **{"train": {"budget": "5steps"}, "device": "cpu", "strict": False, "out": "runs/x"},
     }
     cfg = RunConfig(**old)
-    assert cfg.val == "train:0.1" and cfg.unlabeled == "rest" and cfg.labels_per_class == 4
+    assert cfg.val == "auto" and cfg.unlabeled == "rest" and cfg.labels_per_class == 4
     with pytest.raises(ValueError, match="extra"):
         RunConfig(**old, bogus=1)
     with pytest.raises(ValueError, match="data"):

@@ -148,6 +148,20 @@ def test_a_seconds_budget_without_calibration_runs_on_the_clock():
     assert clock.total_steps is None and clock.train_s >= 0.2 and loop.progress == 1.0
 
 
+def test_a_calibrated_seconds_budget_that_speeds_up_runs_to_its_end():
+    """A slow start (20 steps in half the budget) estimates 40 steps; when the machine then
+    speeds up, reaching step 40 early re-estimates the count instead of ending the run."""
+    clock = BudgetClock(Budget.parse("10s"), None, calibrate=True)
+    loop = LoopState(clock)
+    clock.step, clock.train_s = 20, 5.0
+    clock.on_step_end(loop)
+    assert clock.total_steps == 40
+    clock.step, clock.train_s = 40, 5.2  # 20 steps in 0.2 s
+    clock.on_step_end(loop)
+    assert loop.progress < 1.0 and not loop.stop
+    assert clock.total_steps == pytest.approx(40 + 20 / 0.2 * 4.8, abs=2)  # the new speed
+
+
 def test_data_in_memory_is_read_from_the_environment_in_one_place(monkeypatch):
     cfg = TrainConfig(batch_size=8)
     monkeypatch.delenv("FEWLABELS_DATA_IN_MEMORY", raising=False)

@@ -96,10 +96,27 @@ def test_seeds_reproduce_and_differ():
 
 def test_more_labels_contain_fewer_and_unlabeled_choice_leaves_labels_alone():
     ds = _dataset()
+    cut = dict(val="train:0.1", seed=5)
+    few = make_splits(ds, SplitConfig(labels_per_class=3, unlabeled="10", **cut)).record
+    many = make_splits(ds, SplitConfig(labels_per_class=9, unlabeled="rest", **cut)).record
+    assert set(few["labeled_rows"]) <= set(many["labeled_rows"])
+    assert few["val_rows"] == many["val_rows"]
+    # val auto takes as many labels as the labeled set: the labeled sets stay nested
     few = make_splits(ds, SplitConfig(labels_per_class=3, unlabeled="10", seed=5)).record
     many = make_splits(ds, SplitConfig(labels_per_class=9, unlabeled="rest", seed=5)).record
     assert set(few["labeled_rows"]) <= set(many["labeled_rows"])
-    assert few["val_rows"] == many["val_rows"]
+
+
+def test_auto_validation_takes_no_more_labels_than_the_labeled_set():
+    ds = _dataset()  # classes of 30, 20 and 50 labeled training images
+    sp = make_splits(ds, SplitConfig(labels_per_class=4, seed=1))
+    assert sp.val is not None and sp.val.counts() == [4, 4, 4]
+    assert not set(sp.record["val_rows"]) & set(sp.record["labeled_rows"])
+    big = make_splits(ds, SplitConfig(labels_per_class=15, seed=1))  # capped by the data
+    assert big.val is not None and big.val.counts() == [15, 5, 15]
+    frac = make_splits(ds, SplitConfig(labeled_fraction=0.2, seed=1))
+    assert frac.val is not None and abs(len(frac.val) - len(frac.labeled)) <= 3
+    assert make_splits(ds, SplitConfig(seed=1)).val.counts() == [3, 2, 5]  # all labeled: 10%
 
 
 def test_labeled_fraction_and_all_labeled():
@@ -212,11 +229,13 @@ def test_config_errors(cfg, needle):
 def test_split_errors_name_the_numbers():
     ds = _dataset()
     with pytest.raises(SplitError, match=r"19 labels per class .* class 'bee' has: 18 labeled"):
-        make_splits(ds, SplitConfig(labels_per_class=19))
+        make_splits(ds, SplitConfig(labels_per_class=19, val="train:0.1"))
+    with pytest.raises(SplitError, match=r"21 labels per class .* class 'bee' has: 20 labeled"):
+        make_splits(ds, SplitConfig(labels_per_class=21))  # val auto leaves what it can
     with pytest.raises(SplitError, match="asks for 2400 unlabeled images but only 105 are"):
-        make_splits(ds, SplitConfig(labels_per_class=10, unlabeled="1:80"))
+        make_splits(ds, SplitConfig(labels_per_class=10, unlabeled="1:80", val="train:0.1"))
     with pytest.raises(SplitError, match="asks for 500 unlabeled images but only 105"):
-        make_splits(ds, SplitConfig(labels_per_class=10, unlabeled="500"))
+        make_splits(ds, SplitConfig(labels_per_class=10, unlabeled="500", val="train:0.1"))
     empty_class = Dataset("gap", _set([0] * 5 + [2] * 5), None, None)
     with pytest.raises(SplitError, match="class 'bee' has no labeled training images"):
         make_splits(empty_class, SplitConfig(labels_per_class=1, val="none"))

@@ -66,12 +66,13 @@ def split(
     labels_per_class: int | None = None,
     labeled_fraction: float | None = None,
     unlabeled: str | int = "rest",
-    val: str = "train:0.1",
+    val: str = "auto",
     seed: int = 0,
 ) -> Splits:
     """Seeded labeled / unlabeled / val / test sets of ``data`` (an ImageSet is wrapped as
     a Dataset without a test set). ``unlabeled``: rest, none, a count, a fraction or a
-    ratio such as ``1:20``; ``val``: ``train:0.1``, a count, or ``none``."""
+    ratio such as ``1:20``; ``val``: ``auto`` (as many labels as the
+    labeled set), ``train:0.1``, ``test:0.2`` or ``none``."""
     ds = data if isinstance(data, Dataset) else Dataset.from_sets(data)
     cfg = SplitConfig(
         labels_per_class=labels_per_class,
@@ -142,7 +143,10 @@ def _run_config(method: str, out: str | Path | None, options: dict[str, Any]) ->
     or ``train=TrainConfig(...)``), backbone settings, and the method's options."""
     opts = dict(options)
     base = opts.pop("train", None)
-    train: dict[str, Any] = base.model_dump() if isinstance(base, TrainConfig) else dict(base or {})
+    # only what a given TrainConfig sets counts as given (the rest is resolved for the data)
+    train: dict[str, Any] = (
+        base.model_dump(exclude_unset=True) if isinstance(base, TrainConfig) else dict(base or {})
+    )
     run: dict[str, Any] = {}
     method_kwargs: dict[str, Any] = dict(opts.pop("method_kwargs", None) or {})
     for key, value in opts.items():
@@ -151,6 +155,8 @@ def _run_config(method: str, out: str | Path | None, options: dict[str, Any]) ->
                 continue
             train[key] = value
         elif key in _RUN_KEYS:
+            if value is None and key == "backbone":  # left out: resolved for the data
+                continue
             run[key] = value
         else:
             method_kwargs[key] = value
@@ -220,7 +226,7 @@ def train(
     val: ImageSet | None = None,
     test: ImageSet | None = None,
     budget: str | None = None,
-    backbone: str = "convnet",
+    backbone: str | None = None,
     device: str = "auto",
     seed: int | None = None,
     progress: bool = False,
@@ -233,7 +239,9 @@ def train(
     ``budget``: ``500steps``, ``10epochs``, ``30s``, ``2m`` or ``100000images``; training
     settings (``lr``, ``batch_size``, ``optimizer``, ``ema``, ... or ``train=TrainConfig``)
     and the method's options (``threshold=0.95``) are keywords. ``val`` drives the curve,
-    ``test`` the returned metrics; ``out``: also write the CLI's run folder there.
+    ``test`` the returned metrics; ``out``: also write the CLI's run folder there. What is
+    left out (``backbone`` too) is resolved for the data as in the CLI
+    (``fewlabels.train.resolve``).
     """
     opts = dict(options, budget=budget, backbone=backbone, device=device, seed=seed)
     cfg, res = _fit(method, (labeled, unlabeled, val, test), out, progress, opts)
@@ -250,7 +258,7 @@ def pretrain(
     val: ImageSet | None = None,
     test: ImageSet | None = None,
     budget: str | None = None,
-    backbone: str = "convnet",
+    backbone: str | None = None,
     device: str = "auto",
     seed: int | None = None,
     progress: bool = False,

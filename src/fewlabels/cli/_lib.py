@@ -53,6 +53,8 @@ WHERE = {
     "TrainConfig": "fewlabels.train.loop",
     "RunConfig": "fewlabels.train.run",
     "run_training": "fewlabels.train.run",
+    "resolve_preview": "fewlabels.train.single",
+    "resolution_table": "fewlabels.train.resolve",
 }
 
 

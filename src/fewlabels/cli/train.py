@@ -1,7 +1,10 @@
 """``fewlabels train``, ``pretrain``, ``evaluate`` and ``predict``.
 
 A run's RunConfig is built in layers, defaults < ``--config`` YAML < flags given <
-``--set KEY=VALUE``; ``--dry-run`` prints the resolved RunConfig and stops.
+``--set KEY=VALUE``; the settings none of these give are resolved for the data and budget
+at the run's start; ``--dry-run`` prints the RunConfig these layers make and the table of
+resolved settings (loading the data and, for a wall-clock budget, running the speed probe)
+and stops.
 """
 
 from __future__ import annotations
@@ -57,9 +60,10 @@ TRAIN_OPTS = [
         "labeled:unlabeled ratio such as 1:20.", "unlabeled", ("--unlabeled",),
     ),
     Opt(
-        "val", str, "train:0.1",
-        "Validation split: train:F (fraction of train), test:F (fraction of the test "
-        "set, e.g. test:0.2 for the reports' 1:4 val:test) or none.", "val", ("--val",),
+        "val", str, "auto",
+        "Validation split (curves, time-to-accuracy): auto (as many labels per class as "
+        "the labeled set), train:F (fraction of train), test:F (fraction of the test set, "
+        "e.g. test:0.2 for the reports' 1:4 val:test) or none.", "val", ("--val",),
     ),
     Opt(
         "budget", str, "10epochs", "How long to train: 20s, 30m, 2h, 500steps, 10epochs.",
@@ -71,9 +75,10 @@ TRAIN_OPTS = [
         "out", ("--out",),
     ),
     Opt(
-        "backbone", str, "convnet",
+        "backbone", str | None, None,
         "convnet, fastnet, wrn-28-2, wrn-45-2, resnet18, resnet34, resnet50 or "
-        "timm:NAME (needs the timm extra).", "backbone",
+        "timm:NAME (needs the timm extra). Default: resolved from the image size and "
+        "the device's speed.", "backbone",
     ),
     Opt("stem", str, "auto", "ResNet stem: cifar, imagenet or auto (from the image size).", "stem"),
     Opt(
@@ -92,11 +97,15 @@ TRAIN_OPTS = [
         "Data spec of extra images (labels dropped) added to the unlabeled pool, "
         "e.g. generated ones: folder:OUT/samples of `fewlabels generate`.", "extra_unlabeled",
     ),
-    Opt("batch_size", int, 256, "Labeled images per step.", "train.batch_size"),
     Opt(
-        "unlabeled_batch_ratio", float, 7.0,
-        "Unlabeled images per labeled image in a step (FixMatch's mu; 7 in the paper).",
-        "train.unlabeled_batch_ratio",
+        "batch_size", int | None, None,
+        "Labeled images per step. Default: resolved (a power of two, at most the labeled "
+        "count).", "train.batch_size",
+    ),
+    Opt(
+        "unlabeled_batch_ratio", float | None, None,
+        "Unlabeled images per labeled image in a step (FixMatch's mu; default 7 as in the "
+        "paper, lowered when the budget buys too few steps).", "train.unlabeled_batch_ratio",
     ),
     Opt(
         "threshold", float | None, None,
@@ -104,20 +113,29 @@ TRAIN_OPTS = [
         "(fixmatch, flexmatch, pseudo_label, teacher_student).", "method_kwargs.threshold",
     ),
     Opt(
-        "optimizer", str, "sgd", "sgd (Nesterov), lars (layer-wise trust ratio) or adamw.",
-        "train.optimizer",
+        "optimizer", str | None, None,
+        "sgd (Nesterov), lars (layer-wise trust ratio) or adamw. Default: the method's "
+        "recipe (AdamW with labels, SGD or LARS for pretraining).", "train.optimizer",
     ),
     Opt(
         "lr", float | None, None,
-        "Peak learning rate (default: 0.1 x batch/256 for SGD, 0.3 x batch/256 for "
-        "LARS, 0.001 for AdamW).", "train.lr",
+        "Peak learning rate (default: resolved for the optimiser and batch, e.g. SGD "
+        "0.1 x batch/256 by the linear scaling rule).", "train.lr",
     ),
     Opt("weight_decay", float | None, None, "Weight decay.", "train.weight_decay"),
-    Opt("warmup", float, 0.05, "Warm-up fraction of the budget.", "train.warmup"),
+    Opt(
+        "warmup", float | None, None,
+        "Warm-up fraction of the budget (default: 5%, at least 50 steps, at most 20%).",
+        "train.warmup",
+    ),
     Opt(
         "label_smoothing", float | None, None, "Label smoothing.", "method_kwargs.label_smoothing"
     ),
-    Opt("ema", float, 0.0, "EMA decay of the weights (0 = off).", "train.ema"),
+    Opt(
+        "ema", float | None, None,
+        "EMA decay of the weights (0 = off; default: 1 - 10/steps for semi-supervised "
+        "methods, off under 100 steps and for the others).", "train.ema",
+    ),
     Opt(
         "grad_clip", float, 0.0, "Clip the gradient norm at this value (0 = off).",
         "train.grad_clip",
@@ -148,7 +166,9 @@ TRAIN_OPTS = [
     ),
     Opt(
         "dry_run", bool, False,
-        "Print the resolved RunConfig (YAML) and stop: nothing is trained or written.",
+        "Print the RunConfig (YAML) and the settings resolved for the data, with their "
+        "rules, and stop: the data is loaded (and the speed probe runs for a time "
+        "budget); nothing is trained or written.",
         decls=("--dry-run",),
     ),
     Opt("progress", bool, True, "Show a progress bar."),
@@ -164,14 +184,34 @@ TRAIN_OPTS = [
 PRETRAIN_OPTS = replace_opts(
     TRAIN_OPTS,
     method={"default": "simclr", "help": "Self-supervised method: simclr, byol, ..."},
-    batch_size={"help": "Unlabeled images per step (the online probe gets 1/7 of it)."},
+    batch_size={
+        "help": "Unlabeled images per step (the online probe gets 1/7 of it). Default: "
+        "resolved (256, at most the image count)."
+    },
     out={"default": "runs/pretrain"},
 )
 
 
+def beyond_model(layer: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
+    """``layer`` without the values equal to ``model``'s: a command's default that is the
+    library's default stays a default (the settings' rules may derive it)."""
+    out: dict[str, Any] = {}
+    for key, value in layer.items():
+        if isinstance(value, dict) and isinstance(model.get(key), dict):
+            inner = beyond_model(value, model[key])
+            if inner:
+                out[key] = inner
+        elif key not in model or model[key] != value:
+            out[key] = value
+    return out
+
+
 def resolve(ctx: typer.Context, opts: list[Opt], values: dict[str, Any]) -> Any:
-    """The RunConfig of a ``train``/``pretrain`` command line, validated."""
-    defaults = settings_of(opts, defaults_of(opts))
+    """The RunConfig of a ``train``/``pretrain`` command line, validated. Only what the
+    command line, ``--config`` or ``--set`` gives (or a command default that differs from
+    the library's) counts as given; the rest is resolved for the data at the run's start."""
+    model_defaults = lib.RunConfig().model_dump(mode="json")
+    defaults = beyond_model(settings_of(opts, defaults_of(opts)), model_defaults)
     flags = settings_of(opts, given_values(ctx, values))
     if "threshold" in flags.get("method_kwargs", {}):
         lib.check_threshold(values["threshold"])
@@ -188,6 +228,14 @@ def run(cfg: Any, values: dict[str, Any]) -> None:
     """Train ``cfg`` (or print it, for ``--dry-run``) and report the outcome."""
     if values["dry_run"]:
         typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), nl=False)
+        try:
+            _, resolution = lib.resolve_preview(cfg)
+        except FewlabelsError as e:  # e.g. data not there yet: the settings still print
+            typer.echo(f"# resolved settings: not available ({e})")
+            return
+        typer.echo("# resolved settings (data loaded, speed probe run; nothing written):")
+        for line in lib.resolution_table(resolution):
+            typer.echo(f"# {line}")
         return
     res = lib.run_training(
         cfg,

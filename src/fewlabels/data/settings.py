@@ -35,7 +35,7 @@ class DataSettings(BaseModel):
 
     data: str = "digits"
     test: str | None = None
-    val: str = "train:0.1"
+    val: str = "auto"
     # refuse corrupt images instead of skipping them
     strict: bool = False
 

@@ -3,9 +3,14 @@
 Order of selection (each step with its own random stream, so changing a later step never
 changes an earlier one):
 
-1. ``val``: ``train:F`` takes a stratified fraction F of the labeled training rows;
-   ``test:F`` takes a stratified fraction F of the test set (the rest stays the test set);
-   ``none`` takes nothing.
+1. ``val``: ``auto`` (the default) takes as many labels as a few-label user has: per class
+   as many as the labeled set takes (``labels_per_class``, capped so the labeled set can
+   still be taken), for a ``labeled_fraction`` F the same count as the labeled set (F/(1+F)
+   of each class), and with every image labeled 10%; never more than the labeled set.
+   ``train:F`` takes a stratified fraction F of the labeled training rows; ``test:F`` a
+   stratified fraction F of the test set (the rest stays the test set); ``none`` nothing.
+   The validation set draws the curves and the time-to-accuracy figures; it never selects
+   a model on the test set.
 2. labeled: ``labels_per_class`` rows of every class, or ``labeled_fraction`` of every
    class, or (neither) all remaining labeled rows. The first k rows of a class's seeded
    permutation are taken, so with one seed the set for k=10 lies inside the set for k=25.
@@ -72,9 +77,11 @@ def parse_val(s: str) -> tuple[str, float]:
     text = str(s).strip().lower()
     if text in ("none", "no", ""):
         return "none", 0.0
+    if text == "auto":
+        return "auto", 0.0
     src, sep, frac = text.partition(":")
     if not sep or src not in ("train", "test"):
-        raise SplitError(f"val {s!r} is not train:F, test:F or none (e.g. train:0.1)")
+        raise SplitError(f"val {s!r} is not train:F, test:F or none (or auto; e.g. train:0.1)")
     try:
         f = float(frac)
     except ValueError:
@@ -91,7 +98,7 @@ class SplitConfig:
     labels_per_class: int | None = None
     labeled_fraction: float | None = None
     unlabeled: str = "rest"
-    val: str = "train:0.1"
+    val: str = "auto"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -171,6 +178,28 @@ def _warn_no_validation(val: str, frac: float, labels: np.ndarray, what: str) ->
     )
 
 
+def _auto_take(cfg: SplitConfig, y: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """``val: auto``'s rows: per class min(labels per class, what the class holds beyond
+    them); for a labeled fraction F, F/(1+F) of the class (as many as the labeled set
+    then takes); with every image labeled, 10% of the class. They are the tail of the
+    labeled step's permutation (stream 2), so that the labeled sets of one seed stay
+    nested whatever the validation set takes (the labeled set is its head)."""
+    rng = _rng(cfg.seed, 2)
+    taken = []
+    for cls_rows in _by_class(y, rows, k):
+        perm = rng.permutation(cls_rows)
+        n = len(cls_rows)
+        if cfg.labels_per_class is not None:
+            m = max(0, min(cfg.labels_per_class, n - cfg.labels_per_class))
+        elif cfg.labeled_fraction is not None:
+            f = cfg.labeled_fraction
+            m = min(_round(f / (1 + f) * n), n - 1) if f < 1 else _round(0.1 * n)
+        else:
+            m = _round(0.1 * n)
+        taken.append(perm[n - max(0, m) :])
+    return np.sort(np.concatenate(taken)) if taken else np.zeros(0, np.int64)
+
+
 class _Validation(NamedTuple):
     """Step 1's result: the validation set and what is left of the test set."""
 
@@ -187,6 +216,11 @@ def _take_validation(
     """Step 1: a stratified fraction of the labeled training rows or of the test set."""
     k = len(dataset.train.class_names)
     val_src, val_frac = parse_val(cfg.val)
+    if val_src == "auto":
+        val_rows = _auto_take(cfg, y, labeled_rows, k)
+        return _Validation(
+            val_rows, dataset.train.subset(val_rows.tolist()), dataset.test, None, None
+        )
     if val_src == "train":
         val_rows = _stratified_take(y, labeled_rows, k, val_frac, _rng(cfg.seed, 1))
         if not len(val_rows) and len(labeled_rows):
@@ -213,11 +247,25 @@ def _take_validation(
 
 
 def _take_labeled(
-    dataset: Dataset, cfg: SplitConfig, y: np.ndarray, pool: np.ndarray, after_val: bool
+    dataset: Dataset,
+    cfg: SplitConfig,
+    y: np.ndarray,
+    pool: np.ndarray,
+    after_val: bool,
+    drawn_from: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Step 2: the first n rows of each class's seeded permutation of ``pool``, sorted."""
+    """Step 2: the first n rows of each class's seeded permutation of ``pool``, sorted
+    (``drawn_from``: permute these rows instead and skip those outside ``pool``, as
+    ``val: auto`` does, whose rows are the tail of that same permutation)."""
     names = dataset.train.class_names
     per_class = _by_class(y, pool, len(names))
+    if drawn_from is not None:
+        inside = set(pool.tolist())
+        rng_full = _rng(cfg.seed, 2)
+        per_class = [
+            np.array([r for r in rng_full.permutation(rows) if r in inside], dtype=np.int64)
+            for rows in _by_class(y, drawn_from, len(names))
+        ]
     after = " after taking the validation set" if after_val else ""
     if not len(pool):
         raise SplitError(f"{dataset.name} has no labeled training images left to label")
@@ -228,7 +276,8 @@ def _take_labeled(
     rng = _rng(cfg.seed, 2)
     chosen = []
     for rows in per_class:
-        perm = rng.permutation(rows)  # drawn for every class whatever is asked: nested sets
+        # drawn for every class whatever is asked: nested sets (already drawn: drawn_from)
+        perm = rng.permutation(rows) if drawn_from is None else rows
         if cfg.labels_per_class is not None:
             n = cfg.labels_per_class
         elif cfg.labeled_fraction is not None:
@@ -340,7 +389,7 @@ def _record(
         "unlabeled_rows": unl.train_rows.tolist(),
         "unlabeled_extra_rows": unl.extra_rows.tolist(),
         "val_rows": val.val_rows.tolist(),
-        "val_from": parse_val(cfg.val)[0],
+        "val_from": "train" if cfg.val == "auto" else parse_val(cfg.val)[0],
     }
     if val.val_test_rows is not None and val.test_rows is not None:
         record["val_test_rows"] = val.val_test_rows.tolist()
@@ -358,7 +407,10 @@ def make_splits(dataset: Dataset, cfg: SplitConfig) -> Splits:
     parse_unlabeled(cfg.unlabeled)
     val = _take_validation(dataset, cfg, y, labeled_rows)
     pool = np.setdiff1d(labeled_rows, val.val_rows)
-    lab_rows = _take_labeled(dataset, cfg, y, pool, after_val=bool(len(val.val_rows)))
+    auto = parse_val(cfg.val)[0] == "auto"
+    lab_rows = _take_labeled(
+        dataset, cfg, y, pool, bool(len(val.val_rows)), labeled_rows if auto else None
+    )
     rest_rows = np.setdiff1d(all_rows, np.concatenate([lab_rows, val.val_rows]))
     unl = _take_unlabeled(dataset, cfg, y, rest_rows, len(lab_rows))
     labeled = train.subset(lab_rows.tolist())

@@ -20,6 +20,7 @@ from pydantic import Field, NonNegativeFloat, PositiveInt
 
 from fewlabels.losses.reconstruction import reconstruction_loss
 from fewlabels.methods.base import Batch, Method, MethodConfig
+from fewlabels.methods.rules import Facts, Resolved
 from fewlabels.models import Network
 from fewlabels.models.heads import ConvDecoder, decoder_plan
 
@@ -56,6 +57,17 @@ class AutoencoderConfig(MethodConfig):
     drop_p: float = Field(
         0.0, ge=0, lt=1, description="Probability of zeroing an input value; 0: none."
     )
+
+    @classmethod
+    def train_rules(cls, facts: Facts) -> dict[str, Resolved]:
+        """bench_ssl.py METHOD_TRAIN: AdamW at 1e-3 (plain SGD turns a per-pixel MSE's small
+        gradients into small steps), weight decay 0.05."""
+        src = "autoencoders (bench_ssl)"
+        return {
+            "train.optimizer": Resolved("adamw", f"{src}: AdamW"),
+            "train.lr": Resolved(1e-3, f"{src}: AdamW 1e-3"),
+            "train.weight_decay": Resolved(0.05, src),
+        }
 
 
 class DenoisingAutoencoderConfig(AutoencoderConfig):

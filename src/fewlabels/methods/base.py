@@ -14,6 +14,7 @@ from torch import nn
 
 from fewlabels.augment import build_policy
 from fewlabels.core.errors import ConfigError, FewlabelsError
+from fewlabels.methods.rules import Facts, Resolved
 
 
 @dataclass
@@ -105,6 +106,19 @@ class MethodConfig(BaseModel):
     each option's range are refused; a config is immutable once made."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @classmethod
+    def resolve(cls, facts: Facts) -> dict[str, Resolved]:
+        """The method's own options derived from ``facts`` (name -> value and rule), for
+        the options the user leaves out; the default: none (every option as declared)."""
+        return {}
+
+    @classmethod
+    def train_rules(cls, facts: Facts) -> dict[str, Resolved]:
+        """The method's recipe for the loop's settings (``optimizer``, ``lr``, ``grad_clip``,
+        ``weight_decay``), over the generic rules of ``fewlabels.train.resolve``; none by
+        default. ``facts.steps`` may be unknown here; ``lr`` rules read ``batch`` below."""
+        return {}
 
     @classmethod
     def build(cls, method: str, config: Self | None, options: Mapping[str, Any]) -> Self:

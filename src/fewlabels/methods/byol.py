@@ -19,6 +19,7 @@ from pydantic import Field, PositiveInt
 from fewlabels.losses.byol import byol_loss
 from fewlabels.methods.base import Batch, Method, MethodConfig, TwoViewPolicy
 from fewlabels.methods.momentum import cosine_tau, frozen_copy, momentum_update
+from fewlabels.methods.rules import Facts, Resolved, lars_recipe
 from fewlabels.models import Network
 from fewlabels.models.heads import PredictionHead, ProjectionHead
 
@@ -47,6 +48,11 @@ class BYOLConfig(MethodConfig):
     augment: TwoViewPolicy = Field(
         "twoview", description="BYOL's two asymmetric views (paper, appendix B)."
     )
+
+    @classmethod
+    def train_rules(cls, facts: Facts) -> dict[str, Resolved]:
+        """bench_ssl.py METHOD_TRAIN: LARS at 0.3 x batch/256, weight decay 1e-5, clip 1."""
+        return lars_recipe(facts, 0.3, 1e-5, 1.0, "BYOL (bench_ssl)")
 
 
 class BYOL(Method):

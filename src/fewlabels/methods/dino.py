@@ -36,6 +36,7 @@ from fewlabels.losses.dino import dino_loss
 from fewlabels.losses.distributed import all_reduce_, rank_and_world
 from fewlabels.methods.base import Batch, Method, MethodConfig, TwoViewPolicy
 from fewlabels.methods.momentum import cosine_tau, frozen_copy, momentum_update
+from fewlabels.methods.rules import Facts, Resolved, lars_recipe
 from fewlabels.models import Network
 from fewlabels.models.heads import DINOHead
 
@@ -83,6 +84,22 @@ class DINOConfig(MethodConfig):
     augment: TwoViewPolicy = Field(
         "twoview", description="DINO's global crops: BYOL's two asymmetric views."
     )
+
+    @classmethod
+    def resolve(cls, facts: Facts) -> dict[str, Resolved]:
+        """bench_ssl.py METHOD_KWARGS: the paper's head settings collapsed in short runs; a
+        sharper teacher, 1,024 prototypes and BatchNorm in the head trained."""
+        src = "bench_ssl: paper settings collapsed in short runs"
+        return {
+            "teacher_temp": Resolved(0.02, src),
+            "num_prototypes": Resolved(1024, src),
+            "head_bn": Resolved(True, src),
+        }
+
+    @classmethod
+    def train_rules(cls, facts: Facts) -> dict[str, Resolved]:
+        """bench_ssl.py METHOD_TRAIN: LARS at 0.1 x batch/256, weight decay 1e-6, clip 3."""
+        return lars_recipe(facts, 0.1, 1e-6, 3.0, "DINO (bench_ssl; main_dino.py's clip)")
 
 
 @torch.no_grad()

@@ -21,8 +21,9 @@ from pydantic import Field, NonNegativeFloat, PositiveInt
 from torch import nn
 
 from fewlabels.losses.reconstruction import gaussian_kl, vae_loss
-from fewlabels.methods.autoencoder import DECODER_WIDTH, input_and_target
+from fewlabels.methods.autoencoder import DECODER_WIDTH, AutoencoderConfig, input_and_target
 from fewlabels.methods.base import Batch, Method, MethodConfig
+from fewlabels.methods.rules import Facts, Resolved
 from fewlabels.models import Network
 from fewlabels.models.heads import ConvDecoder
 
@@ -31,6 +32,11 @@ __all__ = ["VAE", "VAEConfig", "gaussian_kl", "reparameterize", "vae_loss"]
 
 class VAEConfig(MethodConfig):
     """The VAE's options."""
+
+    @classmethod
+    def train_rules(cls, facts: Facts) -> dict[str, Resolved]:
+        """The autoencoders' recipe (bench_ssl.py METHOD_TRAIN): AdamW at 1e-3."""
+        return AutoencoderConfig.train_rules(facts)
 
     beta: NonNegativeFloat = Field(
         1.0,

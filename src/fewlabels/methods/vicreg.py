@@ -24,6 +24,7 @@ from fewlabels.losses.distributed import gather_with_grad
 from fewlabels.losses.vicreg import vicreg_terms
 from fewlabels.methods.barlow_twins import scaled_projector
 from fewlabels.methods.base import Batch, Method, MethodConfig, TwoViewPolicy
+from fewlabels.methods.rules import Facts, Resolved, crop_scale, lars_recipe, view_size
 from fewlabels.models import Network
 from fewlabels.models.heads import ProjectionHead
 
@@ -47,6 +48,26 @@ class VICRegConfig(MethodConfig):
     augment: TwoViewPolicy = Field(
         "twoview", description="BYOL's two asymmetric views, as the paper uses."
     )
+
+    @classmethod
+    def resolve(cls, facts: Facts) -> dict[str, Resolved]:
+        """bench_ssl.py's measured recipe (32 px CIFAR-10, 2-core CPU), scaled by the facts:
+        a projector 4x the feature wide, crops from crop_scale(side) at view_size(side)."""
+        out = {}
+        if facts.feature_dim:
+            w = 4 * facts.feature_dim
+            out["projector"] = Resolved((w, w, w), f"4 x feature {facts.feature_dim} (bench_ssl)")
+        side, scale = view_size(facts.image_size), crop_scale(facts.image_size)
+        out["augment"] = Resolved(
+            f"twoview:min_scale={scale},out_size={side}",
+            "crops >= crop_scale(side), views 0.625 x side (bench_ssl: 0.35, 20 px of 32)",
+        )
+        return out
+
+    @classmethod
+    def train_rules(cls, facts: Facts) -> dict[str, Resolved]:
+        """bench_ssl.py METHOD_TRAIN: LARS at 0.6 x batch/256, weight decay 1e-4, clip 1."""
+        return lars_recipe(facts, 0.6, 1e-4, 1.0, "VICReg (bench_ssl: 2x solo-learn's 0.3)")
 
 
 class VICReg(Method):

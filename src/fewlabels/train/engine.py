@@ -64,9 +64,10 @@ class BudgetClock(Callback):
     A steps or epochs budget is a step count from the start. An images budget becomes one
     once the trainer has counted a step's images (``total_steps`` is set then). A seconds
     budget is the clock, or, with ``calibrate``, becomes a step count once the speed is
-    known, so a schedule is a function of the step; every 10% of the budget the count is
-    re-estimated from the recent speed, so a machine that slows down (or speeds up) still
-    ends its schedule on time. If it slows down after that, the clock wins at 102%.
+    known, so a schedule is a function of the step; every 10% of the budget (and whenever
+    the count is reached before 98% of it) the count is re-estimated from the recent speed,
+    so a machine that slows down (or speeds up) still ends its schedule on time. If it
+    slows down after that, the clock wins at 102%.
     """
 
     def __init__(self, budget: Budget, total_steps: int | None, *, calibrate: bool) -> None:
@@ -94,7 +95,12 @@ class BudgetClock(Callback):
             if step >= 20 and train_s >= min(0.03 * amount, 30.0):
                 self.total_steps = max(step + 1, int(step / train_s * amount))
                 self._mark = (step, train_s)
-        elif self.calibrate and train_s - self._mark[1] >= 0.1 * amount:
+        elif self.calibrate and (
+            train_s - self._mark[1] >= 0.1 * amount
+            # the count is reached with time left (a slow start, a machine that sped up):
+            # re-estimate now rather than stop early, so the budget is used to its end
+            or (step >= self.total_steps and train_s < 0.98 * amount and step > self._mark[0])
+        ):
             rate = (step - self._mark[0]) / max(train_s - self._mark[1], 1e-9)
             left = max(0.0, amount - train_s)
             self.total_steps = max(step + 1, step + int(rate * left))

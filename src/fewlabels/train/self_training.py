@@ -156,7 +156,10 @@ class _Rounds:
         cfg, st, out = self.cfg, self.st, Path(self.cfg.out)
         budget = cfg.train.budget if r == 0 else (st.student_budget or cfg.train.budget)
         continued = r > 0 and not st.fresh
-        train = type(cfg.train).model_validate({**cfg.train.model_dump(), "budget": budget})
+        # the settings given stay given (the rest is resolved for each round)
+        train = type(cfg.train).model_validate(
+            {**cfg.train.model_dump(exclude_unset=True), "budget": budget}
+        )
         return cfg.model_copy(
             update={
                 "method": "supervised",

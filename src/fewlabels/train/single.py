@@ -31,7 +31,9 @@ from fewlabels.methods.base import Method
 from fewlabels.methods.online_probe import with_online_probe
 from fewlabels.models import Network
 from fewlabels.models.settings import BackboneSettings, DeviceSettings
+from fewlabels.train.facts import resolve_run
 from fewlabels.train.loop import TrainConfig, Trainer, barrier, with_train_defaults
+from fewlabels.train.resolve import Resolution, resolution_table
 from fewlabels.train.runcheck import (
     check_run_folder,
     check_same_data,
@@ -232,14 +234,6 @@ def check_resumable(cfg: RunConfig, record: dict[str, Any] | None = None) -> Non
             )
 
 
-def check_start(cfg: RunConfig, record: dict[str, Any], fresh: bool) -> None:
-    """The run folder's checks (see ``runcheck.check_run_folder``) and, unless the run
-    starts afresh, that its checkpoint was written with the same settings."""
-    check_run_folder(cfg.out)
-    if not fresh:
-        check_resumable(cfg, record)
-
-
 def write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + "\n").encode())
 
@@ -369,6 +363,41 @@ def write_outputs(
     )
 
 
+def resolve_step(
+    cfg: RunConfig,
+    record: dict[str, Any],
+    data: tuple[Dataset, Splits],
+    device: torch.device,
+    out: Path | None,
+    say: Callable[[str], Any] | None,
+    info: DistInfo,
+    init: InitWeights | None = None,
+) -> tuple[RunConfig, Resolution, dict[str, Any]]:
+    """The run's settings resolved for its data (``resolve_run``), their table said, and
+    the ``config.json`` record updated to the values the run trains with. Under several
+    processes no speed probe runs (every process must derive the same values)."""
+    start = init.network_config.get("backbone") if init is not None else None
+    cfg, resolution = resolve_run(
+        cfg, *data, device, out, probe=info.world_size == 1, init_backbone=start
+    )
+    if say:
+        for line in resolution_table(resolution):
+            say(line)
+    return cfg, resolution, {**record, **cfg.model_dump()}
+
+
+def resolve_preview(cfg: RunConfig) -> tuple[RunConfig, Resolution]:
+    """The settings ``cfg`` would train with and the rule behind each, without training or
+    writing anything (the data is loaded; a wall-clock budget runs the speed probe)."""
+    if cfg.method.lower() == "teacher_student":  # its rounds train the supervised method
+        cfg = cfg.model_copy(update={"method": "supervised"})
+    device = pick_device(cfg.device, DistInfo())
+    ds, splits = prepare_data(cfg)
+    out = Path(cfg.out) if cfg.out is not None else None
+    init = read_init(cfg.init).network_config.get("backbone") if cfg.init else None
+    return resolve_run(cfg, ds, splits, device, out, init_backbone=init)
+
+
 def run_single(
     cfg: RunConfig,
     *,
@@ -416,7 +445,7 @@ def _run_single(
     say = log if info.is_main else None
     cfg, record = data_record(cfg, data[0]) if data is not None else (cfg, cfg.model_dump())
     if info.is_main:
-        check_start(cfg, record, fresh)
+        check_run_folder(cfg.out)
     init = read_init(cfg.init) if cfg.init else None
     ds, splits = data if data is not None else prepare_data(cfg)
     record = {**record, "data_fingerprint": data_fingerprint(ds)}
@@ -424,13 +453,18 @@ def _run_single(
         check_same_data(cfg.out, record["data_fingerprint"], len(splits.labeled))
     if say:
         say(describe_splits(ds, splits))
-    setup = build_setup(cfg, ds, splits, init=init, init_head=init_head, log=say)
     out = Path(cfg.out) if cfg.out is not None else None
+    # -- resolve: every setting the user left out, derived for this data, budget and device
+    cfg, resolution, record = resolve_step(cfg, record, (ds, splits), device, out, say, info, init)
+    if info.is_main and not fresh:  # compared as resolved: resolved.json's values resume
+        check_resumable(cfg, record)
+    setup = build_setup(cfg, ds, splits, init=init, init_head=init_head, log=say)
     if info.is_main and out is not None:  # every input checked: a refused run writes nothing
         lock.acquire()  # creates the folder; refuses a second writer
         if fresh:
             fresh_start(out)
         write_json(out / "config.json", record)
+        write_json(out / "resolved.json", {"settings": resolution.record()})
         write_json(out / "split.json", splits.record)
     setup = pool_unlabeled(setup, cfg, say)
     trainer = Trainer(

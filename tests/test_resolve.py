@@ -1,0 +1,219 @@
+"""Resolved settings: the rules are pure functions of the facts (made-up facts here); a
+user-given value is kept; a run records what its loop used; bad input fails before
+training."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import fewlabels
+from fewlabels.core.budget import Budget
+from fewlabels.core.errors import ConfigError, DataError
+from fewlabels.methods import method_class
+from fewlabels.methods.rules import Facts, Resolved
+from fewlabels.train.resolve import (
+    batch_rule,
+    check_budget,
+    check_facts,
+    ema_rule,
+    generic_rules,
+    lr_rule,
+    mu_rule,
+    pow2_at_most,
+    resolve_settings,
+    warmup_rule,
+)
+from fewlabels.train.run import RunConfig, run_training
+
+
+def facts(**kw: object) -> Facts:
+    base = dict(
+        image_size=32, channels=3, num_classes=10, labeled=250, unlabeled=45_000,
+        budget=Budget.parse("10m"), kind="semi-supervised", method="fixmatch",
+    )  # fmt: skip
+    return Facts(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def test_facts_hold_no_data_set_name() -> None:
+    names = {f.name for f in dataclasses.fields(Facts)}
+    assert not names & {"data", "name", "dataset", "spec"}
+
+
+def test_labeled_batch_never_above_the_labeled_set() -> None:
+    assert batch_rule(facts(labeled=10)).value == 8
+    assert batch_rule(facts(labeled=40)).value == 32
+    assert batch_rule(facts(labeled=250)).value == 64  # bench_semi's FixMatch batch
+    assert batch_rule(facts(labeled=250, kind="supervised")).value == 128
+    assert batch_rule(facts(labeled=3, kind="supervised")).value == 2
+    assert pow2_at_most(1) == 1 and pow2_at_most(100) == 64
+
+
+def test_pretraining_batch_counts_unlabeled_images() -> None:
+    f = facts(kind="self-supervised", method="vicreg", unlabeled=100)
+    assert batch_rule(f).value == 64
+    assert batch_rule(facts(kind="self-supervised", method="vicreg")).value == 256
+
+
+def test_mu_is_fixmatch_7_unless_the_budget_buys_too_few_steps() -> None:
+    assert mu_rule(facts(step_seconds=0.1), 64).value == 7.0  # 6,000 steps
+    slow = mu_rule(facts(budget=Budget.parse("60s"), step_seconds=0.6), 64)  # 100 steps
+    assert 1.0 <= slow.value < 7.0 and "lowered" in slow.rule
+    assert mu_rule(facts(budget=Budget.parse("50steps")), 64).value == 7.0
+
+
+def test_lr_follows_the_linear_scaling_rule() -> None:
+    assert lr_rule("sgd", 256).value == pytest.approx(0.1)
+    assert lr_rule("sgd", 64).value == pytest.approx(0.025)
+    assert lr_rule("lars", 512).value == pytest.approx(0.6)
+    assert "linear scaling" in lr_rule("sgd", 64).rule
+    assert lr_rule("adamw", 64, backbone="fastnet").value == pytest.approx(0.001)
+    assert lr_rule("adamw", 32, backbone="convnet").value == pytest.approx(0.003)
+    assert lr_rule("adamw", 16).value < lr_rule("adamw", 64).value
+    assert lr_rule("sgd", 256, "self-supervised").value == pytest.approx(0.06)
+
+
+def test_few_steps_mean_no_ema_or_a_smaller_decay() -> None:
+    assert ema_rule(facts(), 50).value == 0.0
+    short, long = ema_rule(facts(), 200).value, ema_rule(facts(), 100_000).value
+    assert 0.9 <= short < long == 0.999
+    assert ema_rule(facts(kind="supervised"), 10_000).value == 0.0
+
+
+def test_warmup_is_at_least_50_steps_and_at_most_a_fifth() -> None:
+    assert warmup_rule(10_000).value == 0.05
+    assert warmup_rule(500).value == pytest.approx(0.1)
+    assert warmup_rule(100).value == 0.2
+
+
+def test_bigger_images_get_bigger_views_and_wider_crops() -> None:
+    cfg = method_class("vicreg").Config
+    small = cfg.resolve(facts(image_size=32, kind="self-supervised", feature_dim=256))
+    big = cfg.resolve(facts(image_size=96, kind="self-supervised", feature_dim=512))
+    assert small["augment"].value == "twoview:min_scale=0.35,out_size=20"  # bench_ssl's
+    assert "out_size=60" in big["augment"].value and "min_scale=0.14" in big["augment"].value
+    assert small["projector"].value == (1024, 1024, 1024)
+    assert big["projector"].value == (2048, 2048, 2048)
+
+
+def test_step_budget_needs_no_probe_and_sets_the_schedule() -> None:
+    def probe(backbone: str, n: int) -> float:
+        raise AssertionError("a step budget needs no speed probe")
+
+    values, f = generic_rules(facts(budget=Budget.parse("400steps")), {}, probe)
+    assert f.steps == 400 and values["schedule"].value == 400
+    assert values["train.ema"].value == pytest.approx(0.975)
+
+
+def test_slow_device_picks_the_small_backbone_for_a_short_budget() -> None:
+    def probe(backbone: str, n: int) -> float:
+        return 1.0 if backbone == "fastnet" else 0.01
+
+    values, _ = generic_rules(facts(budget=Budget.parse("60s")), {}, probe)
+    assert values["backbone"].value == "convnet" and "buys" in values["backbone"].rule
+    given, _ = generic_rules(facts(budget=Budget.parse("60s")), {"backbone": "fastnet"}, probe)
+    assert given["backbone"].value == "fastnet" and given["backbone"].given
+
+
+def test_user_given_values_are_kept() -> None:
+    cfg = RunConfig(
+        method="fixmatch", backbone="convnet",
+        train={"budget": "100steps", "batch_size": 200, "ema": 0.5},
+        method_kwargs={"threshold": 0.9},
+    )  # fmt: skip
+    f = facts(image_size=8, channels=1, labeled=40, unlabeled=1000, budget=cfg.train.budget)
+    resolved, res = resolve_settings(cfg, f, method_class("fixmatch").Config)
+    assert resolved.train.batch_size == 200 and res.values["train.batch_size"].given
+    assert resolved.train.ema == 0.5 and res.values["train.ema"].rule == "given"
+    assert resolved.method_kwargs["threshold"] == 0.9
+    assert not res.values["train.lr"].given
+    assert resolved.train.lr == pytest.approx(lr_rule("adamw", 200, backbone="convnet").value)
+
+
+def test_a_run_from_init_weights_keeps_their_backbone() -> None:
+    cfg = RunConfig(method="fixmatch", train={"budget": "100steps"})
+    f = facts(image_size=32, budget=cfg.train.budget)
+    fixed = {"backbone": Resolved("resnet18", "the backbone of the init weights")}
+    resolved, res = resolve_settings(cfg, f, method_class("fixmatch").Config, fixed=fixed)
+    assert resolved.backbone == "resnet18" and "init" in res.values["backbone"].rule
+    plain, _ = resolve_settings(cfg, f, method_class("fixmatch").Config)
+    assert plain.backbone == "fastnet"  # the image-size rule, without init weights
+
+
+def test_fewer_labels_than_classes_and_a_budget_under_one_step_are_refused() -> None:
+    with pytest.raises(DataError, match="5 labels for 10 classes"):
+        check_facts(facts(labeled=5))
+    check_facts(facts(labeled=0, kind="self-supervised"))
+    with pytest.raises(ConfigError, match="less than one training step"):
+        check_budget(facts(budget=Budget.parse("1s"), step_seconds=3.0))
+
+
+def test_a_run_records_what_its_loop_used(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cfg = RunConfig(
+        method="fixmatch", labels_per_class=4, out=str(out),
+        train={"budget": "40steps", "evals": 4, "seed": 1},
+    )  # fmt: skip
+    res = run_training(cfg, progress=False, log=lambda s: None)
+    rows = {r["setting"]: r for r in json.loads((out / "resolved.json").read_text())["settings"]}
+    assert rows["train.budget"]["given"] and not rows["train.batch_size"]["given"]
+    batch, mu = rows["train.batch_size"]["value"], rows["train.unlabeled_batch_ratio"]["value"]
+    assert batch <= 40  # 4 labels x 10 classes
+    last = res.curve[-1]
+    assert last["backbone_images"] / last["step"] == batch + 2 * round(batch * mu)
+    lr, warmup = rows["train.lr"]["value"], rows["train.warmup"]["value"]
+    lrs = [r["lr"] for r in res.curve if "lr" in r]
+    assert lrs and max(lrs) <= lr * (1 + 1e-6)
+    peak = max(lrs)
+    assert peak >= lr * 0.5 * (1 + math.cos(math.pi * (1 - warmup)))  # one eval past warm-up
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["train"]["batch_size"] == batch and saved["train"]["lr"] == lr
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    cmd = [str(Path(sys.executable).with_name("fewlabels")), *args]
+    src = str(Path(fewlabels.__file__).resolve().parents[1])  # this checkout's package
+    env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=300, env=env)
+
+
+def test_dry_run_prints_the_table_and_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    r = _cli(
+        "train", "--method", "fixmatch", "--labels-per-class", "2", "--budget", "3s",
+        "--out", str(out), "--dry-run", cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "# derived:" in r.stdout and "batch_size=16" in r.stdout and "# given:" in r.stdout
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("--budget", "0steps"), "must be positive"),
+        (("--budget", "0.001s", "--method", "fixmatch"), "less than one training step"),
+        (("--labels", "LABELS", "--no-source-labels"), "2 labels for 10 classes"),
+    ],
+)
+def test_bad_input_is_one_line_before_training(
+    tmp_path: Path, args: tuple[str, ...], needle: str
+) -> None:
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\ndigits:0,0\ndigits:1,1\n")
+    out = tmp_path / "run"
+    args = tuple(str(labels) if a == "LABELS" else a for a in args)
+    r = _cli("train", *args, "--out", str(out), "--no-progress", cwd=tmp_path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = [ln for ln in (r.stdout + r.stderr).strip().splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("error: ")]
+    assert len(errors) == 1 and needle in errors[0], lines
+    assert "Traceback" not in r.stderr
+    assert not out.exists()
