@@ -197,3 +197,10 @@ SOURCE_LABELS_HELP = (
 )
 LabelsOpt = Annotated[Path | None, typer.Option("--labels", "--labeled", help=LABELS_HELP)]
 SourceLabelsOpt = Annotated[bool, typer.Option(help=SOURCE_LABELS_HELP)]
+
+LOGGER_HELP = (
+    "Log the run to a tracker: tensorboard, mlflow, wandb or csv (repeatable, or a comma "
+    "list; NAME:WHERE gives a folder, an MLflow tracking URI or a W&B project). Each "
+    "tracker but csv is an extra: pip install 'fewlabels[tensorboard]'."
+)
+LoggerOpt = Annotated[list[str] | None, typer.Option("--logger", help=LOGGER_HELP, metavar="NAME")]

@@ -17,6 +17,7 @@ from fewlabels.cli import _lib as lib
 from fewlabels.cli.common import (
     DATA_HELP,
     LABELS_HELP,
+    LOGGER_HELP,
     SOURCE_LABELS_HELP,
     CheckpointArg,
     DataOpt,
@@ -149,6 +150,9 @@ TRAIN_OPTS = [
     ),
     Opt("progress", bool, True, "Show a progress bar."),
     Opt(
+        "logger", list[str] | None, None, LOGGER_HELP, decls=("--logger",), metavar="NAME",
+    ),
+    Opt(
         "data_in_memory", bool | None, None,
         "Keep the training images on the device (fast), or read each batch from "
         "the decode cache on disk (for data bigger than memory). Default: in memory "
@@ -186,7 +190,11 @@ def run(cfg: Any, values: dict[str, Any]) -> None:
         typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), nl=False)
         return
     res = lib.run_training(
-        cfg, progress=values["progress"], log=typer.echo, data_in_memory=values["data_in_memory"]
+        cfg,
+        progress=values["progress"],
+        log=typer.echo,
+        data_in_memory=values["data_in_memory"],
+        loggers=lib.parse_logger_specs(values["logger"]),
     )
     if res.metrics is not None or res.steps:
         typer.echo(f"trained {res.steps} steps in {res.train_seconds:.1f}s")

@@ -6,9 +6,11 @@ are re-exported here, where the CLI, the study runner and the tests have always 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fewlabels.data import Dataset, Splits
+from fewlabels.train.loggers import RunLogger
 from fewlabels.train.self_training import run_self_training
 from fewlabels.train.single import (
     RunConfig,
@@ -59,13 +61,16 @@ def run_training(
     data: tuple[Dataset, Splits] | None = None,
     init_head: bool = False,
     data_in_memory: bool | None = None,
+    loggers: Sequence[str | RunLogger] = (),
 ) -> RunResult:
     """Run one configured training and write its results to ``cfg.out`` (none when None).
 
     ``data`` gives the dataset and splits ready-made (in-memory data, a study's selected
     splits); ``init_head`` also loads the classifier head from ``cfg.init``;
     ``data_in_memory`` (see ``Trainer``) does not change the results, only where the
-    images live. Method ``teacher_student`` runs self-training's rounds.
+    images live. ``loggers``: trackers (``tensorboard``, ``mlflow``, ``wandb``, ``csv`` or
+    ``RunLogger`` objects) fed with the run's curve, settings and final metrics. Method
+    ``teacher_student`` runs self-training's rounds (not tracked).
     """
     if cfg.method.lower() == "teacher_student":
         return run_self_training(
@@ -79,4 +84,5 @@ def run_training(
         data=data,
         init_head=init_head,
         data_in_memory=data_in_memory,
+        loggers=loggers,
     )

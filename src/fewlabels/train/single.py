@@ -7,8 +7,9 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from fewlabels.core.checkpoint import atomic_write_bytes, save_checkpoint
 from fewlabels.core.device import DistInfo, init_distributed, pick_device
 from fewlabels.core.errors import CheckpointError, ConfigError, DataError
 from fewlabels.core.precision import slow_precision_warning
+from fewlabels.core.provenance import provenance
 from fewlabels.data import Dataset, SplitConfig, Splits, load_dataset, make_splits
 from fewlabels.data.imageset import ImageSet
 from fewlabels.data.settings import SourceSettings
@@ -30,6 +32,7 @@ from fewlabels.methods.base import Method
 from fewlabels.methods.online_probe import with_online_probe
 from fewlabels.models import Network
 from fewlabels.models.settings import BackboneSettings, DeviceSettings
+from fewlabels.train.loggers import RunLogger, TrackerCallback, make_loggers
 from fewlabels.train.loop import TrainConfig, Trainer, barrier, with_train_defaults
 from fewlabels.train.warm_start import InitWeights, apply_init, architecture, read_init
 
@@ -353,6 +356,57 @@ def write_outputs(
     )
 
 
+def open_trackers(
+    loggers: Sequence[str | RunLogger],
+    cfg: RunConfig,
+    record: dict[str, Any],
+    tags: dict[str, Any] | None = None,
+) -> TrackerCallback | None:
+    """The loop callback feeding ``loggers`` (specs such as ``tensorboard`` or ready
+    loggers), with ``record`` (the resolved settings) as hyperparameters; None without any.
+    Trackers keep their files in the run folder (the working folder without one)."""
+    if not loggers:
+        return None
+    folder = Path(cfg.out) if cfg.out is not None else Path.cwd()
+    name = folder.name if cfg.out is not None else cfg.method
+    default_tags = {"method": cfg.method, "labels": cfg.labels_per_class, "seed": cfg.train.seed}
+    opened = make_loggers(loggers, folder=folder, name=name, tags={**default_tags, **(tags or {})})
+    return TrackerCallback(opened, json.loads(json.dumps(record, default=str)))
+
+
+def close_trackers(
+    tracker: TrackerCallback | None,
+    metrics: Metrics | None,
+    out: Path | None,
+    title: str,
+    class_names: list[str],
+) -> None:
+    """The final metrics and the confusion figure to the trackers, which are then closed."""
+    if tracker is None:
+        return
+    summary = metrics.summary() if metrics is not None else None
+    if metrics is None or (out is not None and (out / "confusion.png").exists()):
+        tracker.finish(summary, out / "confusion.png" if out is not None else None)
+        return
+    with tempfile.TemporaryDirectory() as tmp:  # a run without a folder: draw it here
+        figure = Path(tmp) / "confusion.png"
+        plot_confusion(metrics.confusion, class_names, figure, title=title)
+        tracker.finish(summary, figure)
+
+
+def announce(
+    say: Callable[[str], Any], cfg: RunConfig, precision: str, device: torch.device, world: int
+) -> None:
+    """Say what trains on what, and warn about an emulated precision."""
+    say(
+        f"training {cfg.method} on {cfg.backbone} for {cfg.train.budget} "
+        f"({precision}, {device.type}, {world} process(es))"
+    )
+    slow = slow_precision_warning(precision, device)
+    if slow:
+        say(slow)
+
+
 def run_single(
     cfg: RunConfig,
     *,
@@ -362,8 +416,10 @@ def run_single(
     data: tuple[Dataset, Splits] | None = None,
     init_head: bool = False,
     data_in_memory: bool | None = None,
+    loggers: Sequence[str | RunLogger] = (),
 ) -> RunResult:
     """Train one method as configured; results in ``cfg.out`` (no file when it is None).
+    ``loggers``: trackers fed with the curve, settings, final metrics and figure.
 
     ``data`` gives the dataset and splits ready-made (in-memory data, a study's selected
     splits, self-training's rounds); ``init_head`` also loads the classifier head from
@@ -387,6 +443,7 @@ def run_single(
         write_json(out / "config.json", record)
         write_json(out / "split.json", splits.record)
     setup = pool_unlabeled(setup, cfg, say)
+    tracker = open_trackers(loggers, cfg, record) if info.is_main else None
     trainer = Trainer(
         cfg.train,
         device=device,
@@ -395,15 +452,12 @@ def run_single(
         progress=progress,
         log=say,  # e.g. "resumed from ... at step N"
         data_in_memory=data_in_memory,
+        callbacks=[tracker] if tracker is not None else (),
     )
+    if info.is_main and out is not None:
+        write_json(out / "provenance.json", provenance(device, trainer.precision))
     if say:
-        say(
-            f"training {cfg.method} on {cfg.backbone} for {cfg.train.budget} "
-            f"({trainer.precision}, {device.type}, {info.world_size} process(es))"
-        )
-        slow = slow_precision_warning(trainer.precision, device)
-        if slow:
-            say(slow)
+        announce(say, cfg, trainer.precision, device, info.world_size)
     method = setup.method
     fit = trainer.fit(method, setup.labeled, setup.unlabeled, splits.val, stop_at_step=stop_at_step)
     metrics = None
@@ -424,6 +478,8 @@ def run_single(
                 "extra_unlabeled": setup.n_extra,
             }
             write_outputs(out, cfg, ds.class_names, net, metrics, counts)
+    title = f"{cfg.method} / {cfg.backbone}"
+    close_trackers(tracker, metrics, out, title, ds.class_names)
     barrier(info)
     wall = time.perf_counter() - t0
     return RunResult(
