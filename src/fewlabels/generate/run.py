@@ -29,6 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from fewlabels.core.checkpoint import atomic_write_bytes, save_checkpoint
 from fewlabels.core.device import pick_device
 from fewlabels.core.errors import ConfigError, DataError
+from fewlabels.core.precision import resolve_precision
+from fewlabels.core.provenance import provenance
 from fewlabels.data import load_dataset
 from fewlabels.evaluate.features import load_encoder
 from fewlabels.generate.gan import check_size, sample
@@ -220,6 +222,8 @@ def run_generate(
     images = training_pool(cfg.data, cfg.size, strict=cfg.strict)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "config.json", (cfg.model_dump_json(indent=2) + "\n").encode())
+    record = provenance(device, resolve_precision(cfg.gan.precision, device))
+    atomic_write_bytes(out / "provenance.json", (json.dumps(record, indent=2) + "\n").encode())
     c, s = int(images.shape[1]), int(images.shape[-1])
     log(f"data {cfg.data}: {len(images):,} training images, {c}x{s}x{s}")
     log(f"training the GAN for {cfg.gan.budget} on {device.type} -> {out}")

@@ -27,6 +27,7 @@ from fewlabels.core.budget import Budget
 from fewlabels.core.device import pick_device
 from fewlabels.core.errors import ConfigError, DataError
 from fewlabels.core.precision import resolve_precision
+from fewlabels.core.provenance import provenance
 from fewlabels.data import Dataset, SplitConfig, Splits, make_splits
 from fewlabels.data.imageset import ImageSet
 from fewlabels.data.settings import SourceSettings
@@ -275,6 +276,7 @@ def run_probe(
         checkpoint=cfg.checkpoint,
         labeled=len(labeled),
     )
+    write_json(out / "provenance.json", provenance(device, resolve_precision("auto", device)))
     return res
 
 
