@@ -13,6 +13,7 @@ from fewlabels.cli import _lib as lib
 from fewlabels.cli.common import (
     DataOpt,
     LabelsOpt,
+    ProgressOpt,
     SourceLabelsOpt,
     StrictOpt,
     command,
@@ -21,6 +22,7 @@ from fewlabels.cli.common import (
     slug,
 )
 from fewlabels.core.errors import ConfigError
+from fewlabels.core.progress import configure_progress
 
 
 def _count_table(ds: Any) -> Table:
@@ -46,8 +48,10 @@ def data_inspect(
         Path | None, typer.Option(help="Contact sheet PNG (default: runs/inspect/NAME.png).")
     ] = None,
     strict: StrictOpt = False,
+    progress: ProgressOpt = True,
 ) -> None:
     """Counts per class, image size and a contact sheet of a data source."""
+    configure_progress(progress)  # decoding a source into the cache shows a bar
     with guard():
         ds = lib.load_dataset(spec, strict=strict)
         Console().print(_count_table(ds))
@@ -104,8 +108,10 @@ def select_cmd(
     ] = 0,
     out: Annotated[Path, typer.Option(help="Request CSV to write.")] = Path("to_label.csv"),
     strict: StrictOpt = False,
+    progress: ProgressOpt = True,
 ) -> None:
     """Pick unlabeled images to send for labelling; writes their ids and paths to a CSV."""
+    configure_progress(progress)
     with guard():
         options = {"delta": delta} if delta is not None else {}
         if options and strategy.lower() != "probcover":

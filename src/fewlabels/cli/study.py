@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from fewlabels.cli import _lib as lib
-from fewlabels.cli.common import LoggerOpt, command, guard
+from fewlabels.cli.common import LoggerOpt, ProgressOpt, command, guard
+from fewlabels.core.progress import configure_progress
 
 
 @command()
@@ -34,11 +35,13 @@ def study(
         ),
     ] = None,
     logger: LoggerOpt = None,
+    progress: ProgressOpt = True,
 ) -> None:
     """Run every cell of a study (resumable), then write report.html, report.md, results.csv.
 
     With --logger, each finished cell is logged to the tracker as a run tagged with its
     method, labels, unlabeled amount and seed."""
+    configure_progress(progress)  # the runs themselves train quietly
     with guard():
         loggers = lib.parse_logger_specs(logger)
         plan = lib.load_study(spec)

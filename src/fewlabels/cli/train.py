@@ -39,6 +39,7 @@ from fewlabels.cli.options import (
 from fewlabels.cli.settings import merge, overrides
 from fewlabels.core.atomic import atomic_write_text
 from fewlabels.core.errors import ConfigError, FewlabelsError
+from fewlabels.core.progress import configure_progress
 
 # The options of ``train``, in the order of ``--help``; ``setting``: where each goes.
 TRAIN_OPTS = [
@@ -189,6 +190,7 @@ def run(cfg: Any, values: dict[str, Any]) -> None:
     if values["dry_run"]:
         typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), nl=False)
         return
+    configure_progress(values["progress"])  # the cache's and the features' bars too
     res = lib.run_training(
         cfg,
         progress=values["progress"],

@@ -2,9 +2,10 @@
 loop: decoding a source into the cache, extracting features, fitting t-SNE / UMAP,
 selecting, generating. A bar with the count, elapsed time and time left, on stderr.
 
-It is silent when turned off (``--no-progress``, ``progress=False``), when stderr is not a
-terminal (logs, CI, study workers), and until the work has run ``delay_s`` seconds, so
-quick work prints nothing. Passing a ``stream`` draws there whatever it is (tests)."""
+It is silent when turned off (``progress=False``; ``--no-progress`` turns every bar of a
+command off through ``configure_progress``), when stderr is not a terminal (logs, CI,
+study workers), and until the work has run ``delay_s`` seconds, so quick work prints
+nothing. Passing a ``stream`` draws there whatever it is (tests)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,29 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import IO, Any, TypeVar
 
-__all__ = ["Progress", "progress_shown", "track"]
+__all__ = ["Progress", "configure_progress", "progress_shown", "track"]
 
 T = TypeVar("T")
 
+# what ``enabled=None`` means; an entry point (the CLI's --no-progress) may change it
+_DEFAULTS: dict[str, Any] = {"enabled": True, "stream": None, "delay_s": 1.0}
 
-def progress_shown(enabled: bool, stream: IO[str] | None = None) -> bool:
-    """Whether a bar would draw: enabled, and drawing to ``stream`` or a terminal stderr."""
+
+def configure_progress(
+    enabled: bool = True, stream: IO[str] | None = None, delay_s: float = 1.0
+) -> None:
+    """For entry points only: whether bars left to their default (``enabled=None``) draw,
+    a stream they draw to whatever it is (None: stderr, when it is a terminal), and how
+    long work runs before its bar appears."""
+    _DEFAULTS.update(enabled=enabled, stream=stream, delay_s=delay_s)
+
+
+def progress_shown(enabled: bool | None, stream: IO[str] | None = None) -> bool:
+    """Whether a bar would draw: enabled (None: by default), and drawing to ``stream`` or
+    a terminal stderr."""
+    if enabled is None:
+        enabled = _DEFAULTS["enabled"]
+    stream = stream or _DEFAULTS["stream"]
     if not enabled:
         return False
     if stream is not None:
@@ -30,21 +47,23 @@ def progress_shown(enabled: bool, stream: IO[str] | None = None) -> bool:
 
 class Progress:
     """A bar over ``total`` units (None: a count without a bar), started lazily once the
-    work has taken ``delay_s`` seconds. Use as a context manager, or call ``close``."""
+    work has taken ``delay_s`` seconds (default 1). ``enabled`` None: as configured (on,
+    unless an entry point turned bars off). Use as a context manager, or call ``close``."""
 
     def __init__(
         self,
         label: str,
         total: float | None,
         *,
-        enabled: bool = True,
+        enabled: bool | None = None,
         stream: IO[str] | None = None,
-        delay_s: float = 1.0,
+        delay_s: float | None = None,
         unit: str = "",
     ) -> None:
         self.label, self.total, self.unit = label, total, unit
         self.shown = progress_shown(enabled, stream)
-        self.stream, self.delay_s = stream, delay_s
+        self.stream = stream or _DEFAULTS["stream"]
+        self.delay_s = float(_DEFAULTS["delay_s"] if delay_s is None else delay_s)
         self.done = 0.0
         self.t0 = time.perf_counter()
         self._bar: Any = None
@@ -107,9 +126,9 @@ def track(
     label: str,
     *,
     total: float | None = None,
-    enabled: bool = True,
+    enabled: bool | None = None,
     stream: IO[str] | None = None,
-    delay_s: float = 1.0,
+    delay_s: float | None = None,
 ) -> Iterator[T]:
     """Yield ``items`` with a ``Progress`` bar over them (``total`` defaults to ``len``)."""
     if total is None and hasattr(items, "__len__"):
