@@ -16,12 +16,15 @@ CHECKER = REPO / "scripts" / "check_layout.py"
 # the packages every layer of the contract needs (api and losses are optional layers)
 LAYER_PACKAGES = [
     "cli",
+    "api",
     "study",
     "select",
     "generate",
     "train",
     "evaluate",
     "methods",
+    "losses",
+    "heads",
     "augment",
     "models",
     "data",

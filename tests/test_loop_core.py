@@ -16,7 +16,7 @@ from fewlabels.data import load_dataset
 from fewlabels.generate.train import GANConfig
 from fewlabels.methods.supervised import Supervised
 from fewlabels.models import Network
-from fewlabels.train import TrainingSettings
+from fewlabels.train.config import TrainingSettings
 from fewlabels.train.engine import BudgetClock, Callback, LoopState, run_loop
 from fewlabels.train.feed import data_in_memory_from_env
 from fewlabels.train.loop import TrainConfig, Trainer, with_train_defaults
