@@ -29,6 +29,7 @@ from fewlabels.train.loggers import (
     require_backends,
     row_values,
 )
+from fewlabels.train.run import RunConfig, run_training
 
 torch.set_num_threads(1)
 
@@ -228,6 +229,24 @@ def test_wandb_offline_run_reads_back(splits, tmp_path, monkeypatch):
     }
     assert fit.metrics is not None
     assert summary["final/accuracy"] == pytest.approx(fit.metrics.accuracy)
+
+
+def test_self_training_is_logged_once_its_rounds_are_done(tmp_path):
+    cfg = RunConfig(
+        labels_per_class=5, method="teacher_student", out=str(tmp_path / "st"),
+        method_kwargs={"rounds": 1, "threshold": 0.9},
+        train={"budget": "6steps", "batch_size": 32, "evals": 2, "precision": "fp32"},
+    )  # fmt: skip
+    res = run_training(cfg, progress=False, log=lambda s: None, loggers=["csv"])
+    folder = tmp_path / "st" / "csv" / "st"
+    with open(folder / "scalars.csv") as f:
+        rows = list(csv.DictReader(f))
+    got = [(int(r["step"]), float(r["value"])) for r in rows if r["name"] == "val_acc"]
+    assert got == _curve_values(res, "val_acc") and got
+    assert json.loads((folder / "config.json").read_text())["method"] == "teacher_student"
+    assert res.metrics is not None
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["accuracy"] == pytest.approx(res.metrics.accuracy)
 
 
 # -- studies -------------------------------------------------------------------------------

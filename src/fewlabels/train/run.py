@@ -21,9 +21,11 @@ from fewlabels.train.single import (
     build_setup,
     channel_stats,
     check_resumable,
+    close_trackers,
     data_record,
     export_model,
     load_extra_unlabeled,
+    open_trackers,
     prepare_data,
     run_single,
     test_metrics,
@@ -70,12 +72,20 @@ def run_training(
     ``data_in_memory`` (see ``Trainer``) does not change the results, only where the
     images live. ``loggers``: trackers (``tensorboard``, ``mlflow``, ``wandb``, ``csv`` or
     ``RunLogger`` objects) fed with the run's curve, settings and final metrics. Method
-    ``teacher_student`` runs self-training's rounds (not tracked).
+    ``teacher_student`` runs self-training's rounds (tracked once they are done).
     """
     if cfg.method.lower() == "teacher_student":
-        return run_self_training(
+        res = run_self_training(
             cfg, progress=progress, log=log, stop_at_step=stop_at_step, data=data
         )
+        tracker = open_trackers(loggers, cfg, cfg.model_dump())
+        if tracker is not None:  # the rounds are logged when done: the final curve, metrics
+            tracker.configure()
+            for row in res.curve:
+                tracker.on_eval(None, row)
+            names = list(res.metrics.per_class) if res.metrics is not None else []
+            close_trackers(tracker, res.metrics, res.out_dir, cfg.method, names)
+        return res
     return run_single(
         cfg,
         progress=progress,
