@@ -154,6 +154,25 @@ def test_mlflow_file_store_reads_back(splits, tmp_path, monkeypatch):
     assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["confusion.png"]
 
 
+def test_cli_logger_option_with_the_default_mlflow_store(tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)  # the command allows it
+    out = tmp_path / "run"
+    args = ["train", "--budget", "6steps", "--batch-size", "16", "--evals", "2", "--out",
+            str(out), "--logger", "mlflow,csv", "--no-progress"]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    client = MlflowClient(tracking_uri=(out / "mlruns").as_uri())
+    (run,) = client.search_runs([client.get_experiment_by_name("fewlabels").experiment_id])
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")] == [3, 6]
+    assert (out / "csv" / "run" / "scalars.csv").exists()
+    curve = [json.loads(line) for line in (out / "curve.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in curve] == [3, 6]
+
+
 def test_mlflow_file_store_refusal_is_one_line(tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "false")

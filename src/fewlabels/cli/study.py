@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from fewlabels.cli import _lib as lib
-from fewlabels.cli.common import LoggerOpt, ProgressOpt, command, guard
+from fewlabels.cli.common import LoggerOpt, ProgressOpt, command, guard, tracker_specs
 from fewlabels.core.progress import configure_progress
 
 
@@ -43,7 +43,7 @@ def study(
     method, labels, unlabeled amount and seed."""
     configure_progress(progress)  # the runs themselves train quietly
     with guard():
-        loggers = lib.parse_logger_specs(logger)
+        loggers = tracker_specs(logger)
         plan = lib.load_study(spec)
         folder = out or Path("runs") / plan.name
         res = lib.run_study(
@@ -83,7 +83,7 @@ def report(
 ) -> None:
     """Regenerate a study's report.html, report.md, results.csv and PNGs from its store."""
     with guard():
-        specs = lib.parse_logger_specs(export)
+        specs = tracker_specs(export)
         rep = lib.write_report(study_dir, store)
         typer.echo(f"report: {rep.html}")
         if specs:

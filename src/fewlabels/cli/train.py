@@ -27,6 +27,7 @@ from fewlabels.cli.common import (
     flag_table,
     guard,
     load_config,
+    tracker_specs,
 )
 from fewlabels.cli.options import (
     Opt,
@@ -196,7 +197,7 @@ def run(cfg: Any, values: dict[str, Any]) -> None:
         progress=values["progress"],
         log=typer.echo,
         data_in_memory=values["data_in_memory"],
-        loggers=lib.parse_logger_specs(values["logger"]),
+        loggers=tracker_specs(values["logger"]),
     )
     if res.metrics is not None or res.steps:
         typer.echo(f"trained {res.steps} steps in {res.train_seconds:.1f}s")

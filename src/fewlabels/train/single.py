@@ -437,13 +437,13 @@ def run_single(
     if say:
         say(describe_splits(ds, splits))
     setup = build_setup(cfg, ds, splits, init=init, init_head=init_head, log=say)
+    tracker = open_trackers(loggers, cfg, record) if info.is_main else None
     out = Path(cfg.out) if cfg.out is not None else None
     if info.is_main and out is not None:  # every input checked: a refused run writes nothing
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "config.json", record)
         write_json(out / "split.json", splits.record)
     setup = pool_unlabeled(setup, cfg, say)
-    tracker = open_trackers(loggers, cfg, record) if info.is_main else None
     trainer = Trainer(
         cfg.train,
         device=device,
