@@ -95,6 +95,37 @@ def test_row_values_keep_numbers_only():
     assert row_values(row) == {"loss": 1.5, "lr": 0.1}
 
 
+class _Recorder:
+    """A RunLogger of one's own that fails at the first row it is given."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def log_config(self, config):
+        self.calls.append("config")
+
+    def log_dict(self, values, step):
+        raise RuntimeError("tracker down")
+
+    def log_summary(self, values, step):
+        self.calls.append("summary")
+
+    def log_figure(self, name, path, step):
+        self.calls.append("figure")
+
+    def close(self):
+        self.calls.append("close")
+
+
+def test_a_failing_run_closes_its_trackers(splits, tmp_path):
+    rec = _Recorder()
+    assert isinstance(rec, RunLogger)
+    with pytest.raises(RuntimeError, match="tracker down"):
+        _train(splits, None, [rec, "csv:" + str(tmp_path / "csv")])
+    assert rec.calls == ["config", "close"]
+    assert (tmp_path / "csv" / "supervised" / "config.json").exists()
+
+
 # -- the backends, through the library's train ---------------------------------------------
 def test_csv_logger_gets_the_curve_rows_settings_metrics_and_figure(splits, tmp_path):
     fit = _train(splits, tmp_path / "run", ["csv"])

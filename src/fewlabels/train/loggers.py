@@ -14,12 +14,15 @@ import csv
 import importlib
 import json
 import os
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from fewlabels.core.errors import ConfigError
+from fewlabels.evaluate.metrics import Metrics
+from fewlabels.evaluate.plots import plot_confusion
 from fewlabels.train.engine import Callback, LoopState
 
 __all__ = [
@@ -30,6 +33,7 @@ __all__ = [
     "TensorBoardLogger",
     "TrackerCallback",
     "WandbLogger",
+    "close_trackers",
     "flatten",
     "make_loggers",
     "parse_logger_specs",
@@ -292,24 +296,32 @@ def make_loggers(
     URI, else ``MLFLOW_TRACKING_URI``, else ``file:folder/mlruns``."""
     tags = dict(tags or {})
     loggers: list[RunLogger] = []
-    for spec in specs:
-        if not isinstance(spec, str):
-            loggers.append(spec)
-            continue
-        kind, _, where = spec.partition(":")
-        kind = kind.lower()
-        if kind in ("tensorboard", "csv"):
-            base = Path(where) if where else folder / kind
-            cls = TensorBoardLogger if kind == "tensorboard" else CSVLogger
-            loggers.append(cls(base / name))
-        elif kind == "mlflow":
-            uri = where or os.environ.get("MLFLOW_TRACKING_URI") or (folder / "mlruns").as_uri()
-            loggers.append(MLflowLogger(uri, experiment, name, tags))
-        elif kind == "wandb":
-            loggers.append(WandbLogger(where or experiment, folder, name, tags, experiment))
-        else:
-            parse_logger_specs([spec])  # raises the one-line error
+    try:
+        for spec in specs:
+            loggers.append(
+                spec if not isinstance(spec, str) else _open(spec, folder, name, tags, experiment)
+            )
+    except BaseException:
+        for lg in loggers:  # a tracker that cannot open: the ones opened are closed
+            lg.close()
+        raise
     return loggers
+
+
+def _open(spec: str, folder: Path, name: str, tags: dict[str, Any], experiment: str) -> RunLogger:
+    kind, _, where = spec.partition(":")
+    kind = kind.lower()
+    if kind in ("tensorboard", "csv"):
+        base = Path(where) if where else folder / kind
+        return (TensorBoardLogger if kind == "tensorboard" else CSVLogger)(base / name)
+    if kind == "mlflow":
+        default = (Path(folder).resolve() / "mlruns").as_uri()
+        uri = where or os.environ.get("MLFLOW_TRACKING_URI") or default
+        return MLflowLogger(uri, experiment, name, tags)
+    if kind == "wandb":
+        return WandbLogger(where or experiment, folder, name, tags, experiment)
+    parse_logger_specs([spec])  # raises the one-line error
+    raise AssertionError(spec)
 
 
 class TrackerCallback(Callback):
@@ -373,3 +385,23 @@ def require_backends(specs: Sequence[str]) -> None:
         kind = spec.split(":", 1)[0].lower()
         if kind in packages:
             _need(packages[kind], kind)
+
+
+def close_trackers(
+    tracker: TrackerCallback | None,
+    metrics: Metrics | None,
+    out: Path | None,
+    title: str,
+    class_names: list[str],
+) -> None:
+    """The final metrics and the confusion figure to the trackers, which are then closed."""
+    if tracker is None:
+        return
+    summary = metrics.summary() if metrics is not None else None
+    if metrics is None or (out is not None and (out / "confusion.png").exists()):
+        tracker.finish(summary, out / "confusion.png" if out is not None else None)
+        return
+    with tempfile.TemporaryDirectory() as tmp:  # a run without a folder: draw it here
+        figure = Path(tmp) / "confusion.png"
+        plot_confusion(metrics.confusion, class_names, figure, title=title)
+        tracker.finish(summary, figure)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fewlabels.data import Dataset, Splits
-from fewlabels.train.loggers import RunLogger
+from fewlabels.train.loggers import RunLogger, close_trackers
 from fewlabels.train.self_training import run_self_training
 from fewlabels.train.single import (
     RunConfig,
@@ -21,7 +21,6 @@ from fewlabels.train.single import (
     build_setup,
     channel_stats,
     check_resumable,
-    close_trackers,
     data_record,
     export_model,
     load_extra_unlabeled,

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,8 +31,8 @@ from fewlabels.methods.base import Method
 from fewlabels.methods.online_probe import with_online_probe
 from fewlabels.models import Network
 from fewlabels.models.settings import BackboneSettings, DeviceSettings
-from fewlabels.train.loggers import RunLogger, TrackerCallback, make_loggers
-from fewlabels.train.loop import TrainConfig, Trainer, barrier, with_train_defaults
+from fewlabels.train.loggers import RunLogger, TrackerCallback, close_trackers, make_loggers
+from fewlabels.train.loop import FitResult, TrainConfig, Trainer, barrier, with_train_defaults
 from fewlabels.train.warm_start import InitWeights, apply_init, architecture, read_init
 
 
@@ -374,24 +373,23 @@ def open_trackers(
     return TrackerCallback(opened, json.loads(json.dumps(record, default=str)))
 
 
-def close_trackers(
+def fit_tracked(
+    trainer: Trainer,
+    setup: Setup,
+    val: ImageSet | None,
+    stop_at_step: int | None,
     tracker: TrackerCallback | None,
-    metrics: Metrics | None,
-    out: Path | None,
-    title: str,
-    class_names: list[str],
-) -> None:
-    """The final metrics and the confusion figure to the trackers, which are then closed."""
-    if tracker is None:
-        return
-    summary = metrics.summary() if metrics is not None else None
-    if metrics is None or (out is not None and (out / "confusion.png").exists()):
-        tracker.finish(summary, out / "confusion.png" if out is not None else None)
-        return
-    with tempfile.TemporaryDirectory() as tmp:  # a run without a folder: draw it here
-        figure = Path(tmp) / "confusion.png"
-        plot_confusion(metrics.confusion, class_names, figure, title=title)
-        tracker.finish(summary, figure)
+) -> FitResult:
+    """``trainer.fit`` of the setup's method and images; a run that fails closes its
+    trackers (its rows so far stay logged) before the error goes on."""
+    try:
+        return trainer.fit(
+            setup.method, setup.labeled, setup.unlabeled, val, stop_at_step=stop_at_step
+        )
+    except BaseException:
+        if tracker is not None:
+            tracker.finish(None)
+        raise
 
 
 def announce(
@@ -459,7 +457,7 @@ def run_single(
     if say:
         announce(say, cfg, trainer.precision, device, info.world_size)
     method = setup.method
-    fit = trainer.fit(method, setup.labeled, setup.unlabeled, splits.val, stop_at_step=stop_at_step)
+    fit = fit_tracked(trainer, setup, splits.val, stop_at_step, tracker)
     metrics = None
     if info.is_main and not fit.stopped_early:
         net = method.network
