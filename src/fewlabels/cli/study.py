@@ -41,10 +41,11 @@ def study(
 
     With --logger, each finished cell is logged to the tracker as a run tagged with its
     method, labels, unlabeled amount and seed."""
-    configure_progress(progress)  # the runs themselves train quietly
+    configure_progress(progress)  # checking the study decodes its data: a bar for that
     with guard():
         loggers = tracker_specs(logger)
         plan = lib.load_study(spec)
+        configure_progress(False)  # the runs work quietly beside the study's own log lines
         folder = out or Path("runs") / plan.name
         res = lib.run_study(
             plan,

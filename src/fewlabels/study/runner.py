@@ -26,6 +26,7 @@ from fewlabels.core.atomic import atomic_write_text
 from fewlabels.core.device import pick_device
 from fewlabels.core.errors import ConfigError, FewlabelsError, WriteError
 from fewlabels.core.precision import slow_precision_warning
+from fewlabels.core.progress import configure_progress
 from fewlabels.core.provenance import provenance, usable_threads
 from fewlabels.generate.run import GenerateConfig, run_generate
 from fewlabels.select.simulate import selected_data
@@ -287,6 +288,8 @@ def _worker_entry(
 ) -> None:
     def log(s: str) -> None:
         print(s, flush=True)
+
+    configure_progress(False)  # a worker's runs work quietly beside the study's log lines
 
     try:
         work(
