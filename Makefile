@@ -25,7 +25,7 @@ lock: $(STAMP)
 	$(BIN)/python -m pip install -q pip-tools
 	$(BIN)/pip-compile --generate-hashes --strip-extras --no-emit-index-url \
 	  --no-emit-find-links --unsafe-package torch -c requirements-torch.txt \
-	  --extra dev --extra postgres --extra umap --extra export --extra hf \
+	  --extra dev --extra postgres --extra umap --extra export --extra hf --extra track \
 	  -o requirements.lock pyproject.toml
 
 demo: export OMP_WAIT_POLICY ?= PASSIVE

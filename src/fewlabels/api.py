@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import csv
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +41,7 @@ from fewlabels.models import Network
 from fewlabels.models.settings import BackboneSettings
 from fewlabels.study import StudyPlan, load_study, run_study, write_report
 from fewlabels.study.spec import parse_study
+from fewlabels.train.loggers import RunLogger
 from fewlabels.train.loop import TrainConfig
 from fewlabels.train.probing import ProbeResult, Protocol, probe_encoder, write_probe
 from fewlabels.train.run import RunConfig, RunResult, data_record, run_training
@@ -210,10 +211,11 @@ def _fit(
     method: str, sets: Sets, out: str | Path | None, progress: bool, options: dict[str, Any]
 ) -> tuple[RunConfig, RunResult]:
     """Run ``method`` on in-memory sets; (the config as recorded, the result)."""
+    loggers = options.pop("loggers", None) or ()
     cfg = _run_config(method, out, options)
     data = _as_splits(sets)
     log = print if progress else _quiet
-    res = run_training(cfg, progress=progress, log=log, data=data)
+    res = run_training(cfg, progress=progress, log=log, data=data, loggers=loggers)
     assert isinstance(res.network, Network) and res.method is not None
     return data_record(cfg, data[0])[0], res
 
@@ -231,6 +233,7 @@ def train(
     seed: int | None = None,
     progress: bool = False,
     out: str | Path | None = None,
+    loggers: Sequence[str | RunLogger] = (),
     **options: Any,
 ) -> TrainResult:
     """Train a classifier with ``method`` (supervised, fixmatch, mean_teacher, ...) on
@@ -241,9 +244,12 @@ def train(
     and the method's options (``threshold=0.95``) are keywords. ``val`` drives the curve,
     ``test`` the returned metrics; ``out``: also write the CLI's run folder there. What is
     left out (``backbone`` too) is resolved for the data as in the CLI
-    (``fewlabels.train.resolve``).
+    (``fewlabels.train.resolve``). ``loggers``: trackers (``"tensorboard"``, ``"mlflow"``,
+    ``"wandb"``, ``"csv"``, or ``fewlabels.train.loggers.RunLogger`` objects) fed with the
+    curve and final metrics.
     """
     opts = dict(options, budget=budget, backbone=backbone, device=device, seed=seed)
+    opts["loggers"] = loggers
     cfg, res = _fit(method, (labeled, unlabeled, val, test), out, progress, opts)
     assert isinstance(res.network, Network) and res.method is not None
     return TrainResult(res.network, res.method, res.metrics, res.curve, res.steps,
@@ -263,6 +269,7 @@ def pretrain(
     seed: int | None = None,
     progress: bool = False,
     out: str | Path | None = None,
+    loggers: Sequence[str | RunLogger] = (),
     **options: Any,
 ) -> PretrainResult:
     """Pretrain an encoder with a self-supervised ``method`` (simclr, byol, vicreg, ...) on
@@ -270,7 +277,7 @@ def pretrain(
 
     ``labeled`` feeds only an online linear probe and the kNN monitor on the ``val`` curve,
     as in ``fewlabels pretrain``; ``batch_size`` counts unlabeled images per step.
-    Settings as for ``train``.
+    Settings and ``loggers`` as for ``train``.
     """
     kind = method_class(method).kind
     if kind != "self-supervised":
@@ -282,6 +289,7 @@ def pretrain(
     pool = unlabeled.unlabel()
     pool = ImageSet(pool.images, pool.labels, list(names), pool.ids)
     opts = dict(options, budget=budget, backbone=backbone, device=device, seed=seed)
+    opts["loggers"] = loggers
     cfg, res = _fit(method, (lab, pool, val, test), out, progress, opts)
     assert isinstance(res.network, Network) and res.method is not None
     return PretrainResult(res.network, res.method, res.curve, res.steps, res.train_seconds,

@@ -50,6 +50,8 @@ WHERE = {
     "run_study": "fewlabels.study",
     "write_report": "fewlabels.study",
     "load_yaml_lines": "fewlabels.study.yamlines",
+    "export_study": "fewlabels.study.tracking",
+    "parse_logger_specs": "fewlabels.train.loggers",
     "TrainConfig": "fewlabels.train.loop",
     "RunConfig": "fewlabels.train.run",
     "run_training": "fewlabels.train.run",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import os
 import re
 import sys
 import warnings
@@ -223,3 +224,22 @@ SOURCE_LABELS_HELP = (
 )
 LabelsOpt = Annotated[Path | None, typer.Option("--labels", "--labeled", help=LABELS_HELP)]
 SourceLabelsOpt = Annotated[bool, typer.Option(help=SOURCE_LABELS_HELP)]
+
+LOGGER_HELP = (
+    "Log the run to a tracker: tensorboard, mlflow, wandb or csv (repeatable, or a comma "
+    "list; NAME:WHERE gives a folder, an MLflow tracking URI or a W&B project). Each "
+    "tracker but csv is an extra: pip install 'fewlabels[tensorboard]'."
+)
+LoggerOpt = Annotated[list[str] | None, typer.Option("--logger", help=LOGGER_HELP, metavar="NAME")]
+
+
+def tracker_specs(values: list[str] | None) -> list[str]:
+    """The trackers of ``--logger`` / ``--export``, checked. An mlflow tracker without a
+    tracking URI (the spec's or ``MLFLOW_TRACKING_URI``) keeps a file store in the run
+    folder, which MLflow 3 opens only with ``MLFLOW_ALLOW_FILE_STORE``: the command sets it
+    to true unless the environment already says otherwise."""
+    specs = lib.parse_logger_specs(values)
+    plain = any(s.lower() == "mlflow" or s.lower().startswith("mlflow:file:") for s in specs)
+    if plain and not os.environ.get("MLFLOW_TRACKING_URI"):
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    return specs

@@ -14,6 +14,7 @@ from fewlabels.cli import _lib as lib
 from fewlabels.cli.common import (
     DataOpt,
     LabelsOpt,
+    ProgressOpt,
     SourceLabelsOpt,
     StrictOpt,
     command,
@@ -22,6 +23,7 @@ from fewlabels.cli.common import (
     slug,
 )
 from fewlabels.core.errors import ConfigError
+from fewlabels.core.progress import configure_progress
 
 
 def _count_table(ds: Any) -> Table:
@@ -50,8 +52,10 @@ def data_inspect(
         Path | None, typer.Option(help="Contact sheet PNG (default: runs/inspect/NAME.png).")
     ] = None,
     strict: StrictOpt = False,
+    progress: ProgressOpt = True,
 ) -> None:
     """Counts per class, image size and a contact sheet of a data source."""
+    configure_progress(progress)  # decoding a source into the cache shows a bar
     with guard():
         if sheet is not None:
             lib.check_figure_path(sheet, "sheet")
@@ -110,8 +114,10 @@ def select_cmd(
     ] = 0,
     out: Annotated[Path, typer.Option(help="Request CSV to write.")] = Path("to_label.csv"),
     strict: StrictOpt = False,
+    progress: ProgressOpt = True,
 ) -> None:
     """Pick unlabeled images to send for labelling; writes their ids and paths to a CSV."""
+    configure_progress(progress)
     with guard():
         options = {"delta": delta} if delta is not None else {}
         if options and strategy.lower() != "probcover":

@@ -10,6 +10,7 @@ from fewlabels.cli import _lib as lib
 from fewlabels.cli.common import DATA_HELP, command, flag_table, guard
 from fewlabels.cli.options import Opt, build_command, settings_of
 from fewlabels.core.errors import ConfigError
+from fewlabels.core.progress import configure_progress
 
 # The options of ``generate``; ``setting``: where each goes in the GenerateConfig.
 GENERATE_OPTS = [
@@ -67,6 +68,7 @@ def generate(ctx: typer.Context, values: dict[str, Any]) -> None:
     """Train a data-efficient GAN on a source's images and sample new images into a folder."""
     with guard(values["out"], flag_table(ctx)):
         cfg = lib.GenerateConfig(**settings_of(GENERATE_OPTS, values))
+        configure_progress(values["progress"])
         res = lib.run_generate(cfg, progress=values["progress"], log=typer.echo)
         typer.echo(f"samples: {res.num:,} images; use them as folder:{res.samples_dir}")
         if res.quality is not None:

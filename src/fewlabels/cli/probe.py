@@ -24,6 +24,7 @@ from fewlabels.cli.common import (
     echo_metrics,
     guard,
 )
+from fewlabels.core.progress import configure_progress
 
 
 @command()
@@ -62,6 +63,7 @@ def probe(
     progress: ProgressOpt = True,
 ) -> None:
     """Evaluate a checkpoint's encoder with few labels: linear probe, kNN or fine-tuning."""
+    configure_progress(progress)
     with guard():
         run_spec, run_test = lib.run_data(checkpoint)
         base = checkpoint if checkpoint.is_dir() else checkpoint.parent
@@ -102,8 +104,10 @@ def embed(
     ] = None,
     seed: SeedOpt = 0,
     strict: StrictOpt = False,
+    progress: ProgressOpt = True,
 ) -> None:
     """Draw t-SNE (or UMAP) pictures of embeddings, one panel per saved point of training."""
+    configure_progress(progress)
     with guard():
         paths = lib.embed_pictures(
             source, plot=plot, data=data, out=out, strict=strict, seed=seed, log=typer.echo

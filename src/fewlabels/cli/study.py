@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 
 from fewlabels.cli import _lib as lib
-from fewlabels.cli.common import command, guard
+from fewlabels.cli.common import LoggerOpt, ProgressOpt, command, guard, tracker_specs
 from fewlabels.cli.init import study_file
+from fewlabels.core.progress import configure_progress
 
 
 @command()
@@ -26,7 +27,11 @@ def study(
     ] = None,
     workers: Annotated[int, typer.Option(help="Worker processes on this machine.")] = 1,
     threads: Annotated[
-        int | None, typer.Option(help="Torch threads per worker (default: cores / workers).")
+        int | None,
+        typer.Option(
+            help="Torch threads per worker (default: OMP_NUM_THREADS, else the CPUs this "
+            "process may use, divided by the workers)."
+        ),
     ] = None,
     store: Annotated[
         str | None,
@@ -36,13 +41,27 @@ def study(
             "extra). Default: the SQLite file OUT/study.sqlite, for one machine."
         ),
     ] = None,
+    logger: LoggerOpt = None,
+    progress: ProgressOpt = True,
 ) -> None:
-    """Run every cell of a study (resumable), then write report.html, report.md, results.csv."""
+    """Run every cell of a study (resumable), then write report.html, report.md, results.csv.
+
+    With --logger, each finished cell is logged to the tracker as a run tagged with its
+    method, labels, unlabeled amount and seed."""
+    configure_progress(progress)  # checking the study decodes its data: a bar for that
     with guard():
+        loggers = tracker_specs(logger)
         plan = lib.load_study(study_file(spec))  # a file, or a shipped example's name
+        configure_progress(False)  # the runs work quietly beside the study's own log lines
         folder = out or Path("runs") / plan.name
         res = lib.run_study(
-            plan, folder, workers=workers, threads=threads, log=typer.echo, store_url=store
+            plan,
+            folder,
+            workers=workers,
+            threads=threads,
+            log=typer.echo,
+            store_url=store,
+            loggers=loggers,
         )
         rep = lib.write_report(folder, store)
         typer.echo(
@@ -61,8 +80,20 @@ def report(
             "study.sqlite, or the database the study was run with, noted in store.json)."
         ),
     ] = None,
+    export: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Also log every finished cell to a tracker: tensorboard, mlflow, wandb or "
+            "csv (files under the study folder; NAME:WHERE as for --logger). Repeatable.",
+            metavar="NAME",
+        ),
+    ] = None,
 ) -> None:
     """Regenerate a study's report.html, report.md, results.csv and PNGs from its store."""
     with guard():
+        specs = tracker_specs(export)
         rep = lib.write_report(study_dir, store)
         typer.echo(f"report: {rep.html}")
+        if specs:
+            n = lib.export_study(study_dir, specs, store)
+            typer.echo(f"logged {n} cell(s) to {', '.join(specs)} under {study_dir}")

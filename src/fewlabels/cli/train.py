@@ -19,6 +19,7 @@ from fewlabels.cli import _lib as lib
 from fewlabels.cli.common import (
     DATA_HELP,
     LABELS_HELP,
+    LOGGER_HELP,
     SOURCE_LABELS_HELP,
     CheckpointArg,
     DataOpt,
@@ -28,6 +29,7 @@ from fewlabels.cli.common import (
     flag_table,
     guard,
     load_config,
+    tracker_specs,
 )
 from fewlabels.cli.options import (
     Opt,
@@ -39,6 +41,7 @@ from fewlabels.cli.options import (
 )
 from fewlabels.cli.settings import merge, overrides
 from fewlabels.core.errors import ConfigError, FewlabelsError
+from fewlabels.core.progress import configure_progress
 
 # The options of ``train``, in the order of ``--help``; ``setting``: where each goes.
 TRAIN_OPTS = [
@@ -173,6 +176,9 @@ TRAIN_OPTS = [
     ),
     Opt("progress", bool, True, "Show a progress bar."),
     Opt(
+        "logger", list[str] | None, None, LOGGER_HELP, decls=("--logger",), metavar="NAME",
+    ),
+    Opt(
         "data_in_memory", bool | None, None,
         "Keep the training images on the device (fast), or read each batch from "
         "the decode cache on disk (for data bigger than memory). Default: in memory "
@@ -237,12 +243,14 @@ def run(cfg: Any, values: dict[str, Any]) -> None:
         for line in lib.resolution_table(resolution):
             typer.echo(f"# {line}")
         return
+    configure_progress(values["progress"])  # the cache's and the features' bars too
     res = lib.run_training(
         cfg,
         progress=values["progress"],
         log=typer.echo,
         data_in_memory=values["data_in_memory"],
         fresh=values["fresh"],
+        loggers=tracker_specs(values["logger"]),
     )
     if res.metrics is not None or res.steps:
         typer.echo(f"trained {res.steps} steps in {res.train_seconds:.1f}s")

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from fewlabels.core.errors import DataError
+from fewlabels.core.progress import Progress
 from fewlabels.data.cache import Decoded, Part, RowWriter, Scan, file_stat
 from fewlabels.data.imagefile import is_image_file, read_image, walk_images
 from fewlabels.data.imageset import UNLABELED
@@ -378,6 +379,7 @@ def decode(
     ref: tuple[int, int] | None = None
     ref_id = ""
     channels = 0
+    bar = Progress(f"decoding {sc.root.name}", len(plan.items), unit="images")
     try:
         with ThreadPoolExecutor(max_workers=workers) as ex:
             items = iter(plan.items)
@@ -390,6 +392,7 @@ def decode(
                 if nxt is not None:
                     pending.append((nxt, ex.submit(read_image, nxt.path, size)))
                 res = fut.result()
+                bar.advance()
                 if isinstance(res, str):
                     skipped.append((str(it.path), res))
                     continue
@@ -418,6 +421,7 @@ def decode(
                 img = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
                 rows[it.split].append(img, it.label, it.id)
     finally:
+        bar.close()
         for r in rows.values():
             if r.writer is not None:
                 r.writer.close()

@@ -5,7 +5,9 @@ A self-supervised run saves ``embeddings/step_XXXXXX.npz`` (features and labels 
 subset of validation images) at every evaluation; ``embed_pictures`` draws each as a PNG
 panel coloured by class and titled with the step, the training seconds and the kNN
 accuracy, plus ``tsne.png`` (``umap.png``) with all panels side by side: clusters forming
-as training goes on. For a bare checkpoint, the panel comes from features computed on a
+as training goes on. Each t-SNE panel starts from the previous panel's layout and is
+turned (rotation / reflection) to match it, so clusters stay in place between panels
+instead of jumping or rotating. For a bare checkpoint, the panel comes from features computed on a
 data source. UMAP needs the optional ``umap`` extra (umap-learn).
 """
 
@@ -25,6 +27,7 @@ import torch
 from fewlabels.core.atomic import atomic_savefig
 from fewlabels.core.errors import ConfigError, DataError
 from fewlabels.core.precision import resolve_precision
+from fewlabels.core.progress import Progress
 from fewlabels.core.runlock import check_out_folder
 from fewlabels.data import load_dataset
 from fewlabels.evaluate.features import extract_features, load_encoder
@@ -46,8 +49,12 @@ def _reduce(features: np.ndarray, seed: int) -> np.ndarray:
     return x
 
 
-def tsne_2d(features: np.ndarray, seed: int = 0) -> np.ndarray:
-    """2-D t-SNE of ``features`` (PCA to 50 dimensions first when they are wider)."""
+def tsne_2d(features: np.ndarray, seed: int = 0, init: np.ndarray | None = None) -> np.ndarray:
+    """2-D t-SNE of ``features`` (PCA to 50 dimensions first when they are wider).
+
+    ``init``: a layout of the same points to start from (e.g. the previous panel's, kept
+    at its scale: a start shrunk as sklearn shrinks its PCA start lets the early
+    exaggeration shuffle the clusters again); by default the PCA start."""
     from sklearn.manifold import TSNE
 
     x = _reduce(features, seed)
@@ -55,9 +62,44 @@ def tsne_2d(features: np.ndarray, seed: int = 0) -> np.ndarray:
     if n < 5:
         raise DataError(f"t-SNE needs at least 5 points, got {n}")
     perplexity = float(min(30.0, max(2.0, (n - 1) / 3)))
-    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(
-        x
-    )
+    start: Any = "pca"
+    if init is not None:
+        start = (np.asarray(init, np.float64) - np.mean(init, axis=0)).astype(np.float32)
+    tsne = TSNE(n_components=2, perplexity=perplexity, init=start, random_state=seed)
+    return tsne.fit_transform(x)
+
+
+def align_to(xy: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """``xy`` turned (rotation and reflection, by orthogonal Procrustes) and moved onto
+    ``ref``, the same points' earlier layout; its scale is kept."""
+    a, b = xy - xy.mean(0), ref - ref.mean(0)
+    u, _, vt = np.linalg.svd(a.T @ b)
+    return a @ (u @ vt) + ref.mean(0)
+
+
+def project_sequence(
+    features: list[np.ndarray],
+    plot: str = "tsne",
+    seed: int = 0,
+    progress: bool | None = None,
+    same_points: list[bool] | None = None,
+) -> list[np.ndarray]:
+    """2-D layouts of successive feature sets of (usually) the same points, e.g. panels
+    over training: a panel of the same points as the previous one starts from its layout
+    (t-SNE) and is aligned to it, so the pictures show clusters forming. ``same_points[i]``:
+    whether panel ``i`` shows the points of panel ``i - 1`` (default: when as many)."""
+    layouts: list[np.ndarray] = []
+    with Progress(f"{plot} panels", len(features), enabled=progress, unit="panels") as bar:
+        for i, feats in enumerate(features):
+            same = same_points[i] if same_points is not None else True
+            prev = layouts[-1] if same and layouts and len(layouts[-1]) == len(feats) else None
+            if plot == "tsne":
+                xy = tsne_2d(feats, seed, init=prev)
+            else:
+                xy = project_2d(feats, plot, seed)
+            layouts.append(align_to(xy, prev) if prev is not None else xy)
+            bar.advance()
+    return layouts
 
 
 def _umap_module() -> Any:
@@ -120,15 +162,21 @@ def _draw(ax: Any, xy: np.ndarray, labels: np.ndarray, class_names: list[str], t
 
 
 def plot_panels(
-    points: list[dict[str, Any]], out_dir: Path, seed: int = 0, plot: str = "tsne"
+    points: list[dict[str, Any]],
+    out_dir: Path,
+    seed: int = 0,
+    plot: str = "tsne",
+    progress: bool | None = None,
 ) -> list[Path]:
     """One PNG per point (``<plot>_<name>.png``) and ``<plot>.png`` with every panel, in
-    rows of up to ``PANELS_PER_ROW`` in training order (``plot``: tsne or umap)."""
+    rows of up to ``PANELS_PER_ROW`` in training order (``plot``: tsne or umap); each
+    panel starts from and is aligned to the one before (``project_sequence``)."""
+    if plot not in PLOTS:
+        raise ConfigError(f"unknown plot {plot!r}: choose tsne or umap")
     out_dir.mkdir(parents=True, exist_ok=True)
-    drawn = []
-    for p in points:
-        xy = project_2d(p["features"], plot, seed)
-        drawn.append((p, xy))
+    layouts = project_sequence([p["features"] for p in points], plot, seed, progress)
+    drawn = list(zip(points, layouts, strict=True))
+    for p, xy in drawn:
         fig, ax = plt.subplots(figsize=(4.2, 4.2))
         _draw(ax, xy, p["labels"], p["class_names"], _title(p))
         if len(p["class_names"]) <= 20:
@@ -158,7 +206,7 @@ def plot_panels(
 
 
 def _checkpoint_points(
-    source: Path, data: str | None, strict: bool, seed: int
+    source: Path, data: str | None, strict: bool, seed: int, progress: bool | None = None
 ) -> list[dict[str, Any]]:
     if data is None:
         raise ConfigError(f"{source} has no saved embeddings; give --data to compute some")
@@ -176,7 +224,7 @@ def _checkpoint_points(
     if (c, h, w) != (ec, es, es):
         raise DataError(f"data images are {c}x{h}x{w} but the encoder expects {ec}x{es}x{es}")
     feats = extract_features(
-        net, sub.images, precision=resolve_precision("auto", torch.device("cpu"))
+        net, sub.images, precision=resolve_precision("auto", torch.device("cpu")), progress=progress
     )
     name = source.parent.name if source.is_file() else source.name
     return [
@@ -199,10 +247,12 @@ def embed_pictures(
     strict: bool = False,
     seed: int = 0,
     log: Callable[[str], Any] = print,
+    progress: bool | None = None,
 ) -> list[Path]:
     """Draw the embeddings of a run folder (its saved points) or of a checkpoint on ``data``.
 
     Returns the PNG paths written (one per point, then the overview ``<plot>.png``).
+    ``progress``: a bar while fitting (None: when stderr is a terminal).
     """
     if plot not in PLOTS:
         raise ConfigError(f"plot {plot!r} is not available; choose from {', '.join(PLOTS)}")
@@ -223,8 +273,8 @@ def embed_pictures(
         out_dir = Path(out) if out is not None else src / "embeddings"
         log(f"{len(points)} saved points in {src / 'embeddings'}")
     else:
-        points = _checkpoint_points(src, data, strict, seed)
+        points = _checkpoint_points(src, data, strict, seed, progress)
         base = src if src.is_dir() else src.parent
         out_dir = Path(out) if out is not None else base / "embeddings"
     check_out_folder(out_dir)
-    return plot_panels(points, out_dir, seed, plot)
+    return plot_panels(points, out_dir, seed, plot, progress)

@@ -21,6 +21,7 @@ from torch import nn
 from fewlabels.core.checkpoint import atomic_write_bytes, load_checkpoint
 from fewlabels.core.errors import CheckpointError
 from fewlabels.core.precision import autocast
+from fewlabels.core.progress import Progress
 from fewlabels.data.cache import cache_root
 from fewlabels.evaluate.network_state import (
     check_class_names,
@@ -39,22 +40,28 @@ def extract_features(
     batch_size: int = 256,  # faster than 1024 on 2 CPU cores (cache-sized batches)
     device: torch.device | str | None = None,
     precision: str = "fp32",
+    progress: bool | None = None,
 ) -> torch.Tensor:
     """``network.features`` of uint8 NCHW ``images``: (N, feature_dim) fp32 on the CPU.
 
     Eval mode, no gradients, channels_last, bf16 autocast when ``precision`` is ``bf16``.
+    ``progress``: a bar with the time left (None: when stderr is a terminal and it takes
+    more than a second).
     """
     device = torch.device(device) if device is not None else next(network.parameters()).device
     was_training = network.training
     network.eval()
     out = []
+    bar = Progress("features", len(images), enabled=progress, unit="images")
     try:
         for start in range(0, len(images), batch_size):
             x = images[start : start + batch_size].to(device, non_blocking=True)
             x = x.to(torch.float32, memory_format=torch.channels_last).div_(255)
             with autocast(precision, device):
                 out.append(network.features(x).float().cpu())
+            bar.advance(len(x))
     finally:
+        bar.close()
         network.train(was_training)
     if not out:
         return torch.empty(0, int(getattr(network, "feature_dim", 0)))
@@ -94,10 +101,11 @@ def cached_features(
     cache_dir: str | Path | None = None,
     use_cache: bool = True,
     net_fp: str | None = None,
+    progress: bool | None = None,
 ) -> tuple[torch.Tensor, bool]:
     """``extract_features`` through the on-disk cache; returns (features, was_cached)."""
     compute: Callable[[], torch.Tensor] = lambda: extract_features(  # noqa: E731
-        network, images, device=device, precision=precision
+        network, images, device=device, precision=precision, progress=progress
     )
     if not use_cache:
         return compute(), False

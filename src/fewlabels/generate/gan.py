@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from fewlabels.core.errors import ConfigError
+from fewlabels.core.progress import track
 
 LOSSES = ("hinge", "ns")
 
@@ -140,11 +141,18 @@ def from_uint8(x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def sample(
-    generator: Generator, n: int, *, seed: int = 0, batch_size: int = 256, device: Any = None
+    generator: Generator,
+    n: int,
+    *,
+    seed: int = 0,
+    batch_size: int = 256,
+    device: Any = None,
+    progress: bool | None = None,
 ) -> torch.Tensor:
     """``n`` images as uint8 (n, C, H, W) on the CPU; deterministic for a seed and batch size.
 
     The generator normalises by batch statistics, so images are drawn in full batches.
+    ``progress``: a bar with the time left (None: when stderr is a terminal).
     """
     device = torch.device(device) if device is not None else next(generator.parameters()).device
     was = generator.training
@@ -152,7 +160,7 @@ def sample(
     g = torch.Generator(device=device).manual_seed(seed)
     out = []
     try:
-        for start in range(0, n, batch_size):
+        for start in track(range(0, n, batch_size), "sampling", enabled=progress):
             # always a full batch (the batch statistics then do not depend on n)
             z = torch.randn(batch_size, generator.z_dim, generator=g, device=device)
             out.append(to_uint8(generator(z))[: n - start].cpu())

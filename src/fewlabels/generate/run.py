@@ -29,6 +29,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from fewlabels.core.checkpoint import atomic_write_bytes, save_checkpoint
 from fewlabels.core.device import pick_device
 from fewlabels.core.errors import ConfigError, DataError
+from fewlabels.core.precision import resolve_precision
+from fewlabels.core.progress import track
+from fewlabels.core.provenance import provenance
 from fewlabels.data import load_dataset
 from fewlabels.evaluate.features import load_encoder
 from fewlabels.generate.gan import check_size, sample
@@ -118,7 +121,7 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
     return torch.cat(out)
 
 
-def write_png_folder(images: torch.Tensor, folder: Path) -> Path:
+def write_png_folder(images: torch.Tensor, folder: Path, progress: bool | None = None) -> Path:
     """Write uint8 (N, C, H, W) images as ``folder/unlabeled/gen_XXXXXX.png``.
 
     The files go to a temp folder that then replaces ``folder`` as a whole, so a reader
@@ -132,7 +135,7 @@ def write_png_folder(images: torch.Tensor, folder: Path) -> Path:
     (tmp / "unlabeled").mkdir(parents=True)
     try:
         arr = images.permute(0, 2, 3, 1).contiguous().numpy()
-        for i, a in enumerate(arr):
+        for i, a in enumerate(track(arr, "writing samples", enabled=progress)):
             im = Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
             im.save(tmp / "unlabeled" / f"gen_{i:06d}.png", compress_level=1)
         old = folder.with_name(f".{folder.name}.old{os.getpid()}")
@@ -220,6 +223,8 @@ def run_generate(
     images = training_pool(cfg.data, cfg.size, strict=cfg.strict)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "config.json", (cfg.model_dump_json(indent=2) + "\n").encode())
+    record = provenance(device, resolve_precision(cfg.gan.precision, device))
+    atomic_write_bytes(out / "provenance.json", (json.dumps(record, indent=2) + "\n").encode())
     c, s = int(images.shape[1]), int(images.shape[-1])
     log(f"data {cfg.data}: {len(images):,} training images, {c}x{s}x{s}")
     log(f"training the GAN for {cfg.gan.budget} on {device.type} -> {out}")
@@ -246,8 +251,8 @@ def run_generate(
         out / "generator.pt",
     )
     num = len(images) if cfg.num is None else cfg.num
-    fake = sample(gen, num, seed=cfg.sample_seed, device=device)
-    samples_dir = write_png_folder(fake, out / SAMPLES)
+    fake = sample(gen, num, seed=cfg.sample_seed, device=device, progress=progress)
+    samples_dir = write_png_folder(fake, out / SAMPLES, progress)
     log(f"trained {res.steps} steps in {res.train_seconds:.1f}s; wrote {num:,} images")
     picture = fake if len(fake) else sample(gen, 64, seed=cfg.sample_seed, device=device)
     comparison_png(

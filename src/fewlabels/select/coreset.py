@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from fewlabels.core.progress import track
 from fewlabels.select.base import Picked, Pool, check_budget, normalise
 
 
@@ -28,7 +29,7 @@ def select(pool: Pool, budget: int, *, seed: int = 0) -> Picked:
         nearest = torch.minimum(nearest, dist_to(row))
     labeled = torch.from_numpy(pool.labeled_mask)
     picked, scores = [], []
-    for _ in range(budget):
+    for _ in track(range(budget), "selecting (coreset)"):
         d = nearest.masked_fill(labeled, -1.0)
         if not len(pool.labeled) and not picked:
             mean = x.mean(0)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from fewlabels.core.errors import ConfigError
+from fewlabels.core.progress import track
 from fewlabels.select.base import Picked, Pool, check_budget, kmeans, normalise
 
 PURITY = 0.95  # paper
@@ -69,7 +70,7 @@ def select(
     is_candidate = ~pool.labeled_mask
     rng = np.random.default_rng([seed, 106])
     picked, scores = [], []
-    for _ in range(budget):
+    for _ in track(range(budget), "selecting (probcover)"):
         d = np.where(is_candidate, degree, -1.0)
         row = int(np.argmax(d))
         if d[row] <= 0.5:  # everything is covered: random among the remaining candidates

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from fewlabels.core.progress import track
 from fewlabels.select.base import Picked, Pool, check_budget, kmeans, normalise
 
 K_NEIGHBOURS = 20  # paper
@@ -61,7 +62,7 @@ def select(
     labeled = pool.labeled_mask
     typ = np.zeros(len(x), np.float32)
     left: list[list[int]] = []  # each cluster's unlabeled rows, most typical first
-    for c in range(n_clusters):
+    for c in track(range(n_clusters), "selecting (typiclust clusters)"):
         members = np.flatnonzero(assign == c)
         typ[members] = typicality(x[members], k) if len(members) else typ[members]
         free = members[~labeled[members]]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import html
 import io
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fewlabels.study.results import Row, settings_text
@@ -61,6 +61,7 @@ class Page:
     done: int
     sections: list[Section]
     study_dir: Path
+    provenance: list[str] = field(default_factory=list)  # the footer: what produced the runs
 
     def verdict(self) -> Section | None:
         """The verdict section, shown first."""
@@ -129,6 +130,8 @@ def render_markdown(page: Page) -> str:
     md += ["## Tables", ""] + [_md_table(t) for t in page.tables()]
     md += ["## Figures", ""] + [f"![{c}]({p})\n" for c, p in page.figures()]
     md += [f"_{n}_" for n in page.notes()]
+    if page.provenance:
+        md += ["", "---", ""] + [f"_{line}_  " for line in page.provenance]
     return "\n".join(md) + "\n"
 
 
@@ -164,6 +167,9 @@ def render_html(page: Page) -> str:
         )
     body += [f"<p class='note'>{e(n)}</p>" for n in page.notes()]
     body += ["<h2>Tables</h2>"] + [_html_table(t) for t in page.tables()]
+    if page.provenance:
+        lines = "<br>".join(e(line) for line in page.provenance)
+        body.append(f"<footer class='note'><hr>{lines}</footer>")
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         f"<title>Study {e(page.name)}</title><style>{_CSS}</style></head><body>\n"

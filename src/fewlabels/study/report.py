@@ -17,8 +17,10 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fewlabels.core.atomic import atomic_write_text
+from fewlabels.core.provenance import provenance, provenance_line
 from fewlabels.study.backend import check_location, find_store, open_store
 from fewlabels.study.render import CSV_COLUMNS, Page, render_csv, render_html, render_markdown
 from fewlabels.study.results import group_rows, row_of
@@ -74,6 +76,22 @@ def read_results(study_dir: Path, store_url: str | None) -> tuple[Results, str, 
     return Results(rows, group_rows(rows), runs, study_dir, fig_dir, options), name, source
 
 
+def footer_lines(runs: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per distinct provenance of the study's finished runs (version and commit,
+    torch, device and processor, threads, precision), most runs first; then the report's."""
+    counts: dict[str, int] = {}
+    for run in runs.values():
+        prov = (run.get("metrics") or {}).get("provenance")
+        if isinstance(prov, dict):
+            line = provenance_line(prov)
+            counts[line] = counts.get(line, 0) + 1
+    total = sum(counts.values())
+    ordered = sorted(counts, key=lambda k: -counts[k])
+    lines = [f"runs: {k}" if total == counts[k] else f"runs: {k} ({counts[k]} of {total} runs)"
+             for k in ordered]  # fmt: skip
+    return [*lines, f"report: {provenance_line(provenance())}"]
+
+
 def write_report(study_dir: str | Path, store_url: str | None = None) -> Report:
     """Write results.csv, report.md, report.html and the PNGs from a study's store: the
     folder's SQLite file, or the PostgreSQL database ``store_url`` (by default the one the
@@ -87,7 +105,7 @@ def write_report(study_dir: str | Path, store_url: str | None = None) -> Report:
     res.fig_dir.mkdir(exist_ok=True)
     sections = [make(res) for make in SECTIONS]
     done = sum(r.status == "done" for r in res.rows)
-    page = Page(name, source, len(res.rows), done, sections, study_dir)
+    page = Page(name, source, len(res.rows), done, sections, study_dir, footer_lines(res.runs))
     md_path, html_path = study_dir / "report.md", study_dir / "report.html"
     atomic_write_text(md_path, render_markdown(page))
     atomic_write_text(html_path, render_html(page))

@@ -17,7 +17,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,12 +28,16 @@ from fewlabels.core.atomic import atomic_write_text
 from fewlabels.core.device import pick_device
 from fewlabels.core.errors import ConfigError, FewlabelsError, WriteError
 from fewlabels.core.precision import slow_precision_warning
+from fewlabels.core.progress import configure_progress
+from fewlabels.core.provenance import provenance, usable_threads
 from fewlabels.core.runlock import check_out_folder, check_owner
 from fewlabels.generate.run import GenerateConfig, run_generate
 from fewlabels.select.simulate import selected_data
 from fewlabels.study.backend import open_store, remember
 from fewlabels.study.plan import StudyPlan
 from fewlabels.study.revalidate import reopen_stale_runs
+from fewlabels.study.tracking import track_cell
+from fewlabels.train.loggers import require_backends
 from fewlabels.train.probing import ProbeConfig, run_probe
 from fewlabels.train.run import RunConfig, run_training
 
@@ -121,11 +125,38 @@ def execute_run(row: sqlite3.Row | dict[str, Any], study_dir: Path) -> tuple[dic
         raise ConfigError(f"unknown run kind {row['kind']!r}")
     if isinstance(m.get("per_class"), dict):
         metrics["class_names"] = list(m["per_class"])
+    metrics["provenance"] = run_provenance(out)
     seen = [r.get("backbone_images") for r in curve if r.get("backbone_images")]
     if seen and metrics.get("train_seconds"):
         metrics["backbone_images"] = int(seen[-1])
         metrics["img_per_s"] = round(seen[-1] / float(metrics["train_seconds"]), 1)
     return metrics, curve
+
+
+def run_provenance(out: Path) -> dict[str, Any]:
+    """The run folder's ``provenance.json`` (training runs write it), else this process's."""
+    path = out / "provenance.json"
+    if path.exists():
+        with contextlib.suppress(OSError, ValueError):
+            record = json.loads(path.read_text())
+            if isinstance(record, dict):
+                return record
+    return provenance(pick_device("auto"))
+
+
+def track_finished(store: Any, key: str, study_dir: Path, loggers: Sequence[str], log: Log) -> None:
+    """Log the cells whose result is run ``key`` to the trackers ``loggers``; a tracker
+    that fails is reported, the study carries on."""
+    cells = [c for c in store.cells() if c["run_key"] == key]
+    if not cells:
+        return
+    run = store.runs()[key]
+    study = store.get_meta("study_name") or study_dir.name
+    for cell in cells:
+        try:
+            track_cell(loggers, study_dir, cell, run, study)
+        except Exception as e:  # the results are in the store; export them later
+            log(f"could not log {cell.get('id')} to {', '.join(loggers)}: {_one_line(e)}")
 
 
 class _Heartbeat(threading.Thread):
@@ -204,12 +235,14 @@ def work(
     stale_s: float = 120.0,
     log: Log = print,
     store_url: str | None = None,
+    loggers: Sequence[str] = (),
     parent_pid: int | None = None,
 ) -> int:
     """Claim and run runs until none is left; returns how many this worker ran.
 
     ``store_url``: a PostgreSQL store (``postgresql://...``) instead of the folder's SQLite.
     ``parent_pid``: a worker process ends when its study process (this pid) is gone.
+    ``loggers``: trackers each finished cell is logged to (``tensorboard``, ``mlflow``, ...).
     """
     if threads:
         torch.set_num_threads(threads)
@@ -252,6 +285,8 @@ def work(
             store.finish(
                 row["key"], worker, metrics=metrics, curve=curve, seconds=seconds, error=error
             )
+            if loggers and error is None:
+                track_finished(store, row["key"], study_dir, loggers, log)
             ran += 1
             c = store.counts()
             total = sum(c.values())
@@ -278,6 +313,7 @@ def _worker_entry(
     fin0: int,
     stale_s: float,
     store_url: str | None = None,
+    loggers: Sequence[str] = (),
     parent_pid: int | None = None,
 ) -> None:
     def log(s: str) -> None:
@@ -285,6 +321,8 @@ def _worker_entry(
 
     if parent_pid is not None:
         die_with_parent(parent_pid)
+    configure_progress(False)  # a worker's runs work quietly beside the study's log lines
+
     try:
         work(
             study_dir,
@@ -296,6 +334,7 @@ def _worker_entry(
             log=log,
             store_url=store_url,
             parent_pid=parent_pid,
+            loggers=loggers,
         )
     except KeyboardInterrupt:
         pass
@@ -328,7 +367,7 @@ def _precision_warning(plan: StudyPlan) -> str | None:
 
 def _spawn_workers(out: Path, workers: int, args: tuple[Any, ...]) -> None:
     """Run ``workers`` worker processes (``args``: threads, t_start, fin0, stale_s,
-    store_url) until they end; each ends too when this process dies."""
+    store_url, loggers) until they end; each ends too when this process dies."""
     ctx = multiprocessing.get_context("spawn")
     me = os.getpid()
     procs = [
@@ -355,12 +394,17 @@ def run_study(
     stale_s: float = 120.0,
     log: Log = print,
     store_url: str | None = None,
+    loggers: Sequence[str] = (),
 ) -> StudyOutcome:
     """Register ``plan`` in ``out_dir``'s store and work through its runs.
 
     ``store_url`` (``postgresql://...``) keeps the store in PostgreSQL, so workers on other
     machines that share ``out_dir`` can run the same command and take their share.
+    ``threads`` per worker default to the usable CPUs (``OMP_NUM_THREADS``, else the CPU
+    affinity) split over the workers; ``loggers``: trackers each cell is logged to.
     """
+    loggers = tuple(loggers)
+    require_backends(loggers)
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     out = check_out_folder(out_dir)
@@ -380,7 +424,7 @@ def run_study(
         store.close()
     atomic_write_text(out / "study.yaml", plan.text)
     remember(out, store_url)
-    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    threads = threads or max(1, usable_threads() // workers)
     fin0 = c["done"] + c["failed"]
     log(
         f"study {plan.name}: {len(plan.cells)} cells, {sum(c.values())} runs "
@@ -399,9 +443,10 @@ def run_study(
             stale_s=stale_s,
             log=log,
             store_url=store_url,
+            loggers=loggers,
         )
     else:
-        _spawn_workers(out, workers, (threads, t0, fin0, stale_s, store_url))
+        _spawn_workers(out, workers, (threads, t0, fin0, stale_s, store_url, loggers))
     store = open_store(out, store_url, stale_s=stale_s)
     try:
         c = store.counts()

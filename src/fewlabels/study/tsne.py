@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from fewlabels.core.errors import ConfigError
 from fewlabels.data import load_dataset
-from fewlabels.evaluate.embedding import tsne_2d
+from fewlabels.evaluate.embedding import project_sequence
 from fewlabels.evaluate.inference import LoadedModel, load_model
 from fewlabels.evaluate.monitor import load_embeddings
 from fewlabels.study.figures import save
@@ -85,12 +85,18 @@ def _features(
 def plot_tsne(
     rows: list[Row], runs: dict[str, dict], study_dir: Path, points: int, path: Path
 ) -> Path:
-    """A t-SNE panel per row (at most ``points`` images each), coloured by class."""
+    """A t-SNE panel per row (at most ``points`` images each), coloured by class. A panel
+    of the same images as the one before starts from its layout, turned to match it, so
+    the same classes sit in the same places."""
     fig = Figure(figsize=(5.2 * len(rows), 4.6))
     axes = fig.subplots(1, len(rows), squeeze=False)[0]
-    for ax, r in zip(axes, rows, strict=True):
-        feats, y, what = _features(r, runs, study_dir, points)
-        emb = tsne_2d(feats, seed=0)
+    panels = [_features(r, runs, study_dir, points) for r in rows]
+    same = [
+        i > 0 and what == panels[i - 1][2] and np.array_equal(y, panels[i - 1][1])
+        for i, (_, y, what) in enumerate(panels)
+    ]
+    layouts = project_sequence([f for f, _, _ in panels], "tsne", 0, False, same)
+    for ax, r, (_, y, what), emb in zip(axes, rows, panels, layouts, strict=True):
         sc = ax.scatter(emb[:, 0], emb[:, 1], c=y, cmap="tab10" if y.max() < 10 else "tab20", s=6)
         title = f"{r.method}, {r.labels}, seed {r.seed}: {pct(r.accuracy)}\n({what} images)"
         ax.set_title(title, fontsize=9)

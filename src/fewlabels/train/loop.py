@@ -11,7 +11,7 @@ stopped.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,12 +164,15 @@ class Trainer:
         progress: bool = True,
         log: Callable[[str], None] | None = None,
         data_in_memory: bool | None = None,
+        callbacks: Sequence[Callback] = (),
     ) -> None:
-        """``data_in_memory``: keep the training images on the device (True), read each
+        """``callbacks``: more loop callbacks, run after the trainer's own (e.g. trackers).
+        ``data_in_memory``: keep the training images on the device (True), read each
         batch from the cache file or host memory (False), or decide by size (None; the
         ``FEWLABELS_DATA_IN_MEMORY`` environment variable, 1 or 0, overrides that: see
         ``fewlabels.train.feed.data_in_memory_from_env``)."""
         self.cfg = cfg
+        self.callbacks = list(callbacks)
         if data_in_memory is None:
             data_in_memory = data_in_memory_from_env()
         self.data_in_memory = data_in_memory
@@ -237,6 +240,7 @@ class Trainer:
         callbacks += [evaluation, curve_log, ckpt]
         if ema is not None:  # last: the checkpoint keeps the raw weights, the network the EMA's
             callbacks.append(EMAUpdate(ema, method.network, export_to=method.network))
+        callbacks += self.callbacks
         run_loop(loop, step_fn, callbacks)
         return FitResult(
             clock.step, clock.train_s, loop.curve, loop.stopped_early, loop.step_seconds

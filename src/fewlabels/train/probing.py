@@ -27,6 +27,7 @@ from fewlabels.core.budget import Budget
 from fewlabels.core.device import pick_device
 from fewlabels.core.errors import ConfigError, DataError
 from fewlabels.core.precision import resolve_precision
+from fewlabels.core.provenance import provenance
 from fewlabels.core.runlock import RunLock
 from fewlabels.data import Dataset, SplitConfig, Splits, make_splits
 from fewlabels.data.imageset import ImageSet
@@ -40,8 +41,8 @@ from fewlabels.models import Network
 from fewlabels.models.freeze import backbone_blocks, freeze_backbone
 from fewlabels.models.settings import DeviceSettings
 from fewlabels.train.loop import TrainConfig, Trainer
+from fewlabels.train.parts import export_model, write_json
 from fewlabels.train.runcheck import check_run_folder, data_fingerprint
-from fewlabels.train.single import export_model, write_json
 
 Log = Callable[[str], Any]
 
@@ -300,6 +301,7 @@ def _probe_and_write(
         labeled=len(labeled),
         fingerprint=data_fingerprint(ds),
     )
+    write_json(out / "provenance.json", provenance(device, resolve_precision("auto", device)))
     return res
 
 

@@ -38,6 +38,7 @@ from fewlabels.evaluate.inference import load_model
 from fewlabels.evaluate.metrics import Metrics
 from fewlabels.methods.supervised import Supervised
 from fewlabels.train.loop import barrier
+from fewlabels.train.parts import RunConfig, RunResult, data_record, prepare_data, write_json
 from fewlabels.train.pseudo_labels import (
     TEACHER_ROW,
     PseudoLabels,
@@ -45,14 +46,7 @@ from fewlabels.train.pseudo_labels import (
     pseudo_label,
     student_splits,
 )
-from fewlabels.train.single import (
-    RunConfig,
-    RunResult,
-    data_record,
-    prepare_data,
-    run_single,
-    write_json,
-)
+from fewlabels.train.single import run_single
 
 __all__ = [  # the pseudo-label pieces live in fewlabels.train.pseudo_labels
     "DEFAULTS",
