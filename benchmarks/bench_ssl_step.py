@@ -32,19 +32,21 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-from typing import Any
 
 import torch
-from bench_ssl import METHOD_BACKBONE, METHOD_KWARGS, METHOD_TRAIN, TRAIN
+from bench_ssl import METHOD_BACKBONE
 from bench_train_step import BareStep
 
 from fewlabels.augment import build_policy, parse_policy
+from fewlabels.core.budget import Budget
 from fewlabels.core.precision import resolve_precision
 from fewlabels.core.process import keep_freed_memory
 from fewlabels.data.imageset import ImageSet
-from fewlabels.methods import METHODS, build_method
+from fewlabels.methods import METHODS, build_method, method_class
+from fewlabels.methods.rules import Facts
 from fewlabels.models import Network
 from fewlabels.train.loop import TrainConfig, Trainer
+from fewlabels.train.resolve import generic_rules
 
 
 def ssl_methods() -> list[str]:
@@ -52,18 +54,31 @@ def ssl_methods() -> list[str]:
     return [n for n, c in METHODS.items() if getattr(c, "kind", "") == "self-supervised"]
 
 
-def full_size_kwargs(name: str) -> dict[str, Any]:
-    """bench_ssl's options for ``name`` with views at the images' own size: a recipe that
-    pretrains on smaller crops (``out_size``) would otherwise be timed on fewer pixels
-    than the bare two-view yardstick, and the ratio would no longer compare like with like."""
-    kw = dict(METHOD_KWARGS.get(name, {}))
+def recipe(name: str, backbone: str, batch: int, size: int) -> tuple[dict, dict]:
+    """The method options and optimiser settings a pretraining run of ``name`` resolves to
+    for ``size`` px images at ``batch`` (the settings' rules, which bench_ssl.py's recipes
+    became), with views at the images' own size: a recipe that pretrains on smaller crops
+    (``out_size``) would otherwise be timed on fewer pixels than the bare two-view
+    yardstick, and the ratio would no longer compare like with like."""
+    cls = method_class(name)
+    net = Network(backbone, 3, size, 10, backbone_kwargs=METHOD_BACKBONE.get((name, backbone), {}))
+    facts = Facts(
+        image_size=size, channels=3, num_classes=10, labeled=0, unlabeled=4096,
+        budget=Budget.parse("1000steps"), kind=cls.kind, method=name, backbone=backbone,
+        feature_dim=net.feature_dim, batch=batch,
+    )  # fmt: skip
+    kw = {k: r.value for k, r in cls.Config.resolve(facts).items()}
     if isinstance(kw.get("augment"), str):
         policy, opts = parse_policy(kw["augment"])
         opts.pop("out_size", None)
         kw["augment"] = policy + (
             ":" + ",".join(f"{k}={v}" for k, v in opts.items()) if opts else ""
         )
-    return kw
+    given = {"backbone": backbone, "train.batch_size": batch}
+    rules, _ = generic_rules(facts, given, method_rules=cls.Config.train_rules)
+    wanted = ("optimizer", "lr", "weight_decay", "grad_clip")
+    train = {k: rules[f"train.{k}"].value for k in wanted if f"train.{k}" in rules}
+    return kw, train
 
 
 def teacher_sees_both_views(method: torch.nn.Module) -> bool:
@@ -89,18 +104,13 @@ class LoopSteps:
             [str(i) for i in range(10)],
         )
         torch.manual_seed(0)
-        self.kwargs = full_size_kwargs(name)  # what is timed
+        self.kwargs, self.train = recipe(name, backbone, batch, size)  # what is timed
         self.backbone_kwargs = METHOD_BACKBONE.get((name, backbone), {})
         net = Network(backbone, 3, size, 10, backbone_kwargs=self.backbone_kwargs)
         self.method = build_method(name, net, **self.kwargs)
         self.views = self.method.unlabeled_copies * sum(
             build_policy(p, image_size=size).num_views for p in self.method.views["unlabeled"]
         )
-        train = {**TRAIN, **METHOD_TRAIN.get(name, {})}
-        self.train = {
-            k: train[k] for k in ("optimizer", "lr", "weight_decay", "grad_clip") if k in train
-        }
-        self.train["lr"] *= batch / TRAIN["batch_size"]
         self.batch, self.precision = batch, precision
 
     def times(self, steps: int) -> list[float]:
