@@ -20,7 +20,7 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from fewlabels.losses.barlow_twins import correlation_terms, loss_from_terms
 from fewlabels.losses.distributed import gather_with_grad
 from fewlabels.methods.base import Batch, Method, MethodConfig, TwoViewPolicy
-from fewlabels.methods.rules import Facts, Resolved, lars_recipe
+from fewlabels.methods.rules import Facts, Resolved, lars_recipe, projector_rule
 from fewlabels.models import Network
 from fewlabels.models.heads import ProjectionHead
 
@@ -64,11 +64,8 @@ class BarlowTwinsConfig(MethodConfig):
     @classmethod
     def resolve(cls, facts: Facts) -> dict[str, Resolved]:
         """bench_ssl.py METHOD_KWARGS: a projector 4x the feature wide, solo-learn's 0.1 scale."""
-        out = {"scale": Resolved(0.1, "solo-learn's CIFAR loss scale (bench_ssl)")}
-        if facts.feature_dim:
-            w = 4 * facts.feature_dim
-            out["projector"] = Resolved((w, w, w), f"4 x feature {facts.feature_dim} (bench_ssl)")
-        return out
+        scale = Resolved(0.1, "solo-learn's CIFAR loss scale (bench_ssl)")
+        return {"scale": scale, **projector_rule(facts)}
 
     @classmethod
     def train_rules(cls, facts: Facts) -> dict[str, Resolved]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from fewlabels.core.budget import Budget
 
-__all__ = ["Facts", "Resolved", "crop_scale", "lars_recipe", "view_size"]
+__all__ = ["Facts", "Resolved", "crop_scale", "lars_recipe", "projector_rule", "view_size"]
 
 
 @dataclass(frozen=True)
@@ -72,3 +72,13 @@ def lars_recipe(
         "train.weight_decay": Resolved(weight_decay, source),
         "train.grad_clip": Resolved(clip, f"{source}: gradient norm clipped"),
     }
+
+
+def projector_rule(facts: Facts, last: int | None = None) -> dict[str, Resolved]:
+    """bench_ssl.py's projectors: three layers 4x the feature wide (the last ``last`` wide
+    when given); nothing before the feature size is known."""
+    if not facts.feature_dim:
+        return {}
+    w = 4 * facts.feature_dim
+    dims = (w, w, w if last is None else last)
+    return {"projector": Resolved(dims, f"4 x feature {facts.feature_dim} (bench_ssl)")}

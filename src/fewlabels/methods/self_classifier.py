@@ -30,7 +30,7 @@ from torch import nn
 from fewlabels.losses.distributed import gather_with_grad
 from fewlabels.losses.self_classifier import self_classifier_loss
 from fewlabels.methods.base import Batch, Method, MethodConfig, TwoViewPolicy
-from fewlabels.methods.rules import Facts, Resolved
+from fewlabels.methods.rules import Facts, Resolved, projector_rule
 from fewlabels.models import Network
 from fewlabels.models.heads import CosineLinear, ProjectionHead
 
@@ -64,11 +64,8 @@ class SelfClassifierConfig(MethodConfig):
     @classmethod
     def resolve(cls, facts: Facts) -> dict[str, Resolved]:
         """bench_ssl.py METHOD_KWARGS: an MLP 4x the feature wide, one classifier of 1,000."""
-        out = {"classes": Resolved((1000,), "one classifier of 1,000 (bench_ssl; the paper)")}
-        if facts.feature_dim:
-            w = 4 * facts.feature_dim
-            out["projector"] = Resolved((w, w, 128), f"4 x feature {facts.feature_dim} (bench_ssl)")
-        return out
+        classes = Resolved((1000,), "one classifier of 1,000 (bench_ssl; the paper)")
+        return {"classes": classes, **projector_rule(facts, last=128)}
 
     @field_validator("classes", mode="before")
     @classmethod

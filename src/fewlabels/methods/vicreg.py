@@ -24,7 +24,14 @@ from fewlabels.losses.distributed import gather_with_grad
 from fewlabels.losses.vicreg import vicreg_terms
 from fewlabels.methods.barlow_twins import scaled_projector
 from fewlabels.methods.base import Batch, Method, MethodConfig, TwoViewPolicy
-from fewlabels.methods.rules import Facts, Resolved, crop_scale, lars_recipe, view_size
+from fewlabels.methods.rules import (
+    Facts,
+    Resolved,
+    crop_scale,
+    lars_recipe,
+    projector_rule,
+    view_size,
+)
 from fewlabels.models import Network
 from fewlabels.models.heads import ProjectionHead
 
@@ -53,10 +60,7 @@ class VICRegConfig(MethodConfig):
     def resolve(cls, facts: Facts) -> dict[str, Resolved]:
         """bench_ssl.py's measured recipe (32 px CIFAR-10, 2-core CPU), scaled by the facts:
         a projector 4x the feature wide, crops from crop_scale(side) at view_size(side)."""
-        out = {}
-        if facts.feature_dim:
-            w = 4 * facts.feature_dim
-            out["projector"] = Resolved((w, w, w), f"4 x feature {facts.feature_dim} (bench_ssl)")
+        out = projector_rule(facts)
         side, scale = view_size(facts.image_size), crop_scale(facts.image_size)
         out["augment"] = Resolved(
             f"twoview:min_scale={scale},out_size={side}",
