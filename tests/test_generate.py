@@ -14,7 +14,7 @@ from cli_helpers import invoke
 from cli_helpers import one_line_error as _one_line_error
 
 from fewlabels.core.checkpoint import load_checkpoint
-from fewlabels.core.errors import ConfigError
+from fewlabels.core.errors import ConfigError, DivergenceError
 from fewlabels.data import load_dataset
 from fewlabels.generate import GANConfig, frechet_distance, knn_precision_recall, train_gan
 from fewlabels.generate.diffaugment import cutout, diff_augment, translation
@@ -293,3 +293,23 @@ def test_study_synthetic_axis_errors(tmp_path, old, new, needle):
     path.write_text(STUDY.replace(old, new, 1))
     with pytest.raises(ConfigError, match=needle):
         load_study(path, check_data=False)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_diverged_gan_names_settings_that_fit_the_run(tmp_path, monkeypatch, precision):
+    from fewlabels.generate import train as gan_train
+
+    real_d_loss = gan_train.d_loss
+    monkeypatch.setattr(gan_train, "d_loss", lambda *a: real_d_loss(*a) * float("nan"))
+    cfg = GANConfig(budget="2steps", **{**TINY, "precision": precision})
+    with pytest.raises(DivergenceError) as e:
+        train_gan(blobs(), cfg, out_dir=tmp_path / "g", progress=False)
+    msg = str(e.value)
+    assert "GAN loss became non-finite at step 0" in msg and "lower gan.lr" in msg, msg
+    assert ("set gan.precision to fp32" in msg) == (precision == "bf16"), msg
+    assert "--" not in msg and "checkpoint" not in msg, msg  # no flags; none was written
+    # the CLI names its own flag for the setting
+    args = ["generate", "--out", str(tmp_path / "c"), "--budget", "1steps", "--no-progress"]
+    r = invoke(*args, "--width", "8", "--batch-size", "16", "--precision", precision)
+    line = _one_line_error(r, "lower --lr")
+    assert ("set --precision to fp32" in line) == (precision == "bf16"), line

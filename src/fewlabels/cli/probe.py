@@ -119,4 +119,5 @@ def embed(
             m = json.loads(metrics.read_text())
             if "accuracy" in m:
                 typer.echo(f"test accuracy  {m['accuracy']:.4f}")
-                typer.echo(f"test macro-F1  {m['macro_f1']:.4f}")
+                if "macro_f1" in m:
+                    typer.echo(f"test macro-F1  {m['macro_f1']:.4f}")

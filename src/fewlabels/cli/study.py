@@ -22,8 +22,8 @@ def study(
             "example (fewlabels init --list)."
         ),
     ],
-    out: Annotated[
-        Path | None, typer.Option(help="Study folder (default: runs/STUDY_NAME).")
+    out: Annotated[  # a str: typer would read "" as Path("."), the working folder
+        str | None, typer.Option(help="Study folder (default: runs/STUDY_NAME).")
     ] = None,
     workers: Annotated[int, typer.Option(help="Worker processes on this machine.")] = 1,
     threads: Annotated[
@@ -53,7 +53,7 @@ def study(
         loggers = tracker_specs(logger)
         plan = lib.load_study(study_file(spec))  # a file, or a shipped example's name
         configure_progress(False)  # the runs work quietly beside the study's own log lines
-        folder = out or Path("runs") / plan.name
+        folder = Path("runs") / plan.name if out is None else out  # run_study refuses ""
         res = lib.run_study(
             plan,
             folder,
@@ -63,7 +63,7 @@ def study(
             store_url=store,
             loggers=loggers,
         )
-        rep = lib.write_report(folder, store)
+        rep = lib.write_report(Path(folder), store)
         typer.echo(
             f"{res.counts['done']} runs done, {res.counts['failed']} failed in {res.seconds:.0f}s"
         )

@@ -319,11 +319,12 @@ def predict(
         lib.check_out_file(out)
         model = lib.load_model(checkpoint)
         rows, bad = lib.predict_files(model, list(images), out)
+        if not rows:
+            first = f" ({len(bad)} unreadable, first: {bad[0]})" if bad else ""
+            raise FewlabelsError(f"none of the images could be read{first}")
         if bad:
             shown = ", ".join(str(b) for b in bad[:3])
             typer.echo(f"warning: skipped {len(bad)} unreadable image(s): {shown}", err=True)
-        if not rows:
-            raise FewlabelsError("none of the images could be read")
         for r in rows[:10]:
             typer.echo(f"{r['prediction']:>16}  {r['confidence']:.3f}  {r['path']}")
         if len(rows) > 10:

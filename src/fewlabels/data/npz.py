@@ -68,6 +68,8 @@ def _read(path: Path) -> dict[str, np.ndarray]:
     """Every member of the archive; a member that is not a ``.npy`` array is refused."""
     arrays: dict[str, np.ndarray] = {}
     member = ""
+    if path.is_file() and not zipfile.is_zipfile(path):  # np.load would try it as a pickle
+        raise DataError(f"cannot read {path} as .npz: not a zip archive of .npy arrays")
     try:
         with np.load(path, allow_pickle=False) as z:
             for member in z.files:

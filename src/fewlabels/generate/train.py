@@ -229,8 +229,10 @@ class _GANStats(Callback):
     """The step's losses and scores as floats (a non-finite loss stops the run), averaged
     into ``evals`` curve rows spread over the budget (and one at its end)."""
 
-    def __init__(self, cfg: GANConfig, clock: BudgetClock, out: Path | None) -> None:
-        self.cfg, self.out = cfg, out
+    def __init__(
+        self, cfg: GANConfig, clock: BudgetClock, out: Path | None, precision: str
+    ) -> None:
+        self.cfg, self.out, self.precision = cfg, out, precision
         total, amount, evals = clock.total_steps, clock.budget.amount, max(1, cfg.evals)
         self.every = max(1, total // evals) if total is not None else None
         self.every_s = amount / evals if total is None else None
@@ -240,15 +242,24 @@ class _GANStats(Callback):
     def on_start(self, loop: LoopState) -> None:
         self.last_s = loop.clock.train_s
 
+    def _diverged(self, ld: float, lg: float, step: int) -> None:
+        """Stop with advice that fits the run (as the classifier's loop does): bf16 is
+        suggested only when it was used, the checkpoint only when one was written."""
+        advice = "lower gan.lr"
+        if self.precision == "bf16":
+            advice += " or set gan.precision to fp32"
+        kept = ""
+        if self.out is not None and (self.out / "checkpoint.pt").exists():
+            kept = f"; the last checkpoint in {self.out} is intact"
+        raise DivergenceError(
+            f"GAN loss became non-finite at step {step} (D {ld}, G {lg}); {advice}{kept}"
+        )
+
     def on_step_end(self, loop: LoopState) -> None:
         o, bs, step, train_s = loop.out, self.cfg.batch_size, loop.clock.step, loop.clock.train_s
         ld, lg = float(o["loss_d"].detach()), float(o["loss_g"].detach())
         if not (math.isfinite(ld) and math.isfinite(lg)):
-            where = f"; the last checkpoint in {self.out} is intact" if self.out else ""
-            raise DivergenceError(
-                f"GAN loss became non-finite at step {step - 1} (D {ld}, G {lg}); lower --lr "
-                f"or use --precision fp32{where}"
-            )
+            self._diverged(ld, lg, step - 1)
         o["d_value"], o["g_value"] = ld, lg
         scores = o["scores"].detach()
         for k, v in (
@@ -314,7 +325,7 @@ def train_gan(
     callbacks: list[Callback] = [
         EMAUpdate(nets.ema, nets.gen, warmup=True),
         clock,
-        _GANStats(cfg, clock, out),
+        _GANStats(cfg, clock, out, resolve_precision(cfg.precision, dev)),
         curve_log,
         ProgressCallback(
             bar, lambda lp: {"d": f"{lp.out['d_value']:.3f}", "g": f"{lp.out['g_value']:.3f}"}
