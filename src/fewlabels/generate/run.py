@@ -34,6 +34,7 @@ from fewlabels.core.progress import track
 from fewlabels.core.provenance import provenance
 from fewlabels.data import load_dataset
 from fewlabels.evaluate.features import load_encoder
+from fewlabels.evaluate.plots import literal, plain_text
 from fewlabels.generate.gan import check_size, sample
 from fewlabels.generate.quality import sample_quality
 from fewlabels.generate.train import GANConfig, GANResult, train_gan
@@ -161,20 +162,21 @@ def comparison_png(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 5.4))
-    totals = totals or (len(real), len(fake))
-    for ax, imgs, name, total in (
-        (axes[0], real, "real", totals[0]),
-        (axes[1], fake, "generated", totals[1]),
-    ):
-        ax.imshow(_grid(imgs[:64]), cmap="gray" if imgs.shape[1] == 1 else None)
-        ax.set_title(f"{name} ({min(64, len(imgs))} of {total:,})")
-        ax.set_axis_off()
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
+    with plain_text():  # the title names the data spec: shown literally, never as TeX
+        fig, axes = plt.subplots(1, 2, figsize=(10, 5.4))
+        totals = totals or (len(real), len(fake))
+        for ax, imgs, name, total in (
+            (axes[0], real, "real", totals[0]),
+            (axes[1], fake, "generated", totals[1]),
+        ):
+            ax.imshow(_grid(imgs[:64]), cmap="gray" if imgs.shape[1] == 1 else None)
+            ax.set_title(f"{name} ({min(64, len(imgs))} of {total:,})")
+            ax.set_axis_off()
+        if title:
+            fig.suptitle(literal(title), fontsize=10)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
     return path

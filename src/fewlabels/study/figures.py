@@ -6,14 +6,17 @@ process-wide matplotlib state (no pyplot, no backend switch).
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import matplotlib
 from matplotlib.figure import Figure
 
 from fewlabels.core.atomic import atomic_savefig
+from fewlabels.evaluate.plots import literal, plain_text
 from fewlabels.study.results import (
     Group,
     label_order,
@@ -22,6 +25,20 @@ from fewlabels.study.results import (
     pm,
     upper_bound,
 )
+
+F = TypeVar("F", bound=Callable[..., Path])
+
+
+def plain_figure(fn: F) -> F:
+    """Draw ``fn``'s figure with LaTeX off: method and strategy names (user strings, shown
+    through ``literal``) never become math text or TeX."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Path:
+        with plain_text():
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def colors(names: list[str]) -> dict[str, Any]:
@@ -60,12 +77,13 @@ def _errorbar(ax: Any, gs: list[Group], x: list[float], **kwargs: Any) -> None:
 
 
 def _finish(ax: Any, title: str, xlabel: str, ylabel: str = "test accuracy (%)") -> None:
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    ax.set_title(literal(title))
+    ax.set_xlabel(literal(xlabel))
+    ax.set_ylabel(literal(ylabel))
     ax.grid(alpha=0.3)
 
 
+@plain_figure
 def plot_vs_unlabeled(groups: list[Group], path: Path) -> Path:
     """Accuracy vs unlabeled amount: a panel per labeled amount, a line per method."""
     labels, methods = label_order(groups), methods_of(groups)
@@ -79,11 +97,15 @@ def plot_vs_unlabeled(groups: list[Group], path: Path) -> Path:
             )
             if gs and not gs[0].uses_unlabeled:  # a baseline without unlabeled data: a band
                 g = gs[0]
-                ax.axhline(100 * g.mean, color=col[m], ls="--", label=f"{m} (no unlabeled)")
+                ax.axhline(
+                    100 * g.mean, color=col[m], ls="--", label=literal(f"{m} (no unlabeled)")
+                )
                 lo, hi = 100 * (g.mean - g.std), 100 * (g.mean + g.std)
                 ax.axhspan(lo, hi, color=col[m], alpha=0.12)
             elif gs:
-                _errorbar(ax, gs, [max(g.n_unlabeled, 1) for g in gs], color=col[m], label=m)
+                _errorbar(
+                    ax, gs, [max(g.n_unlabeled, 1) for g in gs], color=col[m], label=literal(m)
+                )
         if upper is not None:
             ax.axhline(100 * upper.mean, color="black", ls=":", label="all labels")
         ax.set_xscale("log")
@@ -93,6 +115,7 @@ def plot_vs_unlabeled(groups: list[Group], path: Path) -> Path:
     return save(fig, path)
 
 
+@plain_figure
 def plot_vs_labeled(groups: list[Group], path: Path) -> Path:
     """Accuracy vs labeled amount per method (each at its largest unlabeled amount)."""
     labels, methods = label_order(groups), methods_of(groups)
@@ -110,7 +133,7 @@ def plot_vs_labeled(groups: list[Group], path: Path) -> Path:
             [g.n_labeled for g in gs],
             color="black" if sup else col[m],
             lw=2.5 if sup else 1.5,
-            label=f"{m} (baseline)" if sup else m,
+            label=literal(f"{m} (baseline)" if sup else m),
         )
     if upper is not None:
         ax.axhline(100 * upper.mean, color="black", ls=":", label=f"all labels ({pm(upper)}%)")
@@ -120,6 +143,7 @@ def plot_vs_labeled(groups: list[Group], path: Path) -> Path:
     return save(fig, path)
 
 
+@plain_figure
 def plot_time_to_accuracy(groups: list[Group], path: Path) -> Path:
     """Validation accuracy vs training seconds: a panel per labeled amount, a line per method."""
     labels, methods = label_order(groups), methods_of(groups)
@@ -128,7 +152,7 @@ def plot_time_to_accuracy(groups: list[Group], path: Path) -> Path:
     for ax, lab in zip(axes, labels, strict=True):
         for m in methods:
             g = most_unlabeled(groups, m, lab)
-            label: str | None = m  # on the method's first drawn line only
+            label: str | None = literal(m)  # on the method's first drawn line only
             for r in g.rows if g is not None else []:
                 if r.curve:
                     t = [p["time_s"] for p in r.curve]
@@ -143,6 +167,7 @@ def plot_time_to_accuracy(groups: list[Group], path: Path) -> Path:
     return save(fig, path)
 
 
+@plain_figure
 def plot_vs_budget(groups: list[Group], path: Path) -> Path:
     """Accuracy vs labeling budget: a panel per method, a line per selection strategy."""
     sel = [g for g in groups if g.role == "grid" and g.strategy]
@@ -160,24 +185,26 @@ def plot_vs_budget(groups: list[Group], path: Path) -> Path:
                     by_lab[g.n_labeled] = g
             pts = [by_lab[k] for k in sorted(by_lab)]
             if pts:
-                _errorbar(ax, pts, [g.n_labeled for g in pts], color=col[st], label=st)
+                _errorbar(ax, pts, [g.n_labeled for g in pts], color=col[st], label=literal(st))
         ax.set_xscale("log")
         _finish(ax, base, "labeling budget (labels in all)")
         ax.legend(fontsize=7, title="selection", title_fontsize=7)
     return save(fig, path)
 
 
+@plain_figure
 def plot_compute(means: list[tuple[str, float]], path: Path) -> Path:
     """Mean training seconds per cell, per method."""
     fig = Figure(figsize=(6.4, 0.5 + 0.45 * max(1, len(means))))
     ax = fig.subplots()
-    ax.barh([m for m, _ in means], [s for _, s in means], color="tab:blue")
+    ax.barh([literal(m) for m, _ in means], [s for _, s in means], color="tab:blue")
     ax.set_xlabel("training seconds per cell (mean)")
     ax.invert_yaxis()
     ax.grid(alpha=0.3, axis="x")
     return save(fig, path)
 
 
+@plain_figure
 def plot_vs_synthetic(families: dict[tuple[str, str, str], list[Group]], path: Path) -> Path:
     """Accuracy vs generated-image ratio: a panel per labeled amount, a line per pipeline
     and unlabeled amount (``families``: (method, labels, unlabeled) -> groups)."""
@@ -190,7 +217,7 @@ def plot_vs_synthetic(families: dict[tuple[str, str, str], list[Group]], path: P
             if lab_ == lab:
                 gs = sorted(gs, key=lambda g: g.synthetic)
                 x = [g.synthetic for g in gs]
-                _errorbar(ax, gs, x, color=col[name], label=f"{name} (unlabeled {unl})")
+                _errorbar(ax, gs, x, color=col[name], label=literal(f"{name} (unlabeled {unl})"))
         _finish(ax, f"{lab} labeled", "generated images (x the real pretraining pool)")
         ax.legend(fontsize=7)
     return save(fig, path)

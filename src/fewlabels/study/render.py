@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -100,38 +101,52 @@ def render_csv(rows: list[Row]) -> str:
     return buf.getvalue()
 
 
-def _md_table(t: Table) -> str:
-    def esc(s: str) -> str:
-        return str(s).replace("|", "\\|")
+_MD_SPECIALS = re.compile(r"([\\`*_\[\]<>|$~&])")
 
+
+def md_text(text: object) -> str:
+    """``text`` (plain words holding user strings: method, class and file names) as Markdown
+    shows it literally: every character Markdown or inline HTML would read is
+    backslash-escaped, and line breaks become spaces."""
+    return _MD_SPECIALS.sub(r"\\\1", " ".join(str(text).splitlines()))
+
+
+def _md_code(text: str) -> str:
+    """``text`` as an inline code span (fenced with more backticks than it holds)."""
+    fence = "`" * (max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
+    return f"{fence} {text} {fence}" if "`" in text else f"`{text}`"
+
+
+def _md_table(t: Table) -> str:
     lines = [
-        f"### {t.title}",
+        f"### {md_text(t.title)}",
         "",
-        "| " + " | ".join(t.header) + " |",
+        "| " + " | ".join(md_text(h) for h in t.header) + " |",
         "|" + "|".join("---" for _ in t.header) + "|",
     ]
-    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in t.rows]
+    lines += ["| " + " | ".join(md_text(c) for c in row) + " |" for row in t.rows]
     return "\n".join(lines) + "\n"
 
 
 def render_markdown(page: Page) -> str:
     """The report as Markdown: summary, tables, figures, notes."""
+    e = md_text
     md = [
-        f"# Study {page.name}",
+        f"# Study {e(page.name)}",
         "",
-        f"From `{page.source}`; {page.cells} cells, {page.done} done.",
+        f"From {_md_code(page.source)}; {page.cells} cells, {page.done} done.",
         "",
     ]
     verdict = page.verdict()
     if verdict is not None:
-        md += ["## Verdict", ""] + [f"- {s}" for s in verdict.summary] + [""]
-        md += [f"_{n}_\n" for n in verdict.notes] + [_md_table(t) for t in verdict.tables]
-    md += ["## Summary", ""] + [f"- {s}" for s in page.summary()] + [""]
+        md += ["## Verdict", ""] + [f"- {e(s)}" for s in verdict.summary] + [""]
+        md += [f"_{e(n)}_\n" for n in verdict.notes] + [_md_table(t) for t in verdict.tables]
+    md += ["## Summary", ""] + [f"- {e(s)}" for s in page.summary()] + [""]
     md += ["## Tables", ""] + [_md_table(t) for t in page.tables()]
-    md += ["## Figures", ""] + [f"![{c}]({p})\n" for c, p in page.figures()]
-    md += [f"_{n}_" for n in page.notes()]
+    md += ["## Figures", ""] + [f"![{e(c)}]({p})\n" for c, p in page.figures()]
+    md += [f"_{e(n)}_" for n in page.notes()]
     if page.provenance:
-        md += ["", "---", ""] + [f"_{line}_  " for line in page.provenance]
+        md += ["", "---", ""] + [f"_{e(line)}_  " for line in page.provenance]
     return "\n".join(md) + "\n"
 
 

@@ -22,7 +22,8 @@ from fewlabels.data import load_dataset
 from fewlabels.evaluate.embedding import project_sequence
 from fewlabels.evaluate.inference import LoadedModel, load_model
 from fewlabels.evaluate.monitor import load_embeddings
-from fewlabels.study.figures import save
+from fewlabels.evaluate.plots import literal
+from fewlabels.study.figures import plain_figure, save
 from fewlabels.study.results import Row, pct
 
 FROZEN_PROBES = ("linear", "knn")  # probes that keep the pretrained encoder as it is
@@ -82,6 +83,7 @@ def _features(
     return (*features_from_model(row, runs, study_dir, points), "test")
 
 
+@plain_figure
 def plot_tsne(
     rows: list[Row], runs: dict[str, dict], study_dir: Path, points: int, path: Path
 ) -> Path:
@@ -99,7 +101,7 @@ def plot_tsne(
     for ax, r, (_, y, what), emb in zip(axes, rows, panels, layouts, strict=True):
         sc = ax.scatter(emb[:, 0], emb[:, 1], c=y, cmap="tab10" if y.max() < 10 else "tab20", s=6)
         title = f"{r.method}, {r.labels}, seed {r.seed}: {pct(r.accuracy)}\n({what} images)"
-        ax.set_title(title, fontsize=9)
+        ax.set_title(literal(title), fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
         if int(y.max()) < 20:
