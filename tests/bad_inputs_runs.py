@@ -255,6 +255,16 @@ def add_labels_unknown_id(root):
     ]
 
 
+@case("{root}/new.csv line 3: unknown class 'cafe\u0300'; the classes are caf\u00e9, dog")
+def add_labels_class_that_differs_only_in_its_accent(root):
+    """An NFD spelling of a class is that class; another accent is named as given."""
+    d = root / "imgs"
+    for c in ("caf\u00e9", "dog"):
+        png(d / c / "0.png", grey())
+    (root / "new.csv").write_text("id,label\ndog/0.png,cafe\u0301\ncaf\u00e9/0.png,cafe\u0300\n")
+    return add_labels(root, d)
+
+
 @case("{root}/new.csv line 2: unknown class 'café'; the classes are cat, dog")
 def add_labels_unknown_nfd_class(root):
     d = two_classes(root)
