@@ -346,6 +346,16 @@ def study_seed_of_the_wrong_type(root):
     return study(root, "  seeds: [zero]", "  seeds: [0]")
 
 
+@case("{root}/study.yaml line 10: grid.seeds: Value error, seeds takes numbers, got [True]")
+def study_seed_that_yaml_reads_as_a_boolean(root):
+    return study(root, "  seeds: [yes]", "  seeds: [0]")
+
+
+@case("grid.labels_per_class: Value error, labels_per_class takes numbers, got [False]")
+def study_labels_per_class_that_yaml_reads_as_a_boolean(root):
+    return study(root, "  labels_per_class: [no]", "  labels_per_class: [2]")
+
+
 @case("{root}/study.yaml line 11: methods: Input should be a valid list")
 def study_methods_not_a_list(root):
     return study(root, "methods: supervised\n", "methods:\n  - supervised\n")

@@ -43,15 +43,19 @@ class GridSpec(BaseModel):
     # generated images added to the pretraining pool, as a multiple of the real pool
     synthetic: list[float] = Field(default_factory=lambda: [0.0])
 
-    _lists = field_validator(
-        "labels_per_class",
-        "labeled_fraction",
-        "budgets",
-        "strategies",
-        "seeds",
-        "synthetic",
-        mode="before",
-    )(_as_list)
+    _lists = field_validator("strategies", mode="before")(_as_list)
+
+    @field_validator(
+        "labels_per_class", "labeled_fraction", "budgets", "seeds", "synthetic", mode="before"
+    )
+    @classmethod
+    def _numbers(cls, v: Any, info: Any) -> Any:
+        """A list of numbers (a single one is a list of one); YAML's yes/no/true/false are
+        booleans, which pydantic would take as 1 and 0: refused."""
+        v = _as_list(v)
+        if isinstance(v, list) and any(isinstance(x, bool) for x in v):
+            raise ValueError(f"{info.field_name} takes numbers, got {v}")
+        return v
 
     @field_validator("unlabeled", mode="before")
     @classmethod
