@@ -288,3 +288,15 @@ def test_set_reaches_the_run_that_trains(tmp_path):
     cfg = json.loads((out / "config.json").read_text())
     assert (cfg["train"]["evals"], cfg["train"]["momentum"]) == (0, 0.8)
     assert cfg["method_kwargs"] == {"label_smoothing": 0.05}
+
+
+def test_quoted_plain_settings_become_the_commands_flags():
+    """Library messages quote a setting that is a plain word (`out`); the CLI shows the
+    flag of the command at hand, and drops the quotes where the command has no such flag."""
+    from fewlabels.cli.common import name_flags
+
+    flags = {"out": "--out", "finetune_blocks": "--finetune-blocks", "protocol": "--protocol"}
+    msg = "`finetune_blocks` only applies to `protocol` finetune; use a new `out` or `store`"
+    assert name_flags(msg, flags) == (
+        "--finetune-blocks only applies to --protocol finetune; use a new --out or store"
+    )

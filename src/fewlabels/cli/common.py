@@ -24,6 +24,11 @@ from fewlabels.cli import _lib as lib
 from fewlabels.cli.settings import SettingError
 from fewlabels.core.errors import ConfigError, FewlabelsError
 
+try:  # typer vendors click from 0.20 on; older typer uses click itself
+    from typer._click.globals import get_current_context
+except ImportError:  # pragma: no cover
+    from click import get_current_context
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 app = typer.Typer(
@@ -64,20 +69,34 @@ def fail(msg: str, code: int = 2) -> typer.Exit:
 
 def flag_table(ctx: typer.Context) -> dict[str, str]:
     """Setting name -> the flag of ``ctx``'s command that sets it (``train.lr`` -> ``--lr``),
-    read off the command's own parameters."""
+    read off the command's own parameters; every option also under its own name
+    (``finetune_blocks`` -> ``--finetune-blocks``, ``out`` -> ``--out``)."""
     settings = SETTINGS.get(ctx.info_name or "", {})
-    table = {}
+    table: dict[str, str] = {}
     for param in ctx.command.params:
         setting = settings.get(param.name or "")
         longs = [o for o in param.opts if o.startswith("--")]
         if setting is not None and longs:
             table[setting] = longs[0]
+    for param in ctx.command.params:
+        longs = [o for o in param.opts if o.startswith("--")]
+        if param.name and longs:
+            table.setdefault(param.name, longs[0])
     return table
 
 
+def current_flags() -> dict[str, str]:
+    """``flag_table`` of the command running now (empty outside a command)."""
+    ctx = get_current_context(silent=True)
+    return flag_table(ctx) if ctx is not None else {}
+
+
 def name_flags(msg: str, flags: Mapping[str, str]) -> str:
-    """``msg`` with each setting name replaced by its flag. Only names that cannot be plain
-    words are replaced: dotted (``train.lr``) or with an underscore (``labels_per_class``)."""
+    """``msg`` with each setting name replaced by its flag: a name in backticks (how library
+    messages quote a setting that is a plain word: `out`), and dotted (``train.lr``) or
+    underscored (``labels_per_class``) names as they stand. A quoted name this command has
+    no flag for loses its backticks."""
+    msg = re.sub(r"`([\w.]+)`", lambda m: flags.get(m.group(1), m.group(1)), msg)
     for setting in sorted(flags, key=len, reverse=True):
         if "." in setting or "_" in setting:
             pattern = rf"(?<![\w.-]){re.escape(setting)}(?!\w|\.\w)"
@@ -96,7 +115,8 @@ def guard(out: str | Path | None = None, flags: Mapping[str, str] | None = None)
     except SettingError as e:  # names settings on purpose
         raise fail(str(e), e.exit_code) from None
     except FewlabelsError as e:
-        raise fail(name_flags(str(e), flags or {}), e.exit_code) from None
+        table = flags if flags is not None else current_flags()
+        raise fail(name_flags(str(e), table), e.exit_code) from None
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))

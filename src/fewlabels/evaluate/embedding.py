@@ -107,7 +107,7 @@ def _umap_module() -> Any:
         import umap
     except ImportError:
         raise ConfigError(
-            "--plot umap needs umap-learn: pip install 'fewlabels[umap]' (or use --plot tsne)"
+            "`plot` umap needs umap-learn: pip install 'fewlabels[umap]' (or use `plot` tsne)"
         ) from None
     return umap
 
@@ -209,7 +209,7 @@ def _checkpoint_points(
     source: Path, data: str | None, strict: bool, seed: int, progress: bool | None = None
 ) -> list[dict[str, Any]]:
     if data is None:
-        raise ConfigError(f"{source} has no saved embeddings; give --data to compute some")
+        raise ConfigError(f"{source} has no saved embeddings; give `data` to compute some")
     net, meta = load_encoder(source)
     ds = load_dataset(data, strict=strict)
     images = ds.test if ds.test is not None and len(ds.test) else ds.train

@@ -39,7 +39,7 @@ def check_size(size: int) -> int:
     if size < 8 or size > 128 or size & (size - 1):
         raise ConfigError(
             f"image size {size} is not supported by the GAN: use 8, 16, 32, 64 or 128 "
-            "(--size resizes the training images)"
+            "(`size` resizes the training images)"
         )
     return size
 

@@ -96,12 +96,12 @@ def training_pool(spec: str, size: int | None, *, strict: bool = False) -> torch
     h, w = int(images.shape[2]), int(images.shape[3])
     if size is None:
         if h != w:
-            raise ConfigError(f"{spec} has {w}x{h} images; pick a square --size (e.g. 32)")
+            raise ConfigError(f"{spec} has {w}x{h} images; pick a square `size` (e.g. 32)")
         try:
             size = check_size(h)
         except ConfigError:
             raise ConfigError(
-                f"{spec} has {h} px images; the GAN needs 8, 16, 32, 64 or 128 px: pass --size"
+                f"{spec} has {h} px images; the GAN needs 8, 16, 32, 64 or 128 px: pass `size`"
             ) from None
     return resize(images, size)
 
@@ -198,7 +198,7 @@ def reference_images(cfg: GenerateConfig) -> tuple[torch.Tensor, str]:
     ds = load_dataset(spec, strict=cfg.strict)
     if ds.test is not None and len(ds.test):
         return ds.test.images, f"{spec} (test set)"
-    raise DataError(f"{spec} has no test set to measure sample quality against; pass --test SPEC")
+    raise DataError(f"{spec} has no test set to measure sample quality against; pass `test` SPEC")
 
 
 def run_generate(
@@ -215,10 +215,10 @@ def run_generate(
     except RuntimeError:
         raise ConfigError(f"unknown device {cfg.device!r}: use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but no GPU is available")
+        raise ConfigError("`device` cuda was asked for but no GPU is available")
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, not a folder")
+        raise ConfigError(f"`out` {out} is a file, not a folder")
     encoder = None
     if cfg.encoder is not None:  # fail on a bad encoder before hours of training
         encoder, _ = load_encoder(cfg.encoder)

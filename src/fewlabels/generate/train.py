@@ -165,15 +165,15 @@ class _GAN:
     def restore(self, state: dict[str, Any], path: Path, clock: BudgetClock) -> None:
         """Load a checkpoint of this GAN, or refuse one of another."""
         if state.get("kind") != "gan":
-            raise CheckpointError(f"{path} is not a GAN checkpoint; use another --out")
+            raise CheckpointError(f"{path} is not a GAN checkpoint; use another `out`")
         if state.get("config") != _identity(self.cfg):
             raise CheckpointError(
-                f"{path} was written with other GAN settings; use a new --out or remove it"
+                f"{path} was written with other GAN settings; use a new `out` or remove it"
             )
         if tuple(state.get("image_shape", ())) != tuple(self.shape):
             raise CheckpointError(
                 f"{path} was trained on {state.get('image_shape')} images, these are "
-                f"{tuple(self.shape)}; use a new --out or remove it"
+                f"{tuple(self.shape)}; use a new `out` or remove it"
             )
         try:
             self.gen.load_state_dict(state["generator"])

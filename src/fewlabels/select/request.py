@@ -95,7 +95,7 @@ def request_labels(
     strat = strategy(strategy_name)
     out = Path(out)
     if out.suffix.lower() != ".csv":
-        raise ConfigError(f"--out {out} should be a .csv file")
+        raise ConfigError(f"`out` {out} should be a .csv file")
     check_out_file(out)
     ds = load_dataset(data, strict=strict)
     uni = Universe(ds)

@@ -32,8 +32,8 @@ def check_location(store: str | None) -> str | None:
     """``store`` if it is None or a PostgreSQL URL, else a ``ConfigError``."""
     if store is not None and not is_url(store):
         raise ConfigError(
-            f"--store {store!r}: expected a postgresql://USER@HOST/DATABASE URL "
-            f"(leave --store out to use the study folder's {STORE_NAME})"
+            f"`store` {store!r}: expected a postgresql://USER@HOST/DATABASE URL "
+            f"(leave `store` out to use the study folder's {STORE_NAME})"
         )
     return store
 
@@ -65,6 +65,6 @@ def find_store(study_dir: str | Path) -> str | None:
         try:
             url = json.loads(pointer.read_text())["url"]
         except (OSError, ValueError, KeyError, TypeError):
-            raise ConfigError(f"{pointer} is not a store pointer; pass --store URL") from None
+            raise ConfigError(f"{pointer} is not a store pointer; pass `store` URL") from None
         return check_location(str(url))
     raise ConfigError(f"{d} holds no study ({STORE_NAME} is missing)")

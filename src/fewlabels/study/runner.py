@@ -406,7 +406,7 @@ def run_study(
     loggers = tuple(loggers)
     require_backends(loggers)
     if workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {workers}")
+        raise ConfigError(f"`workers` must be at least 1, got {workers}")
     out = check_out_folder(out_dir)
     check_owner(out, "study")
     warning = _precision_warning(plan)  # checks each run's device before anything is written

@@ -58,7 +58,7 @@ class SqlStore:
 
     placeholder = "?"
     prefix = ""  # table name prefix
-    other_study_hint = "use another --out folder"
+    other_study_hint = "use another `out` folder"
     conn: Any
     host: str
     stale_s: float

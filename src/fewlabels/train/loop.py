@@ -286,7 +286,7 @@ class Trainer:
         path = self.out_dir / "checkpoint.pt"
         if with_train_defaults(state.get("train_config")) != self.cfg.model_dump():
             raise CheckpointError(
-                f"{path} was written with other training settings; use a new --out or remove it"
+                f"{path} was written with other training settings; use a new `out` or remove it"
             )
         try:
             method.load_state_dict(state["method"])
@@ -297,7 +297,7 @@ class Trainer:
         except (RuntimeError, KeyError, TypeError, ValueError, AttributeError):
             raise CheckpointError(
                 f"{path} holds a different architecture than this run, or is not a "
-                "training checkpoint; use a new --out or remove it"
+                "training checkpoint; use a new `out` or remove it"
             ) from None
         clock.total_steps = state.get("total_steps") or clock.total_steps
         rows = read_curve(self.out_dir / "curve.jsonl")

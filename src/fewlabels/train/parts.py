@@ -212,7 +212,7 @@ def check_resumable(cfg: RunConfig, record: dict[str, Any] | None = None) -> Non
                 key, a, b = f"{key}.{sub}", a.get(sub), b.get(sub)
             raise CheckpointError(
                 f"{out} holds a run with other settings ({key}: {str(a)[:40]!r} there, "
-                f"{str(b)[:40]!r} now); rerun with its settings to resume, or use a new --out"
+                f"{str(b)[:40]!r} now); rerun with its settings to resume, or use a new `out`"
             )
 
 

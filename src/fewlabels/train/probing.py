@@ -252,13 +252,13 @@ def run_probe(
     ``data``: the dataset and splits ready-made (e.g. a study's selected labeled set)."""
     t0 = time.perf_counter()
     if cfg.finetune_blocks is not None and cfg.protocol != "finetune":
-        raise ConfigError("--finetune-blocks only applies to --protocol finetune")
+        raise ConfigError("`finetune_blocks` only applies to `protocol` finetune")
     check_run_folder(cfg.out, "probe")
     Budget.parse(cfg.budget)
     encoder, meta = load_encoder(cfg.checkpoint)
     ds, splits = data if data is not None else probe_data(cfg)
     if splits.test is None or len(splits.test) == 0:
-        raise DataError(f"{cfg.data} has no test set to report on; give one with --test")
+        raise DataError(f"{cfg.data} has no test set to report on; give one with `test`")
     for what, part in (("training", splits.labeled), ("test", splits.test)):
         check_shapes(encoder, part, what)
     device = pick_device(cfg.device)

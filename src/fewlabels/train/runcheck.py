@@ -80,7 +80,7 @@ def check_same_data(out: str | Path | None, fingerprint: str, labeled: int) -> N
     raise CheckpointError(
         f"{out}: the data changed since the checkpoint (data_fingerprint {old[:12]} there, "
         f"{fingerprint[:12]} now; {there} labeled there, {labeled} now); start afresh with "
-        "fresh=True (--fresh) or use a new out folder"
+        "`fresh` or use a new `out` folder"
     )
 
 

@@ -268,7 +268,7 @@ def _finished_round(rs: _Rounds, r: int, rcfg: RunConfig) -> dict[str, Any] | No
         rs.st.threshold if r else None
     ):
         raise CheckpointError(
-            f"{rdir} was trained with other settings; use a new --out or remove it"
+            f"{rdir} was trained with other settings; use a new `out` or remove it"
         )
     if rs.info.is_main:
         rs.log(f"round {r}: already complete in {rdir}, skipped")
@@ -377,7 +377,7 @@ def _check_same_pseudo_labels(rdir: Path, rsplits: Splits) -> None:
         new["threshold"],
     ):
         raise CheckpointError(
-            f"{rdir} was trained on other pseudo-labels; use a new --out or remove it"
+            f"{rdir} was trained on other pseudo-labels; use a new `out` or remove it"
         )
 
 

@@ -74,7 +74,7 @@ def read_init(path: str | Path) -> InitWeights:
         k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")
     }
     if not cfg or not backbone:
-        raise CheckpointError(f"--init {path} holds no network weights to start from")
+        raise CheckpointError(f"`init` {path} holds no network weights to start from")
     cfg = check_network_config(path, cfg)
     check_finite(path, state)
     head = {k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")}
@@ -97,8 +97,8 @@ def apply_init(network: Network, init: InitWeights, *, head: bool = False) -> No
     src, dst = init.network_config, network.config
     if not _same_architecture(src, dst):
         raise CheckpointError(
-            f"--init {init.source} holds a {architecture(src)} backbone but this run "
-            f"builds {architecture(dst)}; choose the same --backbone"
+            f"`init` {init.source} holds a {architecture(src)} backbone but this run "
+            f"builds {architecture(dst)}; choose the same `backbone`"
         )
     try:
         network.backbone.load_state_dict(init.backbone, strict=True)
@@ -106,7 +106,7 @@ def apply_init(network: Network, init: InitWeights, *, head: bool = False) -> No
             network.head.load_state_dict(init.head, strict=True)
     except RuntimeError as e:
         raise CheckpointError(
-            f"--init {init.source}: its {architecture(src)} backbone at "
+            f"`init` {init.source}: its {architecture(src)} backbone at "
             f"{src.get('image_size')} px does not fit this run's {architecture(dst)} at "
             f"{dst.get('image_size')} px ({_first_problem(e)})"
         ) from None
