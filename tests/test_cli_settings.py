@@ -293,8 +293,6 @@ def test_set_reaches_the_run_that_trains(tmp_path):
 def test_quoted_plain_settings_become_the_commands_flags():
     """Library messages quote a setting that is a plain word (`out`); the CLI shows the
     flag of the command at hand, and drops the quotes where the command has no such flag."""
-    from fewlabels.cli.common import name_flags
-
     flags = {"out": "--out", "finetune_blocks": "--finetune-blocks", "protocol": "--protocol"}
     msg = "`finetune_blocks` only applies to `protocol` finetune; use a new `out` or `store`"
     assert name_flags(msg, flags) == (
