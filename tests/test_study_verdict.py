@@ -215,6 +215,6 @@ def test_the_same_seed_gives_every_method_the_same_splits():
     assert cuts[0] != cuts[1]
     probes = [j.spec["probe"] for j in plan.jobs.values() if j.kind == "probe"]
     assert {(p["seed"], p["labels_per_class"], p["val"]) for p in probes} == {
-        (0, 2, "train:0.1"),
-        (1, 2, "train:0.1"),
+        (0, 2, "auto"),  # the study's default validation split, as a run's
+        (1, 2, "auto"),
     }

@@ -27,7 +27,9 @@ def check_plan(plan: StudyPlan, doc: Located) -> None:
     sets each cell's ``n_labeled`` and ``n_unlabeled``."""
     configs = _run_configs(plan, doc)
     try:
-        ds, _ = prepare_data(RunConfig(data=plan.spec.data, test=plan.spec.test, val="none"))
+        ds, _ = prepare_data(
+            RunConfig(data=plan.spec.data, test=plan.spec.test, val="none", strict=plan.spec.strict)
+        )
     except FewlabelsError as e:
         raise doc.at("data").error(str(e)) from None
     if any(j.kind == "generate" for j in plan.jobs.values()):  # images the GAN can learn

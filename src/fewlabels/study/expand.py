@@ -146,6 +146,7 @@ def run_config(
         "method_kwargs": dict(kwargs),
         "train": {**spec.train, **settings, "budget": budget, "seed": pt.seed},
         "device": spec.device,
+        **({"strict": True} if spec.strict else {}),  # (left out when off: keys unchanged)
     }
 
 
@@ -201,6 +202,7 @@ def _probe(spec: StudySpec, p: Pipeline, pt: Point, pre: dict[str, Any]) -> dict
         "budget": p.then_budget,
         "seed": pt.seed,
         "device": spec.device,
+        **({"strict": True} if spec.strict else {}),
         **p.then_kwargs,
     }
     if pt.strategy:

@@ -7,6 +7,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from fewlabels.data.settings import DataSettings
+from fewlabels.models.settings import BackboneSettings, DeviceSettings
+
 
 class MethodEntry(BaseModel):
     """One line of the comparison: ``train: M`` or ``pretrain: X`` + ``then: ...``."""
@@ -76,24 +79,19 @@ class ReportSpec(BaseModel):
     tsne_points: int = 1000
 
 
-class StudySpec(BaseModel):
-    """The whole study file."""
+class StudySpec(DataSettings, BackboneSettings, DeviceSettings):
+    """The whole study file. Its data (data, test, val, strict), backbone (backbone, stem,
+    backbone_kwargs) and device settings are the parts a run's settings are made of; every
+    cell's runs take them as they are, so all methods of a study share one backbone."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = None
-    data: str = "digits"
-    test: str | None = None
-    val: str = "train:0.1"
-    backbone: str = "convnet"
-    stem: str = "auto"
-    backbone_kwargs: dict[str, Any] = Field(default_factory=dict)
     budget: str = "1m"
     train: dict[str, Any] = Field(default_factory=dict)
     grid: GridSpec
     methods: list[MethodEntry] = Field(min_length=1)
     upper_bound: bool = True
-    device: str = "auto"
     # features for grid.strategies: this encoder; default: the cell's own pretraining, if
     # it has one, else raw pixels
     select_encoder: str | None = None
