@@ -444,8 +444,9 @@ class Study:
 
         ``out``: the study folder (runs, store, report.html, results.csv); None runs it in
         a temporary folder that is removed afterwards (the rows stay). ``workers``
-        processes share the runs, ``threads`` torch threads each (default: one worker
-        keeps this process's setting); ``store``: a ``postgresql://`` results store."""
+        processes share the runs, ``threads`` torch threads each (one worker runs in this
+        process, on its own setting: ``torch.set_num_threads`` is the caller's);
+        ``store``: a ``postgresql://`` results store."""
         log = print if progress else _quiet
         if threads is None and workers == 1:  # leave this process's torch threads as they are
             threads = torch.get_num_threads()

@@ -14,6 +14,7 @@ from typing import Any
 # name -> the module that defines it (a module itself when the name is the module's)
 WHERE = {
     "torch": "torch",
+    "usable_threads": "fewlabels.core.provenance",
     "load_dataset": "fewlabels.data",
     "ImageSet": "fewlabels.data.imageset",
     "embed_pictures": "fewlabels.evaluate.embedding",

@@ -54,6 +54,8 @@ def study(
         plan = lib.load_study(study_file(spec))  # a file, or a shipped example's name
         configure_progress(False)  # the runs work quietly beside the study's own log lines
         folder = Path("runs") / plan.name if out is None else out  # run_study refuses ""
+        if workers == 1:  # the runs work in this process: its threads, set here
+            lib.torch.set_num_threads(threads or lib.usable_threads())
         res = lib.run_study(
             plan,
             folder,

@@ -229,7 +229,6 @@ def work(
     study_dir: str | Path,
     *,
     worker: str = "w0",
-    threads: int | None = None,
     t_start: float | None = None,
     finished_at_start: int = 0,
     stale_s: float = 120.0,
@@ -244,8 +243,6 @@ def work(
     ``parent_pid``: a worker process ends when its study process (this pid) is gone.
     ``loggers``: trackers each finished cell is logged to (``tensorboard``, ``mlflow``, ...).
     """
-    if threads:
-        torch.set_num_threads(threads)
     study_dir = Path(study_dir)
     t_start = t_start or time.time()
     store = open_store(study_dir, store_url, stale_s=stale_s)
@@ -321,13 +318,13 @@ def _worker_entry(
 
     if parent_pid is not None:
         die_with_parent(parent_pid)
+    torch.set_num_threads(threads)  # this worker process's entry point: its share of CPUs
     configure_progress(False)  # a worker's runs work quietly beside the study's log lines
 
     try:
         work(
             study_dir,
             worker=worker,
-            threads=threads,
             t_start=t_start,
             finished_at_start=fin0,
             stale_s=stale_s,
@@ -401,7 +398,10 @@ def run_study(
     ``store_url`` (``postgresql://...``) keeps the store in PostgreSQL, so workers on other
     machines that share ``out_dir`` can run the same command and take their share.
     ``threads`` per worker default to the usable CPUs (``OMP_NUM_THREADS``, else the CPU
-    affinity) split over the workers; ``loggers``: trackers each cell is logged to.
+    affinity) split over the workers; each worker process sets them at its start. With one
+    worker the runs work in this process, on the threads its entry point set (the CLI sets
+    ``threads``; the library changes no process-wide setting). ``loggers``: trackers each
+    cell is logged to.
     """
     loggers = tuple(loggers)
     require_backends(loggers)
@@ -437,7 +437,6 @@ def run_study(
         work(
             out,
             worker=f"w0-{os.getpid()}",
-            threads=threads,
             t_start=t0,
             finished_at_start=fin0,
             stale_s=stale_s,
