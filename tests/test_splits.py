@@ -112,8 +112,12 @@ def test_auto_validation_takes_no_more_labels_than_the_labeled_set():
     sp = make_splits(ds, SplitConfig(labels_per_class=4, seed=1))
     assert sp.val is not None and sp.val.counts() == [4, 4, 4]
     assert not set(sp.record["val_rows"]) & set(sp.record["labeled_rows"])
-    big = make_splits(ds, SplitConfig(labels_per_class=15, seed=1))  # capped by the data
-    assert big.val is not None and big.val.counts() == [15, 5, 15]
+    # capped at half of what a class holds beyond its labels, so unlabeled images remain
+    big = make_splits(ds, SplitConfig(labels_per_class=15, seed=1))
+    assert big.val is not None and big.val.counts() == [7, 2, 15]
+    y = ds.train.labels.numpy()
+    rows = np.array(big.record["unlabeled_rows"])
+    assert np.bincount(y[rows][y[rows] >= 0], minlength=3).tolist() == [8, 3, 20]
     frac = make_splits(ds, SplitConfig(labeled_fraction=0.2, seed=1))
     assert frac.val is not None and abs(len(frac.val) - len(frac.labeled)) <= 3
     assert make_splits(ds, SplitConfig(seed=1)).val.counts() == [3, 2, 5]  # all labeled: 10%

@@ -4,8 +4,8 @@ Order of selection (each step with its own random stream, so changing a later st
 changes an earlier one):
 
 1. ``val``: ``auto`` (the default) takes as many labels as a few-label user has: per class
-   as many as the labeled set takes (``labels_per_class``, capped so the labeled set can
-   still be taken), for a ``labeled_fraction`` F the same count as the labeled set (F/(1+F)
+   as many as the labeled set takes (``labels_per_class``, but at most half of what the
+   class holds beyond them, so that unlabeled images remain), for a ``labeled_fraction`` F the same count as the labeled set (F/(1+F)
    of each class), and with every image labeled 10%; never more than the labeled set.
    ``train:F`` takes a stratified fraction F of the labeled training rows; ``test:F`` a
    stratified fraction F of the test set (the rest stays the test set); ``none`` nothing.
@@ -179,8 +179,8 @@ def _warn_no_validation(val: str, frac: float, labels: np.ndarray, what: str) ->
 
 
 def _auto_take(cfg: SplitConfig, y: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
-    """``val: auto``'s rows: per class min(labels per class, what the class holds beyond
-    them); for a labeled fraction F, F/(1+F) of the class (as many as the labeled set
+    """``val: auto``'s rows: per class min(labels per class, half of what the class holds
+    beyond them); for a labeled fraction F, F/(1+F) of the class (as many as the labeled set
     then takes); with every image labeled, 10% of the class. They are the tail of the
     labeled step's permutation (stream 2), so that the labeled sets of one seed stay
     nested whatever the validation set takes (the labeled set is its head)."""
@@ -190,7 +190,7 @@ def _auto_take(cfg: SplitConfig, y: np.ndarray, rows: np.ndarray, k: int) -> np.
         perm = rng.permutation(cls_rows)
         n = len(cls_rows)
         if cfg.labels_per_class is not None:
-            m = max(0, min(cfg.labels_per_class, n - cfg.labels_per_class))
+            m = max(0, min(cfg.labels_per_class, (n - cfg.labels_per_class) // 2))
         elif cfg.labeled_fraction is not None:
             f = cfg.labeled_fraction
             m = min(_round(f / (1 + f) * n), n - 1) if f < 1 else _round(0.1 * n)
