@@ -5,8 +5,9 @@ changes an earlier one):
 
 1. ``val``: ``auto`` (the default) takes as many labels as a few-label user has: per class
    as many as the labeled set takes (``labels_per_class``, but at most half of what the
-   class holds beyond them, so that unlabeled images remain), for a ``labeled_fraction`` F the same count as the labeled set (F/(1+F)
-   of each class), and with every image labeled 10%; never more than the labeled set.
+   class holds beyond them, so that unlabeled images remain), for a ``labeled_fraction`` F
+   the same count as the labeled set (F/(1+F) of each class), and with every image labeled
+   10%; never more than the labeled set.
    ``train:F`` takes a stratified fraction F of the labeled training rows; ``test:F`` a
    stratified fraction F of the test set (the rest stays the test set); ``none`` nothing.
    The validation set draws the curves and the time-to-accuracy figures; it never selects
