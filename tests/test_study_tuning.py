@@ -117,6 +117,18 @@ def test_a_tuned_study_runs_its_trials_and_reports_the_chosen_ones(tmp_path):
         said = row["trial_settings"] or "the resolved settings"
         assert f"{best}: {said}" in md
         assert f"{cell.name} was tuned with 2 trials per cell" in md
+    # tuning.csv: per tuned cell, the chosen trial beside the resolved settings (trial 0)
+    assert rep.tuning is not None
+    with open(rep.tuning) as f:
+        tuned = {r["method"]: r for r in csv.DictReader(f)}
+    assert set(tuned) == {c.name for c in plan.cells}
+    for cell in plan.cells:
+        t, first = tuned[cell.name], runs[cell.trials[0]["run_key"]]
+        assert int(t["chosen_trial"]) == int(rows[cell.name]["trial"])
+        assert float(t["test_acc_chosen"]) == float(rows[cell.name]["accuracy"])
+        assert float(t["test_acc_resolved"]) == first["metrics"]["accuracy"]
+        assert float(t["val_acc_resolved"]) == _final_val(first)
+        assert t["trials_done"] == "2/2"
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ the PNGs beside it, no scripts and nothing fetched from the network. The plain-w
 verdict, first, is computed from paired differences by seed with 95% t-intervals
 (``study.verdict``): each method against supervised at each labeled amount, and whether
 more unlabeled data helps; fewer than three seeds are "not conclusive". verdict.csv holds
-its lines.
+its lines, and tuning.csv (a study with ``tune``) each tuned cell's chosen and resolved trials.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from fewlabels.study.sections import (
     tables_section,
 )
 from fewlabels.study.synthetic import synthetic_section
-from fewlabels.study.tuning_report import tuning_section
+from fewlabels.study.tuning_report import tuning_csv, tuning_section
 from fewlabels.study.verdict import verdict_csv, verdict_section, verdicts
 
 __all__ = ["CSV_COLUMNS", "SECTIONS", "Report", "read_results", "write_report"]
@@ -57,6 +57,7 @@ class Report:
     csv: Path
     figures: list[Path] = field(default_factory=list)
     verdict: Path | None = None
+    tuning: Path | None = None  # tuning.csv, for a study with ``tune``
 
 
 def read_results(study_dir: Path, store_url: str | None) -> tuple[Results, str, str]:
@@ -102,6 +103,9 @@ def write_report(study_dir: str | Path, store_url: str | None = None) -> Report:
     atomic_write_text(csv_path, render_csv(res.rows))
     verdict_path = study_dir / "verdict.csv"
     atomic_write_text(verdict_path, verdict_csv(verdicts(res.groups)))
+    tuning_path = study_dir / "tuning.csv" if any(r.trials for r in res.rows) else None
+    if tuning_path is not None:
+        atomic_write_text(tuning_path, tuning_csv(res.rows))
     res.fig_dir.mkdir(exist_ok=True)
     sections = [make(res) for make in SECTIONS]
     done = sum(r.status == "done" for r in res.rows)
@@ -110,4 +114,4 @@ def write_report(study_dir: str | Path, store_url: str | None = None) -> Report:
     atomic_write_text(md_path, render_markdown(page))
     atomic_write_text(html_path, render_html(page))
     figures = [f.path for sec in sections for f in sec.figures]
-    return Report(html_path, md_path, csv_path, figures, verdict_path)
+    return Report(html_path, md_path, csv_path, figures, verdict_path, tuning_path)

@@ -3,6 +3,10 @@ searched and, for each cell, the settings chosen on the validation split."""
 
 from __future__ import annotations
 
+import csv
+import io
+from typing import Any
+
 from fewlabels.study.results import Row, pct, settings_text
 from fewlabels.study.sections import Results, Section, Table
 
@@ -33,21 +37,20 @@ def tuning_section(res: Results) -> Section:
             f"validation split: {'; '.join(picks) or 'none finished yet'}."
         )
     body = []
-    for r in tuned:
-        done = [t for t in r.trials if t["status"] == "done"]
-        first = next((t for t in r.trials if t["index"] == 0), None)
+    for t in tuning_rows(res.rows):
         body.append(
             [
-                r.method,
-                r.labels,
-                r.unlabeled if r.uses_unlabeled else "-",
-                str(r.seed),
-                f"{len(done)}/{len(r.trials)}",
-                "-" if r.trial is None else f"{r.trial}: {_chosen(r)}",
-                pct(r.val_acc),
-                pct(first["val_acc"]) if first else "-",
-                pct(r.accuracy),
-                f"{sum(t.get('seconds') or 0.0 for t in r.trials):.1f}",
+                t["method"],
+                t["labels"],
+                t["unlabeled"],
+                str(t["seed"]),
+                t["trials_done"],
+                "-" if t["chosen_trial"] is None else f"{t['chosen_trial']}: {t['chosen']}",
+                pct(t["val_acc_chosen"]),
+                pct(t["val_acc_resolved"]),
+                pct(t["test_acc_chosen"]),
+                pct(t["test_acc_resolved"]),
+                f"{t['train_seconds']:.1f}",
             ]
         )
     header = ["method", "labels", "unlabeled", "seed", "trials done", "chosen trial"]
@@ -55,8 +58,63 @@ def tuning_section(res: Results) -> Section:
         "val acc (chosen)",
         "val acc (resolved)",
         "test acc (chosen)",
+        "test acc (resolved)",
         "train s (all trials)",
     ]
     title = f"How each method was tuned ({n} trials per cell, chosen on validation accuracy)"
     sec.tables.append(Table(title, header, body))
     return sec
+
+
+TUNING_COLUMNS = [
+    "method",
+    "labels",
+    "unlabeled",
+    "seed",
+    "trials_done",
+    "chosen_trial",
+    "chosen",
+    "val_acc_chosen",
+    "val_acc_resolved",
+    "test_acc_chosen",
+    "test_acc_resolved",
+    "train_seconds",
+]
+
+
+def tuning_rows(rows: list[Row]) -> list[dict[str, Any]]:
+    """One dict per tuned cell: the trial chosen on validation and, beside it, the resolved
+    settings (trial 0) on validation and on test, so what tuning bought can be read off."""
+    out = []
+    for r in rows:
+        if not r.trials:
+            continue
+        done = [t for t in r.trials if t["status"] == "done"]
+        first = next((t for t in r.trials if t["index"] == 0), None) or {}
+        out.append(
+            {
+                "method": r.method,
+                "labels": r.labels,
+                "unlabeled": r.unlabeled if r.uses_unlabeled else "-",
+                "seed": r.seed,
+                "trials_done": f"{len(done)}/{len(r.trials)}",
+                "chosen_trial": r.trial,
+                "chosen": _chosen(r),
+                "val_acc_chosen": r.val_acc,
+                "val_acc_resolved": first.get("val_acc"),
+                "test_acc_chosen": r.accuracy,
+                "test_acc_resolved": first.get("accuracy"),
+                "train_seconds": sum(t.get("seconds") or 0.0 for t in r.trials),
+            }
+        )
+    return out
+
+
+def tuning_csv(rows: list[Row]) -> str:
+    """``tuning_rows`` as CSV (accuracies as fractions; empty where not finished)."""
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=TUNING_COLUMNS)
+    w.writeheader()
+    for t in tuning_rows(rows):
+        w.writerow({k: "" if v is None else v for k, v in t.items()})
+    return buf.getvalue()
