@@ -71,6 +71,28 @@ def study_table(folder: Path) -> list[str]:
     return out
 
 
+def tuning_table(root: Path) -> list[str]:
+    """Defaults (trial 0) against the trial chosen on validation, from each ``tune-*`` study."""
+    out = [
+        "| data | method | labels | seed | trials | test acc, defaults | test acc, tuned "
+        "(chosen on val) | tuned - defaults | chosen trial |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for folder in sorted(root.glob("tune-*")):
+        if not (folder / "tuning.csv").is_file():
+            continue
+        for t in _rows(folder / "tuning.csv"):
+            if not (t["test_acc_resolved"] and t["test_acc_chosen"]):
+                continue
+            base, best = float(t["test_acc_resolved"]), float(t["test_acc_chosen"])
+            out.append(
+                f"| {folder.name[5:]} | {t['method']} | {t['labels']} | {t['seed']} | "
+                f"{t['trials_done']} | {_pct(base)} | {_pct(best)} | "
+                f"{100 * (best - base):+.1f} | {t['chosen_trial']}: {t['chosen']} |"
+            )
+    return out if len(out) > 2 else []
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("root", help="folder holding one study folder per data set")
@@ -102,6 +124,11 @@ def main() -> None:
             continue
         md += [*study_table(folder), ""]
         md += [f"_{line}_  " for line in _footer(folder / "report.md")] + [""]
+    tuned = tuning_table(root)
+    md += ["## Defaults against tuning (`tune-*.yaml`)", ""]
+    md += [*tuned, ""] if tuned else ["Not run yet.", ""]
+    for folder in sorted(root.glob("tune-*")):
+        md += [f"_{folder.name}: {line}_  " for line in _footer(folder / "report.md")]
     Path(a.out).write_text("\n".join(md).rstrip() + "\n")
     print(f"wrote {a.out}")
 
