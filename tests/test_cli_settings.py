@@ -256,6 +256,27 @@ def test_name_flags_replaces_whole_setting_names_only():
     assert name_flags("the labels file", flags) == "the labels file"  # a plain word stays
 
 
+def test_on_off_settings_become_their_on_or_off_flag(monkeypatch, tmp_path):
+    """``NAME=False`` in a library message is the option's off flag, ``NAME=True`` its on
+    flag, quoted or not; the bare name stays the option's flag."""
+    flags = {
+        "source_labels": "--source-labels",
+        "source_labels=False": "--no-source-labels",
+        "strict=True": "--strict",
+    }
+    msg = "pass `source_labels=False`, source_labels=False or `strict=True`; source_labels"
+    assert name_flags(msg, flags) == (
+        "pass --no-source-labels, --no-source-labels or --strict; --source-labels"
+    )
+
+    def bad_run(*args: Any, **kwargs: Any) -> None:
+        raise ConfigError("set `source_labels=False` or `data_in_memory=True`")
+
+    monkeypatch.setattr(_lib, "run_training", bad_run)
+    line = one_line_error(invoke("train", "--out", str(tmp_path)), "--no-source-labels")
+    assert line == "error: set --no-source-labels or --data-in-memory"
+
+
 def test_setting_error_keeps_setting_names(capsys):
     with pytest.raises(typer.Exit), guard(flags={"train.lr": "--lr"}):
         raise SettingError("--set train.lr.x: train.lr is one value")

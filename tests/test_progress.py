@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,3 +121,59 @@ def test_no_progress_flag_turns_the_default_off(tmp_path):
     for cmd in ("select", "embed", "study", "probe", "train", "pretrain", "generate"):
         out = CliRunner().invoke(app, [cmd, "--help"]).output
         assert "--no-progress" in out, cmd
+
+
+def _quiet_decodes(spec: str, cache: Path, monkeypatch) -> str:
+    """What decoding ``spec`` afresh draws when bars are off (--no-progress) and when
+    stderr is not a terminal."""
+    buf = io.StringIO()
+    configure_progress(False, stream=buf, delay_s=0.0)
+    load_dataset(spec, cache_dir=cache / "off")
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    configure_progress(True, delay_s=0.0)
+    load_dataset(spec, cache_dir=cache / "not-a-terminal")
+    return buf.getvalue() + err.getvalue()
+
+
+def test_decoding_a_csv_list_reports_under_its_name(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    (tmp_path / "imgs").mkdir()
+    rows = ["path,label"]
+    for i in range(24):
+        img = rng.integers(0, 256, (12, 12), dtype=np.uint8)
+        Image.fromarray(img).save(tmp_path / "imgs" / f"{i}.png")
+        rows.append(f"imgs/{i}.png,{'ab'[i % 2]}")
+    (tmp_path / "list.csv").write_text("\n".join(rows) + "\n")
+    spec = f"csv:{tmp_path / 'list.csv'}"
+    buf = io.StringIO()
+    configure_progress(True, stream=buf, delay_s=0.0)
+    ds = load_dataset(spec, cache_dir=tmp_path / "cache" / "on")
+    assert len(ds.train) == 24
+    assert "decoding list.csv" in buf.getvalue() and "24/24" in buf.getvalue()
+    assert _quiet_decodes(spec, tmp_path / "cache", monkeypatch) == ""
+
+
+def test_decoding_a_hugging_face_dataset_reports(tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    rng = np.random.default_rng(0)
+    label = datasets.ClassLabel(num_classes=2)
+    feats = datasets.Features({"img": datasets.Image(), "label": label})
+    split = {
+        n: datasets.Dataset.from_dict(
+            {
+                "img": [Image.fromarray(rng.integers(0, 256, (8, 8), np.uint8)) for _ in range(n)],
+                "label": [i % 2 for i in range(n)],
+            },
+            features=feats,
+        )
+        for n in (14, 6)
+    }
+    datasets.DatasetDict({"train": split[14], "test": split[6]}).save_to_disk(str(tmp_path / "d"))
+    spec = f"hf:{tmp_path / 'd'}"
+    buf = io.StringIO()
+    configure_progress(True, stream=buf, delay_s=0.0)
+    ds = load_dataset(spec, cache_dir=tmp_path / "cache" / "on")
+    assert len(ds.train) == 14
+    assert "decoding d" in buf.getvalue() and "20/20" in buf.getvalue()  # both splits
+    assert _quiet_decodes(spec, tmp_path / "cache", monkeypatch) == ""

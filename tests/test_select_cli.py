@@ -94,9 +94,10 @@ def test_label_request_round_trip(tmp_path, digits):
 
 def test_select_errors_are_one_line(tmp_path):
     out = str(tmp_path / "x.csv")
-    _one_line_error(
+    line = _one_line_error(
         invoke("select", "--data", "digits", "--budget", "3", "--out", out), "already labeled"
     )
+    assert "pass --no-source-labels to treat" in line  # the library names source_labels=False
     _one_line_error(
         invoke("select", "--strategy", "nope", "--no-source-labels", "--out", out),
         "unknown selection strategy",

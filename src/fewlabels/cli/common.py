@@ -70,19 +70,36 @@ def fail(msg: str, code: int = 2) -> typer.Exit:
 def flag_table(ctx: typer.Context) -> dict[str, str]:
     """Setting name -> the flag of ``ctx``'s command that sets it (``train.lr`` -> ``--lr``),
     read off the command's own parameters; every option also under its own name
-    (``finetune_blocks`` -> ``--finetune-blocks``, ``out`` -> ``--out``)."""
+    (``finetune_blocks`` -> ``--finetune-blocks``, ``out`` -> ``--out``). An on/off option
+    is also there as ``NAME=True`` and ``NAME=False`` (``source_labels=False`` ->
+    ``--no-source-labels``)."""
     settings = SETTINGS.get(ctx.info_name or "", {})
     table: dict[str, str] = {}
     for param in ctx.command.params:
         setting = settings.get(param.name or "")
-        longs = [o for o in param.opts if o.startswith("--")]
-        if setting is not None and longs:
-            table[setting] = longs[0]
+        if setting is not None:
+            _add_flags(table, setting, param, overwrite=True)
     for param in ctx.command.params:
-        longs = [o for o in param.opts if o.startswith("--")]
-        if param.name and longs:
-            table.setdefault(param.name, longs[0])
+        if param.name:
+            _add_flags(table, param.name, param, overwrite=False)
     return table
+
+
+def _add_flags(table: dict[str, str], name: str, param: Any, overwrite: bool) -> None:
+    """``table[name]``: ``param``'s long flag; for an on/off option also ``name=True`` and
+    ``name=False``: its on and off flags."""
+    longs = [o for o in param.opts if o.startswith("--")]
+    if not longs:
+        return
+    offs = [o for o in getattr(param, "secondary_opts", ()) if o.startswith("--")]
+    entries = {name: longs[0]}
+    if offs:
+        entries.update({f"{name}=True": longs[0], f"{name}=False": offs[0]})
+    for key, flag in entries.items():
+        if overwrite:
+            table[key] = flag
+        else:
+            table.setdefault(key, flag)
 
 
 def current_flags() -> dict[str, str]:
@@ -94,9 +111,11 @@ def current_flags() -> dict[str, str]:
 def name_flags(msg: str, flags: Mapping[str, str]) -> str:
     """``msg`` with each setting name replaced by its flag: a name in backticks (how library
     messages quote a setting that is a plain word: `out`), and dotted (``train.lr``) or
-    underscored (``labels_per_class``) names as they stand. A quoted name this command has
-    no flag for loses its backticks."""
-    msg = re.sub(r"`([\w.]+)`", lambda m: flags.get(m.group(1), m.group(1)), msg)
+    underscored (``labels_per_class``) names as they stand; ``NAME=False`` becomes an
+    on/off option's off flag. A quoted name this command has no flag for loses its
+    backticks."""
+    quoted = r"`([\w.]+(?:=True|=False)?)`"
+    msg = re.sub(quoted, lambda m: flags.get(m.group(1), m.group(1)), msg)
     for setting in sorted(flags, key=len, reverse=True):
         if "." in setting or "_" in setting:
             pattern = rf"(?<![\w.-]){re.escape(setting)}(?!\w|\.\w)"

@@ -96,7 +96,7 @@ def make_plan(path: Path, root: Path) -> Any:
     if not names:
         raise DataError(f"{path} has no labeled rows (every label is empty)")
     index = {c: k for k, c in enumerate(names)}
-    plan = folder._Plan("csv", names)
+    plan = folder._Plan("csv", names, source=path.name)
     first: dict[str, int] = {}
     for row, rel, label in rows:
         if not rel:

@@ -55,6 +55,7 @@ class _Plan:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     ignored: int = 0  # loose images beside the class folders
     links: list[str] = field(default_factory=list)  # folder links that lead back into root
+    source: str = ""  # what the decode's progress bar names (default: the folder's name)
 
 
 def _class_dirs(d: Path, exclude: frozenset[str] = frozenset({"unlabeled"})) -> list[str]:
@@ -379,7 +380,7 @@ def decode(
     ref: tuple[int, int] | None = None
     ref_id = ""
     channels = 0
-    bar = Progress(f"decoding {sc.root.name}", len(plan.items), unit="images")
+    bar = Progress(f"decoding {plan.source or sc.root.name}", len(plan.items), unit="images")
     try:
         with ThreadPoolExecutor(max_workers=workers) as ex:
             items = iter(plan.items)

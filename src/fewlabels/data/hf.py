@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from fewlabels.core.errors import ConfigError, DataError
+from fewlabels.core.progress import Progress
 from fewlabels.data.cache import Decoded, Part, Scan, file_stat
 from fewlabels.data.folder import MIN_SIDE
 from fewlabels.data.imageset import UNLABELED
@@ -226,10 +227,11 @@ def _rows(d: Any, col: str) -> Iterator[Any]:
         yield from batch[col]
 
 
-def _images(d: Any, col: str, size: int | None, what: str) -> np.ndarray:
+def _images(d: Any, col: str, size: int | None, what: str, bar: Progress) -> np.ndarray:
     out: np.ndarray | None = None
     for k, value in enumerate(_rows(d, col)):
         img = _pixels(value, size, f"{what}, row {k}")
+        bar.advance()
         if out is None:
             if min(img.shape[1:]) < MIN_SIDE:
                 raise DataError(
@@ -250,7 +252,8 @@ def _images(d: Any, col: str, size: int | None, what: str) -> np.ndarray:
 
 
 def decode(kind: str, sc: Scan, options: dict[str, Any], strict: bool) -> Decoded:
-    """Read the chosen splits into uint8 NCHW images and int64 labels (``strict`` unused)."""
+    """Read the chosen splits into uint8 NCHW images and int64 labels (``strict`` unused),
+    with one progress bar (``core.progress``) over the images of every split."""
     ds = _datasets()
     parts = _choose(_open_splits(ds, sc), options.get("split"), sc.root)
     train = parts["train"]
@@ -259,24 +262,26 @@ def decode(kind: str, sc: Scan, options: dict[str, Any], strict: bool) -> Decode
     names, index = _classes(parts, lcol)
     size = options.get("size")
     out: dict[str, Part | None] = {}
-    for name, d in parts.items():
-        if d is None:
-            out[name] = None
-            continue
-        what = f"{sc.root} [{name}]"
-        try:
-            x = _images(d, icol, size, what)
-            y = (
-                np.full(len(d), UNLABELED, np.int64)
-                if name == "unlabeled" or lcol not in d.column_names
-                else _labels(d, lcol, index, len(names), what)
-            )
-        except DataError:
-            raise
-        except Exception as e:  # a damaged image or arrow file, as datasets/Pillow report it
-            detail = " ".join(str(e).split())[:120] or type(e).__name__
-            raise DataError(f"cannot read {what}: {detail}") from None
-        out[name] = Part(x, y, id_ranges=[(name, len(d))])
+    total = sum(len(d) for d in parts.values() if d is not None)
+    with Progress(f"decoding {sc.root.name}", total, unit="images") as bar:
+        for name, d in parts.items():
+            if d is None:
+                out[name] = None
+                continue
+            what = f"{sc.root} [{name}]"
+            try:
+                x = _images(d, icol, size, what, bar)
+                y = (
+                    np.full(len(d), UNLABELED, np.int64)
+                    if name == "unlabeled" or lcol not in d.column_names
+                    else _labels(d, lcol, index, len(names), what)
+                )
+            except DataError:
+                raise
+            except Exception as e:  # a damaged image or arrow file, as datasets/Pillow say
+                detail = " ".join(str(e).split())[:120] or type(e).__name__
+                raise DataError(f"cannot read {what}: {detail}") from None
+            out[name] = Part(x, y, id_ranges=[(name, len(d))])
     channels = max(p.images.shape[1] for p in out.values() if p is not None)
     for p in out.values():
         if p is not None and p.images.shape[1] < channels:  # grey images beside colour ones

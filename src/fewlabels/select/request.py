@@ -108,8 +108,8 @@ def request_labels(
     n_cand = len(uni) - len(labeled)
     if n_cand == 0:
         hint = (
-            "; the source labels them all: add --no-source-labels to treat its labels as "
-            "unknown (a simulation)"
+            "; the source labels them all: pass `source_labels=False` to treat its labels "
+            "as unknown (a simulation)"
             if source_labels and labels_file is None
             else ""
         )

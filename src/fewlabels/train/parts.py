@@ -131,7 +131,7 @@ def add_extra_unlabeled(pool: ImageSet, extra: ImageSet, ratio: float | None) ->
     if n > len(extra):
         raise DataError(
             f"{ratio:g}x the unlabeled pool is {n:,} extra images but only {len(extra):,} "
-            "are there; sample more (fewlabels generate --num)"
+            "are there; lower extra_unlabeled_ratio, or sample more with generate (a larger `num`)"
         )
     if n == 0:
         return pool
