@@ -62,7 +62,9 @@ def test_probe_protocols(pretrained, tmp_path, protocol):
     assert f"test accuracy  {m['accuracy']:.4f}" in r.output
     assert f"test macro-F1  {m['macro_f1']:.4f}" in r.output
     assert (tmp_path / "confusion.png").exists()
-    if protocol != "finetune":
+    if protocol == "finetune":  # its training saved its validation embeddings
+        assert sorted((tmp_path / "finetune" / "embeddings").glob("step_*.npz"))
+    else:
         assert m["accuracy"] > 0.4  # digits features + 100 labels: far above chance
 
 
@@ -81,6 +83,22 @@ def test_embed_draws_one_panel_per_saved_point(pretrained, tmp_path):
     names = sorted(p.name for p in tmp_path.glob("*.png"))
     assert names == ["tsne.png", "tsne_step_000008.png", "tsne_step_000016.png"]
     assert "test accuracy" in r.output
+
+
+def test_embed_draws_the_points_a_supervised_run_saved(tmp_path):
+    run = tmp_path / "run"
+    r = invoke(
+        "train", "--data", "digits", "--labels-per-class", "10", "--budget", "6steps",
+        "--batch-size", "32", "--evals", "2", "--out", str(run), "--no-progress",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    saved = sorted(p.name for p in (run / "embeddings").glob("*.npz"))
+    assert saved == ["step_000003.npz", "step_000006.npz"]
+    r = invoke("embed", str(run), "--out", str(tmp_path / "pics"))
+    assert r.exit_code == 0, r.output
+    assert "2 saved points" in r.output
+    names = sorted(p.name for p in (tmp_path / "pics").glob("*.png"))
+    assert names == ["tsne.png", "tsne_step_000003.png", "tsne_step_000006.png"]
 
 
 def test_embed_umap_panels_and_a_missing_extra(pretrained, tmp_path, monkeypatch):

@@ -283,6 +283,10 @@ def test_study_runs_and_writes_the_report(done_study):
     names = {p.name for p in rep.figures}
     assert {"acc_vs_unlabeled.png", "acc_vs_labeled.png", "time_to_accuracy.png"} <= names
     assert "confusion.png" in names
+    # t-SNE panels from the embeddings the runs saved (supervised and semi-supervised alike)
+    assert "tsne.png" in names and "No t-SNE panel" not in md
+    for c in plan.cells:
+        assert sorted((out / "runs" / c.run_key / "embeddings").glob("step_*.npz")), c.id
 
 
 def test_rerun_skips_finished_runs_and_report_regenerates(done_study, tmp_path):

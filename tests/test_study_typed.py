@@ -155,30 +155,65 @@ def test_sections_render_to_markdown_html_and_csv(tmp_path):
     assert len(lines) == 1 + len(rows) and ",failed," in lines[-1]
 
 
+def _saved(folder: Path, feats: torch.Tensor, labels: torch.Tensor) -> None:
+    emb = folder / "embeddings"
+    save_embeddings(emb / "step_000001.npz", feats * 0, labels, ["a", "b", "c"], {"step": 1})
+    save_embeddings(emb / "step_000002.npz", feats, labels, ["a", "b", "c"], {"step": 2})
+
+
 def test_tsne_reads_the_embeddings_a_run_saved(tmp_path):
-    """A probe of a frozen encoder: the pretraining's saved embeddings, no model loaded
-    (there is no model file to load)."""
+    """A probe of a frozen encoder reads the pretraining's saved embeddings, a fine-tuning
+    probe its own fine-tuning's; no model is loaded (there is no model file to load)."""
     from fewlabels.study.tsne import plot_tsne, saved_embeddings
 
     rng = np.random.default_rng(0)
     feats = torch.from_numpy(rng.normal(size=(60, 8)).astype(np.float32))
     labels = torch.arange(60) % 3
-    emb = tmp_path / "runs" / "pre" / "embeddings"
-    save_embeddings(emb / "step_000001.npz", feats * 0, labels, ["a", "b", "c"], {"step": 1})
-    save_embeddings(emb / "step_000002.npz", feats, labels, ["a", "b", "c"], {"step": 2})
+    _saved(tmp_path / "runs" / "pre", feats, labels)
     row = _row("ssl", 0, 0.6, pipeline="pretrain+probe", then="linear", run_key="probe")
     row.job_keys = ["pre", "probe"]
     got = saved_embeddings(row, tmp_path)
     assert got is not None
     assert np.allclose(got[0], feats.numpy(), atol=1e-2)  # the last saved step
     assert (got[1] == labels.numpy()).all()
-    path = plot_tsne([row], {}, tmp_path, 50, tmp_path / "tsne.png")
+    path = plot_tsne([(row, got)], 50, tmp_path / "tsne.png")
     assert path.stat().st_size > 1000
     tuned = _row("ssl", 0, 0.6, pipeline="pretrain+probe", then="finetune", run_key="probe")
     tuned.job_keys = ["pre", "probe"]
     assert saved_embeddings(tuned, tmp_path) is None  # a fine-tuned encoder is not the saved one
-    with pytest.raises(ConfigError, match="no model file"):
-        plot_tsne([tuned], {}, tmp_path, 50, tmp_path / "tsne2.png")
+    _saved(tmp_path / "runs" / "probe" / "finetune", -feats, labels)
+    got = saved_embeddings(tuned, tmp_path)
+    assert got is not None and np.allclose(got[0], -feats.numpy(), atol=1e-2)
+
+
+def test_a_cell_without_saved_embeddings_is_a_note_not_a_panel(tmp_path):
+    from fewlabels.study.results import group_rows
+    from fewlabels.study.sections import Results, figures_section
+
+    rng = np.random.default_rng(0)
+    feats = torch.from_numpy(rng.normal(size=(60, 8)).astype(np.float32))
+    best = _row("fixmatch", 0, 0.8)
+    base = _row("supervised", 0, 0.5)
+    _saved(tmp_path / "runs" / best.run_key, feats, torch.arange(60) % 3)
+    rows = [best, base]
+    figs = tmp_path / "figures"
+    figs.mkdir()
+    sec = figures_section(Results(rows, group_rows(rows), {}, tmp_path, figs, {}))
+    tsne = [p for p in sec.figures if p.path.name == "tsne.png"]
+    assert len(tsne) == 1 and tsne[0].caption == (
+        "t-SNE of validation features: the best model at the fewest labels"
+    )
+    assert sec.notes[-1] == (
+        "No t-SNE panel of supervised (2/class, seed 0): its runs saved no embeddings."
+    )
+    (figs / "tsne.png").unlink()
+    _saved(tmp_path / "runs" / base.run_key, feats, torch.arange(60) % 3)
+    sec = figures_section(Results(rows, group_rows(rows), {}, tmp_path, figs, {}))
+    assert not [n for n in sec.notes if "t-SNE" in n] and (figs / "tsne.png").exists()
+    assert [p.caption for p in sec.figures if p.path.name == "tsne.png"] == [
+        "t-SNE of validation features: the best model at the fewest labels and the "
+        "supervised baseline"
+    ]
 
 
 def test_no_function_over_80_lines_nor_file_over_500_in_the_study_layer():

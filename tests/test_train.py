@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -11,9 +12,13 @@ from fewlabels.core.budget import Budget
 from fewlabels.core.checkpoint import load_checkpoint, save_checkpoint
 from fewlabels.core.errors import CheckpointError, ConfigError, DivergenceError
 from fewlabels.data import load_dataset
+from fewlabels.evaluate.features import extract_features
+from fewlabels.evaluate.metrics import features_and_logits, predict_logits
+from fewlabels.evaluate.monitor import MAX_POINTS, load_embeddings
 from fewlabels.methods.supervised import Supervised
 from fewlabels.models import Network
 from fewlabels.train.loop import IndexStream, TrainConfig, Trainer
+from fewlabels.train.runcheck import fresh_start
 from fewlabels.train.schedule import warmup_cosine
 
 
@@ -119,6 +124,8 @@ def test_resume_is_exact(digits, tmp_path, optimizer):
     curve_a = [json.loads(x)["val_acc"] for x in (tmp_path / "a/curve.jsonl").open()]
     curve_b = [json.loads(x)["val_acc"] for x in (tmp_path / "b/curve.jsonl").open()]
     assert curve_a == curve_b
+    last_a, last_b = (load_embeddings(tmp_path / r / "embeddings/step_000012.npz") for r in "ab")
+    assert np.array_equal(last_a["features"], last_b["features"])
 
 
 def test_resume_with_other_settings_is_refused(digits, tmp_path):
@@ -172,6 +179,56 @@ def test_ema_weights_are_exported(digits):
     w1 = m.network.head.weight
     w2 = m2.network.head.weight
     assert not torch.allclose(w1, w2)  # averaged weights differ from the raw ones
+
+
+def test_a_classifier_run_saves_the_embeddings_of_the_network_it_evaluates(digits, tmp_path):
+    """Each evaluation saves the val subset's features of the network whose accuracy the
+    curve records (here the EMA weights, exported into the method's network at the end)."""
+    m = _method(digits)
+    res = Trainer(_cfg(ema=0.9, seed=3), out_dir=tmp_path, progress=False).fit(
+        m, digits.train, None, digits.test
+    )
+    files = sorted((tmp_path / "embeddings").glob("step_*.npz"))
+    assert [f.name for f in files] == [f"step_{r['step']:06d}.npz" for r in res.curve]
+    last = load_embeddings(files[-1])
+    g = torch.Generator().manual_seed(3)
+    subset = torch.randperm(len(digits.test), generator=g)[:MAX_POINTS].sort().values
+    assert last["features"].shape == (len(subset), m.network.feature_dim)
+    assert last["labels"].tolist() == digits.test.labels[subset].tolist()
+    assert last["class_names"] == digits.test.class_names
+    assert last["step"] == 12 and last["val_acc"] == res.curve[-1]["val_acc"]
+    assert "knn_acc" not in last  # a classifier run has no kNN monitor
+    want = extract_features(m.network, digits.test.images[subset]).numpy()
+    assert np.allclose(last["features"], want, rtol=1e-2, atol=1e-2)
+
+
+def test_saving_embeddings_changes_no_result_and_can_be_turned_off(digits, tmp_path):
+    curves = []
+    for save in (True, False):
+        trainer = Trainer(_cfg(save_embeddings=save), out_dir=tmp_path / str(save), progress=False)
+        res = trainer.fit(_method(digits), digits.train, None, digits.test)
+        curves.append([r["val_acc"] for r in res.curve])
+    assert curves[0] == curves[1]
+    assert (tmp_path / "True" / "embeddings").is_dir()
+    assert not (tmp_path / "False" / "embeddings").exists()
+    net = _method(digits).network
+    for precision in ("fp32", "bf16"):  # one pass gives predict_logits's logits exactly
+        feats, logits = features_and_logits(
+            net, digits.test.images, batch_size=100, precision=precision
+        )
+        want = predict_logits(net, digits.test.images, batch_size=100, precision=precision)
+        assert torch.equal(logits, want) and feats.shape == (len(digits.test), net.feature_dim)
+
+
+def test_fresh_start_removes_the_old_runs_saved_embeddings(digits, tmp_path):
+    Trainer(_cfg(), out_dir=tmp_path, progress=False).fit(
+        _method(digits), digits.train, None, digits.test
+    )
+    assert len(list((tmp_path / "embeddings").glob("step_*.npz"))) == 3
+    (tmp_path / "embeddings" / "tsne.png").write_bytes(b"a picture drawn from them")
+    fresh_start(tmp_path)
+    assert not list((tmp_path / "embeddings").glob("step_*.npz"))  # no stale last step
+    assert (tmp_path / "embeddings" / "tsne.png").exists()
 
 
 class _Exploding(Supervised):

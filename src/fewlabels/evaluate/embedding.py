@@ -1,14 +1,16 @@
 """Embedding pictures: t-SNE (or UMAP) of validation features, one panel per point of
 training.
 
-A self-supervised run saves ``embeddings/step_XXXXXX.npz`` (features and labels of a fixed
-subset of validation images) at every evaluation; ``embed_pictures`` draws each as a PNG
-panel coloured by class and titled with the step, the training seconds and the kNN
-accuracy, plus ``tsne.png`` (``umap.png``) with all panels side by side: clusters forming
-as training goes on. Each t-SNE panel starts from the previous panel's layout and is
-turned (rotation / reflection) to match it, so clusters stay in place between panels
-instead of jumping or rotating. For a bare checkpoint, the panel comes from features computed on a
-data source. UMAP needs the optional ``umap`` extra (umap-learn).
+A run with a labeled validation split saves ``embeddings/step_XXXXXX.npz`` (features and
+labels of a fixed subset of validation images) at every evaluation, unless its setting
+``save_embeddings`` is false; ``embed_pictures`` draws each as a PNG panel coloured by
+class and titled with the step, the training seconds, the validation accuracy and
+(self-supervised runs) the kNN accuracy, plus ``tsne.png`` (``umap.png``) with all panels
+side by side: clusters forming as training goes on. Each t-SNE panel starts from the
+previous panel's layout and is turned (rotation / reflection) to match it, so clusters
+stay in place between panels instead of jumping or rotating. For a bare checkpoint, the
+panel comes from features computed on a data source. UMAP needs the optional ``umap``
+extra (umap-learn).
 """
 
 from __future__ import annotations
@@ -145,6 +147,8 @@ def _title(info: dict[str, Any]) -> str:
         parts.append(f"step {int(info['step'])}")
     if np.isfinite(info.get("time_s", np.nan)):
         parts.append(f"{info['time_s']:.0f} s")
+    if np.isfinite(info.get("val_acc", np.nan)):
+        parts.append(f"val {100 * info['val_acc']:.1f}%")
     if np.isfinite(info.get("knn_acc", np.nan)):
         parts.append(f"kNN {100 * info['knn_acc']:.1f}%")
     return " | ".join(parts) or str(info.get("title", ""))

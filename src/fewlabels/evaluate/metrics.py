@@ -10,6 +10,7 @@ from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_
 from torch import nn
 
 from fewlabels.core.precision import autocast
+from fewlabels.models import Network
 
 
 @torch.no_grad()
@@ -44,6 +45,37 @@ def predict_logits(
     if not out:
         return torch.empty(0, 0)
     return torch.cat(out)
+
+
+@torch.no_grad()
+def features_and_logits(
+    network: Network,
+    images: torch.Tensor,
+    *,
+    batch_size: int = 1024,
+    device: torch.device | None = None,
+    precision: str = "fp32",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features, logits), both fp32 on the CPU, of uint8 NCHW ``images`` in one pass:
+    ``network.head`` on ``network.features`` batch by batch, so the logits are exactly
+    ``predict_logits``'s (the same batches, the same autocast, ``forward`` is the two)."""
+    device = device or next(network.parameters()).device
+    was_training = network.training
+    network.eval()
+    feats, logits = [], []
+    try:
+        for start in range(0, len(images), batch_size):
+            x = images[start : start + batch_size].to(device, non_blocking=True)
+            x = x.float().div_(255).contiguous(memory_format=torch.channels_last)
+            with autocast(precision, device):
+                f = network.features(x)
+                logits.append(network.head(f).float().cpu())
+            feats.append(f.float().cpu())
+    finally:
+        network.train(was_training)
+    if not feats:
+        return torch.empty(0, network.feature_dim), torch.empty(0, 0)
+    return torch.cat(feats), torch.cat(logits)
 
 
 @dataclass

@@ -166,7 +166,7 @@ class Method(nn.Module):
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     views: ClassVar[dict[str, tuple[str, ...]]] = {"labeled": ("weak",), "unlabeled": ()}
     # "supervised", "self-supervised" or "semi-supervised": what evaluation applies
-    # (self-supervised runs get the online probe, a kNN monitor and saved embeddings).
+    # (self-supervised runs get the online probe and a kNN monitor).
     kind: ClassVar[str] = "supervised"
     # The stream ``--batch-size`` counts when a method uses both: "labeled" (semi-supervised:
     # labeled batch B, unlabeled B x unlabeled_batch_ratio) or "unlabeled" (pretraining

@@ -28,7 +28,7 @@ from fewlabels.study.results import (
     time_to,
     upper_bound,
 )
-from fewlabels.study.tsne import plot_tsne
+from fewlabels.study.tsne import plot_tsne, saved_embeddings
 
 
 @dataclass
@@ -269,14 +269,29 @@ def _best_model_figures(res: Results, group: Group, sec: Section) -> None:
         ),
         None,
     )
+    _tsne_figure(res, [best] if base is None else [best, base], sec)
+
+
+def _tsne_figure(res: Results, rows: list[Row], sec: Section) -> None:
+    """The t-SNE panels of ``rows`` (the best model, then the supervised baseline) from the
+    embeddings their runs saved; a row whose runs saved none is a note instead."""
     points = int(res.options.get("tsne_points", 1000))
-    panels = [best] if base is None else [best, base]
     try:
-        path = plot_tsne(panels, res.runs, res.study_dir, points, res.fig_dir / "tsne.png")
+        found = [(r, saved_embeddings(r, res.study_dir)) for r in rows]
+        panels = [(r, saved) for r, saved in found if saved is not None]
+        path = plot_tsne(panels, points, res.fig_dir / "tsne.png") if panels else None
     except Exception as e:  # the picture is optional; say why it is missing
         sec.notes.append(f"t-SNE panel unavailable: {' '.join(str(e).split())[:200]}")
         return
-    caption = "t-SNE of features: the best model at the fewest labels" + (
-        " and the supervised baseline" if base else ""
-    )
-    sec.figures.append(Picture(caption, path))
+    for r, saved in found:
+        if saved is None:
+            sec.notes.append(
+                f"No t-SNE panel of {r.method} ({r.labels}, seed {r.seed}): its runs saved "
+                "no embeddings."
+            )
+    if path is not None:
+        caption = "t-SNE of validation features: " + " and ".join(
+            "the best model at the fewest labels" if r is rows[0] else "the supervised baseline"
+            for r, _ in panels
+        )
+        sec.figures.append(Picture(caption, path))

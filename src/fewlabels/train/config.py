@@ -157,8 +157,8 @@ class TrainConfig(TrainingSettings):
     # Cap each layer's LARS rate at the global lr (solo-learn's clip_lr, on in its CIFAR
     # configs); false: the LARS paper's unclipped trust ratio times the lr.
     lars_clip: bool = True
-    # Save val embeddings at each evaluation (embeddings/step_*.npz); None: only for
-    # self-supervised methods.
+    # Save the embeddings of a fixed subset of val images at each evaluation
+    # (embeddings/step_*.npz, for `fewlabels embed` and the study report); None: as true.
     save_embeddings: bool | None = None
 
     def resolved_lr(self) -> float:

@@ -1,6 +1,7 @@
 """Periodic evaluation during training: ``evals`` curve rows spread over the budget, with
-validation accuracy (and, for self-supervised methods, the feature monitor's kNN accuracy
-and saved embeddings)."""
+validation accuracy, the embeddings of a fixed subset of validation images saved beside
+(``embeddings/step_XXXXXX.npz``, unless ``save_embeddings`` is false) and, for
+self-supervised methods, the feature monitor's kNN accuracy."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ __all__ = ["PeriodicEvaluation"]
 class PeriodicEvaluation(Callback):
     """At each ``(i + 1) / evals`` of the budget (only the end with ``evals`` 0), records a
     curve row: step, epoch, images, times, the running loss, the lr and the validation
-    accuracy and macro-F1 (of the EMA weights when there are any)."""
+    accuracy and macro-F1 (of the EMA weights when there are any), whose network's
+    validation features it saves in ``out_dir/embeddings`` (the main process only)."""
 
     def __init__(
         self,
@@ -43,13 +45,17 @@ class PeriodicEvaluation(Callback):
         self.stream, self.optimizer = stream, optimizer
         self.fracs = [(i + 1) / cfg.evals for i in range(cfg.evals)] if cfg.evals > 0 else [1.0]
         self.next = 0
-        self.monitor: FeatureMonitor | None = None  # self-supervised: kNN and embeddings too
-        if method.kind == "self-supervised" and val is not None and len(val):
-            out_dir = trainer.out_dir
-            save = cfg.save_embeddings is not False and trainer.dist.is_main and out_dir
+        self.monitor: FeatureMonitor | None = None
+        if val is None or not len(val):
+            return
+        out_dir = trainer.out_dir
+        save = cfg.save_embeddings is not False and trainer.dist.is_main and out_dir is not None
+        ssl = method.kind == "self-supervised"  # the online probe, kNN and embeddings
+        if ssl or (save and val.is_labeled.all()):  # a classifier: its embeddings
             self.monitor = FeatureMonitor(
                 val,
                 labeled,
+                knn=ssl,
                 embeddings_dir=out_dir / "embeddings" if save and out_dir else None,
                 seed=cfg.seed,
                 batch_size=cfg.eval_batch_size,
@@ -85,17 +91,18 @@ class PeriodicEvaluation(Callback):
         val = self.val
         if val is not None and len(val) and val.is_labeled.all():
             net = self.ema.module if self.ema is not None else self.method.network
-            logits = (
-                self.monitor.evaluate(net, row)
-                if self.monitor is not None
-                else predict_logits(
+            if self.monitor is not None:
+                logits, points = self.monitor.evaluate(net, row)
+            else:
+                logits = predict_logits(
                     net,
                     val.images,
                     batch_size=trainer.cfg.eval_batch_size,
                     device=trainer.device,
                     precision=trainer.precision,
                 )
-            )
             acc, f1 = quick_metrics(val.labels.numpy(), logits.argmax(1).numpy())
             row["val_acc"], row["val_f1"] = round(acc, 5), round(f1, 5)
+            if self.monitor is not None:
+                self.monitor.save(points, row)
         return row

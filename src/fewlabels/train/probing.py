@@ -179,7 +179,6 @@ def finetune(
         weight_decay=0.05,
         evals=5,
         seed=protocol.seed,
-        save_embeddings=False,
     )
     torch.manual_seed(protocol.seed)
     method = Supervised(net)

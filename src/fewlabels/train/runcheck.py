@@ -6,7 +6,7 @@
   content fingerprint (images, labels and class names of every part) is recorded in
   ``config.json`` and in the checkpoint; when it differs, the run is refused with one line
   saying what changed, unless it is told to start afresh (``fresh``), which removes the
-  old checkpoint, curve and results first.
+  old checkpoint, curve, results and saved embeddings first.
 """
 
 from __future__ import annotations
@@ -85,9 +85,11 @@ def check_same_data(out: str | Path | None, fingerprint: str, labeled: int) -> N
 
 
 def fresh_start(out: str | Path | None) -> None:
-    """Remove the old run's checkpoint, curve and results from ``out`` (call once every
-    input is checked and the folder's lock is held)."""
+    """Remove the old run's checkpoint, curve, results and saved embeddings from ``out``
+    (call once every input is checked and the folder's lock is held)."""
     if out is None:
         return
     for name in FRESH_REMOVES:
         (Path(out) / name).unlink(missing_ok=True)
+    for path in (Path(out) / "embeddings").glob("step_*.npz"):
+        path.unlink(missing_ok=True)
