@@ -101,7 +101,14 @@ def test_store_rows_and_report_footer_record_it_and_study_threads_follow_env(tmp
     out = tmp_path / "study"
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     lines: list[str] = []
-    run_study(load_study(spec), out, log=lines.append)
+    # an in-process study runs with the threads its entry point set (the CLI sets the plan's
+    # count); set them here as it does, so an earlier test's setting does not leak in
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_study(load_study(spec), out, log=lines.append)
+    finally:
+        torch.set_num_threads(before)
     assert "1 worker(s) x 1 thread(s)" in lines[0]
     store = open_store(out, None)
     try:
