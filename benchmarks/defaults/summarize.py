@@ -125,7 +125,16 @@ def main() -> None:
         md += [*study_table(folder), ""]
         md += [f"_{line}_  " for line in _footer(folder / "report.md")] + [""]
     tuned = tuning_table(root)
-    md += ["## Defaults against tuning (`tune-*.yaml`)", ""]
+    md += [
+        "## Defaults against tuning (`tune-*.yaml`)",
+        "",
+        "Each method gets 8 trials of 2 minutes around its resolved settings (trial 0 is the "
+        "resolved settings; the others move the lr, weight decay, `lambda_u` or threshold "
+        "by a factor, one setting and then two at a time); the trial with the best final "
+        "validation accuracy is chosen (the validation split holds as many labels as the "
+        "labeled set), and only then scored on the test set.",
+        "",
+    ]
     md += [*tuned, ""] if tuned else ["Not run yet.", ""]
     for folder in sorted(root.glob("tune-*")):
         md += [f"_{folder.name}: {line}_  " for line in _footer(folder / "report.md")]
