@@ -243,16 +243,7 @@ def init_unknown_example(root):
 def add_labels_unknown_id(root):
     d = two_classes(root)
     (root / "new.csv").write_text("id,label\nemu/9.png,cat\n")
-    labels = str(root / "labels.csv")
-    return [
-        "data",
-        "add-labels",
-        str(root / "new.csv"),
-        "--data",
-        f"folder:{d}",
-        "--labels",
-        labels,
-    ]
+    return add_labels(root, d)
 
 
 @case("{root}/new.csv line 3: unknown class 'caf\u00e8'; the classes are caf\u00e9, dog")
@@ -269,32 +260,14 @@ def add_labels_class_that_differs_only_in_its_accent(root):
 def add_labels_unknown_nfd_class(root):
     d = two_classes(root)
     (root / "new.csv").write_text("id,label\ncat/0.png,cafe\u0301\n")
-    labels = str(root / "labels.csv")
-    return [
-        "data",
-        "add-labels",
-        str(root / "new.csv"),
-        "--data",
-        f"folder:{d}",
-        "--labels",
-        labels,
-    ]
+    return add_labels(root, d)
 
 
 @case("{root}/new.csv has no 'id' column (header: name, label); expected id,label")
 def add_labels_no_id_column(root):
     d = two_classes(root)
     (root / "new.csv").write_text("name,label\ncat/0.png,cat\n")
-    labels = str(root / "labels.csv")
-    return [
-        "data",
-        "add-labels",
-        str(root / "new.csv"),
-        "--data",
-        f"folder:{d}",
-        "--labels",
-        labels,
-    ]
+    return add_labels(root, d)
 
 
 @case("budget must be a positive whole number of images, got 0")
