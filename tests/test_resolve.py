@@ -11,10 +11,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 import fewlabels
+import fewlabels.train.facts as facts_mod
 from fewlabels.core.budget import Budget
 from fewlabels.core.errors import ConfigError, DataError
 from fewlabels.methods import method_class
@@ -67,6 +70,19 @@ def test_mu_is_fixmatch_7_unless_the_budget_buys_too_few_steps() -> None:
     slow = mu_rule(facts(budget=Budget.parse("60s"), step_seconds=0.6), 64)  # 100 steps
     assert 1.0 <= slow.value < 7.0 and "lowered" in slow.rule
     assert mu_rule(facts(budget=Budget.parse("50steps")), 64).value == 7.0
+    assert mu_rule(facts(budget=Budget.parse("3epochs")), 64).value == 7.0
+
+
+def test_mu_is_lowered_until_the_labels_are_passed_over_often_enough() -> None:
+    """5,000 labels at batch 64: 40 passes need 3,125 steps. mu = 7 buys 600 (cost 15
+    batches a step); mu = 1 (cost 3) buys 3,000, the most it can."""
+    many = facts(labeled=5000, budget=Budget.parse("2m"), step_seconds=0.2)
+    r = mu_rule(many, 64)
+    assert r.value == 1.0 and "40 passes over 5000 labels" in r.rule
+    # the same budget with 250 labels: 40 passes are 157 steps, 600 is plenty
+    assert mu_rule(facts(labeled=250, budget=Budget.parse("2m"), step_seconds=0.2), 64).value == 7
+    # in between: 2,000 labels need 1,250 steps; mu = 3 (cost 7) buys 1,285
+    assert mu_rule(facts(labeled=2000, budget=Budget.parse("2m"), step_seconds=0.2), 64).value == 3
 
 
 def test_lr_follows_the_linear_scaling_rule() -> None:
@@ -145,6 +161,34 @@ def test_a_run_from_init_weights_keeps_their_backbone() -> None:
     assert resolved.backbone == "resnet18" and "init" in res.values["backbone"].rule
     plain, _ = resolve_settings(cfg, f, method_class("fixmatch").Config)
     assert plain.backbone == "fastnet"  # the image-size rule, without init weights
+
+
+def test_the_speed_probe_times_passes_in_the_runs_precision(monkeypatch) -> None:
+    """The probe must time what the run does: a bf16 run's steps, not fp32 ones (on a CPU
+    with bf16 instructions the fp32 probe said 296 steps where the run made 894)."""
+    seen: list[str] = []
+    real = facts_mod.autocast
+
+    def spy(precision: str, device: torch.device):  # type: ignore[no-untyped-def]
+        seen.append(precision)
+        return real(precision, device)
+
+    monkeypatch.setattr(facts_mod, "autocast", spy)
+    kw = dict(channels=1, image_size=8, num_classes=3, device=torch.device("cpu"), steps=1)
+    assert facts_mod.speed_probe(**kw, precision="bf16")("convnet", 4) > 0  # type: ignore[arg-type]
+    assert seen and set(seen) == {"bf16"}
+    seen.clear()
+    facts_mod.speed_probe(**kw)("convnet", 4)  # type: ignore[arg-type]
+    assert set(seen) == {"fp32"}
+    made: list[str] = []
+    monkeypatch.setattr(
+        facts_mod, "speed_probe", lambda **k: made.append(k["precision"]) or (lambda b, n: 0.01)
+    )
+    train = SimpleNamespace(image_size=(8, 8), channels=1, num_classes=3)
+    splits = SimpleNamespace(labeled=range(12), unlabeled=range(100))
+    cfg = RunConfig(method="fixmatch", train={"budget": "20s", "precision": "fp32"})
+    facts_mod.resolve_run(cfg, SimpleNamespace(train=train), splits, torch.device("cpu"))
+    assert made == ["fp32"]
 
 
 def test_fewer_labels_than_classes_and_a_budget_under_one_step_are_refused() -> None:

@@ -119,6 +119,43 @@ def test_freematch_thresholds_and_ema_update():
     assert close(w, [1.0, 1.0, 0.0])  # 0.55 < 0.591667
 
 
+def test_min_threshold_floors_the_adaptive_thresholds():
+    """A floor keeps a weak model's low-confidence guesses out of the curriculum's early
+    near-zero thresholds; it never lifts a threshold above FlexMatch's top one."""
+    flex = ClassWiseCurriculum(threshold=0.8, floor=0.5)
+    flex.setup(num_unlabeled=4, num_classes=3)
+    # empty memory: the paper's thresholds are [0, 0, 0]; floored at 0.5
+    assert close(flex.class_thresholds(), [0.5, 0.5, 0.5])
+    w = flex(t([0.45, 0.3, 0.25], [0.3, 0.6, 0.1], [0.9, 0.05, 0.05]), torch.tensor([0, 1, 2]))
+    assert close(w, [0.0, 1.0, 1.0]) and flex.memory.tolist() == [-1, -1, 0, -1]
+    # sigma [1, 0, 0], 3 unused -> beta [1/3, 0, 0] -> [0.16, 0, 0], floored
+    assert close(flex.class_thresholds(), [0.5, 0.5, 0.5])
+    flex.memory.copy_(torch.tensor([0, 0, 0, 1]))  # beta [1, 1/3, 0] -> [0.8, 0.16, 0]
+    assert close(flex.class_thresholds(), [0.8, 0.5, 0.5])
+    paper = ClassWiseCurriculum(threshold=0.8)
+    paper.setup(num_unlabeled=4, num_classes=3)
+    assert close(paper.class_thresholds(), [0.0, 0.0, 0.0])
+    high = ClassWiseCurriculum(threshold=0.4, floor=0.9)
+    high.setup(num_unlabeled=2, num_classes=2)
+    assert close(high.class_thresholds(), [0.4, 0.4])  # capped at the top threshold
+    free = SelfAdaptiveThreshold(num_classes=4, floor=0.5)
+    # the start: tau = 1/4, class_probs uniform -> thresholds 0.25, floored at 0.5
+    assert close(free.class_thresholds(), [0.5] * 4)
+    free.eval()
+    assert close(free(t([0.45, 0.25, 0.2, 0.1], [0.55, 0.25, 0.1, 0.1])), [0.0, 1.0])
+    assert close(SelfAdaptiveThreshold(num_classes=4).class_thresholds(), [0.25] * 4)
+    with pytest.raises(ConfigError, match="min_threshold"):
+        SelfAdaptiveThreshold(num_classes=2, floor=1.5)
+
+
+def test_flexmatch_and_freematch_default_to_a_floor_of_one_half():
+    net = Network("convnet", 1, 8, 3)
+    assert build_method("flexmatch", net).masking.floor == 0.5
+    assert build_method("freematch", net).masking.floor == 0.5
+    paper = build_method("flexmatch", net, min_threshold=0)
+    assert paper.masking.floor == 0.0
+
+
 def test_freematch_fairness_loss_by_hand():
     probs = t([0.8, 0.2], [0.4, 0.6], [0.9, 0.1])
     mask = torch.tensor([1.0, 1.0, 0.0])

@@ -28,6 +28,16 @@ class FlexMatchConfig(WeakStrongConfig):
 
     threshold: float = Field(0.95, gt=0, le=1, description=_PAPER)
     warmup: bool = Field(True, description=_PAPER)
+    min_threshold: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="lower bound of the class-wise thresholds (the paper has none: 0). 0.5: a "
+        "pseudo-label counts only when the model gives it more than half its probability. "
+        "Without it the low early thresholds take a weak model's every guess (Tiny-ImageNet "
+        "at 32 px, 100 and 200 classes, 2-minute runs: FlexMatch 2-7% against supervised's "
+        "10-13%).",
+    )
 
 
 class FlexMatch(WeakStrong):
@@ -40,4 +50,6 @@ class FlexMatch(WeakStrong):
         self, network: Network, config: FlexMatchConfig | None = None, **options: Any
     ) -> None:
         cfg = FlexMatchConfig.build(self.name, config, options)
-        super().__init__(network, ClassWiseCurriculum(cfg.threshold, cfg.warmup), cfg)
+        super().__init__(
+            network, ClassWiseCurriculum(cfg.threshold, cfg.warmup, cfg.min_threshold), cfg
+        )

@@ -26,6 +26,16 @@ class FreeMatchConfig(WeakStrongConfig):
     ema: float = Field(
         0.999, ge=0, lt=1, description="FreeMatch section 4.1: EMA momentum lambda = 0.999."
     )
+    min_threshold: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="lower bound of the self-adaptive thresholds (the paper has none: 0). 0.5: a "
+        "pseudo-label counts only when the model gives it more than half its probability. "
+        "Without it the low early thresholds take a weak model's every guess (Tiny-ImageNet "
+        "at 32 px, 100 and 200 classes, 2-minute runs: FlexMatch 2-7% against supervised's "
+        "10-13%).",
+    )
     lambda_f: NonNegativeFloat = Field(
         0.01,
         description="FreeMatch section 4.1: fairness weight 0.01 for CIFAR-10 (USB's "
@@ -43,7 +53,7 @@ class FreeMatch(WeakStrong):
         self, network: Network, config: FreeMatchConfig | None = None, **options: Any
     ) -> None:
         cfg = FreeMatchConfig.build(self.name, config, options)
-        masking = SelfAdaptiveThreshold(network.num_classes, cfg.ema)
+        masking = SelfAdaptiveThreshold(network.num_classes, cfg.ema, cfg.min_threshold)
         super().__init__(network, masking, cfg)
         self.lambda_f = cfg.lambda_f
 

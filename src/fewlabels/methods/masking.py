@@ -19,6 +19,11 @@ SelfAdaptive         1 if q >= tau_t * p_t(c*) / max p_t, EMA global + local    
 TruncatedGaussian    exp(-(min(q - mu_t, 0))^2 / (2 var_t / n_sigma^2))          SoftMatch
 ===================  =========================================================  ==========
 
+The two adaptive thresholds (ClassWiseCurriculum, SelfAdaptive) take a ``floor``
+(FlexMatch's and FreeMatch's ``min_threshold``, 0.5 by default; the papers have none): their
+early thresholds are near 0 (1/C for FreeMatch), which otherwise lets a weak model's every
+guess count as a label.
+
 ``DistributionAlignment`` (SoftMatch's uniform alignment) rescales ``probs`` before any of
 them. FreeMatch's fairness term is a loss (``fewlabels.losses.freematch_fairness_loss``).
 """
@@ -75,6 +80,14 @@ def check_momentum(m: float, what: str = "EMA momentum") -> float:
     if not 0.0 <= m < 1.0:
         raise ConfigError(f"{what} must be in [0, 1), got {m}")
     return m
+
+
+def check_floor(floor: float) -> float:
+    """A lower bound of adaptive thresholds in [0, 1], else a one-line ConfigError."""
+    f = float(floor)
+    if not 0.0 <= f <= 1.0:  # also refuses NaN
+        raise ConfigError(f"min_threshold must be in [0, 1], got {floor}")
+    return f
 
 
 # -- pure functions ---------------------------------------------------------------------
@@ -176,10 +189,13 @@ class ClassWiseCurriculum(Masking):
     """FlexMatch's curriculum pseudo-labelling: class-wise thresholds from a memory of the
     last confident prediction of every unlabeled image (``memory``, sized by ``setup``)."""
 
-    def __init__(self, threshold: float = THRESHOLD, warmup: bool = True) -> None:
+    def __init__(
+        self, threshold: float = THRESHOLD, warmup: bool = True, floor: float = 0.0
+    ) -> None:
         super().__init__()
         self.threshold = check_threshold(threshold)
         self.warmup = bool(warmup)
+        self.floor = min(check_floor(floor), self.threshold)  # never above the top
         self.num_classes = 0
         self.register_buffer("memory", torch.full((0,), -1, dtype=torch.long))
 
@@ -190,9 +206,8 @@ class ClassWiseCurriculum(Masking):
         )
 
     def class_thresholds(self) -> Tensor:
-        return flexmatch_class_thresholds(
-            self.memory, self.num_classes, self.threshold, self.warmup
-        )
+        t = flexmatch_class_thresholds(self.memory, self.num_classes, self.threshold, self.warmup)
+        return t.clamp_min(self.floor)
 
     def forward(self, probs: Tensor, index: Tensor | None = None) -> Tensor:
         if self.training:
@@ -209,11 +224,12 @@ class SelfAdaptiveThreshold(Masking):
     ``tau``) scaled per class by the EMA of the class probabilities (``class_probs``).
     ``hist``, the EMA histogram of pseudo-labels, feeds the optional fairness term."""
 
-    def __init__(self, num_classes: int, momentum: float = EMA) -> None:
+    def __init__(self, num_classes: int, momentum: float = EMA, floor: float = 0.0) -> None:
         super().__init__()
         if num_classes < 1:
             raise ConfigError("FreeMatch needs a classifier with at least one class")
         self.momentum = check_momentum(momentum)
+        self.floor = check_floor(floor)
         c = int(num_classes)
         self.register_buffer("tau", torch.tensor(1.0 / c))
         self.register_buffer("class_probs", torch.full((c,), 1.0 / c))
@@ -230,7 +246,7 @@ class SelfAdaptiveThreshold(Masking):
         ema_(self.hist, torch.bincount(c, minlength=n)[:n].float() / len(c), m)
 
     def class_thresholds(self) -> Tensor:
-        return freematch_class_thresholds(self.tau, self.class_probs)
+        return freematch_class_thresholds(self.tau, self.class_probs).clamp_min(self.floor)
 
     def forward(self, probs: Tensor, index: Tensor | None = None) -> Tensor:
         if self.training:

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from fewlabels.core.precision import autocast, resolve_precision
 from fewlabels.data import Dataset, Splits
 from fewlabels.methods import method_class
 from fewlabels.models import Network
@@ -36,11 +37,13 @@ def speed_probe(
     backbone_kwargs: dict[str, Any] | None = None,
     seconds: float = 1.5,
     steps: int = 3,
+    precision: str = "fp32",
 ) -> Callable[[str, int], float]:
     """A function (backbone, images) -> seconds of one forward and backward pass of that
     backbone on that many random images of this shape: the median of up to ``steps``
     timed passes after one untimed one, stopping after about ``seconds``. Uses its own
-    random generator (the run's seeded streams are untouched) and measures in fp32."""
+    random generator (the run's seeded streams are untouched) and measures in the run's
+    ``precision`` (bf16 steps on a CPU with bf16 instructions can be several times faster)."""
     cache: dict[tuple[str, int], float] = {}
 
     def probe(backbone: str, n: int) -> float:
@@ -62,7 +65,9 @@ def speed_probe(
         for i in range(steps + 1):
             t0 = time.perf_counter()
             net.zero_grad(set_to_none=True)
-            net(x).float().logsumexp(1).mean().backward()
+            with autocast(precision, device):
+                out = net(x)
+            out.float().logsumexp(1).mean().backward()
             _sync(device)
             if i:
                 times.append(time.perf_counter() - t0)
@@ -125,6 +130,7 @@ def resolve_run(
     timer = speed_probe(
         channels=facts.channels, image_size=facts.image_size, num_classes=facts.num_classes,
         device=device, stem=cfg.stem, backbone_kwargs=cfg.backbone_kwargs,
+        precision=resolve_precision(cfg.train.precision, device),
     )  # fmt: skip
     reuse = reused_values(out)
 
