@@ -191,6 +191,33 @@ def test_the_speed_probe_times_passes_in_the_runs_precision(monkeypatch) -> None
     assert made == ["fp32"]
 
 
+def test_train_scale_moves_the_resolved_lr_and_weight_decay_by_a_factor() -> None:
+    """A tuning trial's factors apply to what the rules give this data, so a trial of
+    AdamW's resolved lr stays near it (not around SGD's 0.1)."""
+    f = facts(budget=Budget.parse("400steps"))
+    plain, _ = resolve_settings(RunConfig(method="fixmatch", train={"budget": "400steps"}), f,
+                                  method_class("fixmatch").Config)  # fmt: skip
+    cfg = RunConfig(
+        method="fixmatch", train={"budget": "400steps", "scale": {"lr": 0.3, "weight_decay": 2}}
+    )
+    trial, tres = resolve_settings(cfg, f, method_class("fixmatch").Config)
+    assert plain.train.optimizer == trial.train.optimizer == "adamw"
+    assert trial.train.lr == pytest.approx(0.3 * plain.train.lr, rel=1e-5)
+    assert trial.train.weight_decay == pytest.approx(2 * plain.train.resolved_weight_decay())
+    assert "x 0.3 (train.scale)" in tres.values["train.lr"].rule
+    assert not tres.values["train.lr"].given
+    given = RunConfig(
+        method="fixmatch", train={"budget": "400steps", "lr": 0.01, "scale": {"lr": 0.5}}
+    )
+    assert resolve_settings(given, f, method_class("fixmatch").Config)[0].train.lr == 0.005
+    # a resumed run reuses its first start's (already scaled) value
+    again, _ = resolve_settings(cfg, f, method_class("fixmatch").Config,
+                                reuse={"train.lr": trial.train.lr})  # fmt: skip
+    assert again.train.lr == trial.train.lr
+    with pytest.raises(ValueError):
+        RunConfig(method="fixmatch", train={"scale": {"momentum": 2}})
+
+
 def test_fewer_labels_than_classes_and_a_budget_under_one_step_are_refused() -> None:
     with pytest.raises(DataError, match="5 labels for 10 classes"):
         check_facts(facts(labeled=5))

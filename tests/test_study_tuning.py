@@ -64,13 +64,15 @@ def test_every_method_gets_the_same_trials_and_trial_0_is_the_untuned_run():
         assert by_name[cell.name].run_key == cell.run_key  # the resolved settings: same run
         assert by_name[cell.name].trials[0]["settings"] == {}
     sup = by_name["supervised"].trials[1]
-    assert sup["settings"] == {"train.lr": pytest.approx(0.3 * 0.1 * 16 / 256)}
+    # training settings move as factors on what the run's rules give its data
+    assert sup["settings"] == {"train.lr": 0.3}
     cfg = plan.jobs[sup["run_key"]].spec["config"]
-    assert cfg["train"]["lr"] == sup["settings"]["train.lr"]  # the key holds the setting
+    assert cfg["train"]["scale"] == {"lr": 0.3}  # the key holds the setting
+    assert "lr" not in cfg["train"]
     ssl = by_name["ssl"].trials[1]
     pre = plan.jobs[ssl["job_keys"][0]]
-    assert pre.stage == "pretrain" and pre.spec["config"]["train"]["lr"] == pytest.approx(0.001875)
-    assert "trial 1: train.lr=0.001875" in pre.label
+    assert pre.stage == "pretrain" and pre.spec["config"]["train"]["scale"] == {"lr": 0.3}
+    assert "trial 1: train.lr x0.3" in pre.label
 
 
 def test_a_semi_supervised_method_searches_its_own_settings():
@@ -81,8 +83,8 @@ def test_a_semi_supervised_method_searches_its_own_settings():
     assert "method.threshold (1 - value) x{1, 2, 0.5}" in semi.trials[0]["space"]
     assert [t["settings"] for t in semi.trials][:3] == [
         {},
-        {"train.lr": pytest.approx(0.001875)},
-        {"train.lr": pytest.approx(0.01875)},
+        {"train.lr": 0.3},
+        {"train.lr": 3.0},
     ]
 
 

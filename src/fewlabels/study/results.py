@@ -108,12 +108,13 @@ def final_val(run: dict[str, Any] | None) -> float | None:
 
 
 def settings_text(settings: dict[str, Any]) -> str:
-    """A trial's settings as ``train.lr=0.001 method.lambda_u=2`` (``resolved`` for none)."""
-    if not settings:
-        return ""
+    """A trial's settings as ``train.lr x0.3 method.lambda_u=2`` (a training setting is a
+    factor on its resolved value, ``train.scale``); empty for none."""
     return " ".join(
-        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items()
-    )
+        f"{k} x{v:g}" if k.startswith("train.") else f"{k}={v:.4g}" if isinstance(v, float)
+        else f"{k}={v}"
+        for k, v in settings.items()
+    )  # fmt: skip
 
 
 def trial_outcomes(c: dict[str, Any], runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

@@ -15,16 +15,14 @@ import itertools
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pydantic import ValidationError
-
 from fewlabels.core.budget import Budget
 from fewlabels.core.errors import FewlabelsError
 from fewlabels.data.splits import parse_val
 from fewlabels.methods import METHODS
 from fewlabels.study.plan import PROBES, Job, Pipeline, StudyPlan
+from fewlabels.study.results import settings_text
 from fewlabels.study.schema import StudySpec
 from fewlabels.study.yamlines import Located
-from fewlabels.train.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -111,42 +109,35 @@ def points(knobs: tuple[Knob, ...]) -> list[tuple[int, ...]]:
     return sorted(grid, key=order)
 
 
-def _resolved(spec: StudySpec, p: Pipeline, knobs: tuple[Knob, ...]) -> dict[str, float]:
-    """The resolved value of each knob for ``p``'s tuned method."""
+def _resolved(p: Pipeline, knobs: tuple[Knob, ...]) -> dict[str, float]:
+    """The value each knob searches around: 1 for a training setting (its trials are factors
+    on the value the run's rules give its data, ``train.scale``), the option's value for a
+    method's option."""
     first = tuned_method(p) == p.first
-    settings = p.settings if first else {**p.settings, **p.then_settings}
     kwargs = p.kwargs if first else p.then_kwargs
-    try:
-        train = TrainConfig(**{**spec.train, **settings})
-    except ValidationError as e:
-        err = e.errors()[0]
-        at = ".".join(str(x) for x in err.get("loc", ()))
-        raise p.where.error(f"train.{at}: {err.get('msg', '')}") from None
     cls = METHODS.get(tuned_method(p))
     try:
         options = cls.Config.build(tuned_method(p), None, kwargs) if cls is not None else None
     except FewlabelsError as e:
         raise p.where.error(str(e)) from None
-    out = {}
-    for k in knobs:
-        if k.name == "train.lr":
-            out[k.name] = train.resolved_lr()
-        elif k.name == "train.weight_decay":
-            out[k.name] = train.resolved_weight_decay()
-        else:
-            out[k.name] = float(getattr(options, k.name[7:]))
-    return out
+    return {
+        k.name: 1.0 if k.name.startswith("train.") else float(getattr(options, k.name[7:]))
+        for k in knobs
+    }
 
 
 def _apply(p: Pipeline, values: dict[str, float]) -> Pipeline:
-    """``p`` with a trial's values set on its tuned method."""
-    train = {k[6:]: v for k, v in values.items() if k.startswith("train.")}
+    """``p`` with a trial's values set on its tuned method (training settings as factors
+    in ``train.scale``)."""
+    scale = {k[6:]: v for k, v in values.items() if k.startswith("train.")}
     method = {k[7:]: v for k, v in values.items() if k.startswith("method.")}
-    if tuned_method(p) == p.first:
-        return replace(p, settings={**p.settings, **train}, kwargs={**p.kwargs, **method})
-    return replace(
-        p, then_settings={**p.then_settings, **train}, then_kwargs={**p.then_kwargs, **method}
-    )
+    first = tuned_method(p) == p.first
+    settings = p.settings if first else p.then_settings
+    if scale:
+        settings = {**settings, "scale": {**settings.get("scale", {}), **scale}}
+    if first:
+        return replace(p, settings=settings, kwargs={**p.kwargs, **method})
+    return replace(p, then_settings=settings, then_kwargs={**p.then_kwargs, **method})
 
 
 def trials(spec: StudySpec, p: Pipeline, n: int) -> list[Trial]:
@@ -154,7 +145,7 @@ def trials(spec: StudySpec, p: Pipeline, n: int) -> list[Trial]:
     if n <= 0:
         return []
     knobs = space(p)
-    base = _resolved(spec, p, knobs)
+    base = _resolved(p, knobs)
     out = []
     for i, idx in enumerate(points(knobs)[:n]):
         values = {
@@ -224,8 +215,9 @@ def check_compute(plan: StudyPlan, doc: Located) -> None:
 
 
 def settings_label(settings: dict[str, float]) -> str:
-    """A trial's values as ``train.lr=0.0009`` (``resolved settings`` for trial 0)."""
-    return " ".join(f"{k}={v:.4g}" for k, v in settings.items()) or "resolved settings"
+    """A trial's values as ``train.lr x0.3 method.lambda_u=0.5`` (``resolved settings`` for
+    trial 0)."""
+    return settings_text(settings) or "resolved settings"
 
 
 def trial_info(t: Trial, run_key: str, job_keys: list[str], p: Pipeline) -> dict[str, Any]:

@@ -157,6 +157,11 @@ class TrainConfig(TrainingSettings):
     # Cap each layer's LARS rate at the global lr (solo-learn's clip_lr, on in its CIFAR
     # configs); false: the LARS paper's unclipped trust ratio times the lr.
     lars_clip: bool = True
+    # Factors on the resolved lr and weight decay (a tuning trial's: `tune: N` in a study
+    # searches around the values the rules give this run's data, not around fixed numbers)
+    scale: dict[Literal["lr", "weight_decay"], Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict
+    )
     # Save the embeddings of a fixed subset of val images at each evaluation
     # (embeddings/step_*.npz, for `fewlabels embed` and the study report); None: as true.
     save_embeddings: bool | None = None

@@ -33,6 +33,7 @@ __all__ = [
     "pow2_at_most",
     "resolution_table",
     "resolve_settings",
+    "scaled",
 ]
 
 # a semi-supervised run wants at least this many steps before its unlabeled ratio is lowered
@@ -295,6 +296,7 @@ def resolve_settings(
         values[key] = _given(given[key]) if key in given else r
     for name in given:  # given settings the rules do not cover are kept as they are
         values.setdefault(name, _given(given[name]))
+    values.update(scaled(cfg, values, set(reuse or ())))
     values.update({k: v for k, v in fixed.items() if k in values})
     if reuse:
         values = {
@@ -304,6 +306,25 @@ def resolve_settings(
             for k, v in values.items()
         }
     return apply_resolution(cfg, values), Resolution(values, facts)
+
+
+def scaled(cfg: Any, values: dict[str, Resolved], reused: set[str]) -> dict[str, Resolved]:
+    """``train.scale``'s factors applied to the lr and weight decay the run would use (a
+    tuning trial's); a value reused from the run's first start is already scaled."""
+    out: dict[str, Resolved] = {}
+    for name, f in dict(cfg.train.scale).items():
+        key = f"train.{name}"
+        if key in reused:
+            continue
+        base = values.get(key)
+        if base is None:  # not a rule's: the optimiser's default
+            opt = values["train.optimizer"].value if "train.optimizer" in values else None
+            train = cfg.train.model_copy(update={"optimizer": opt or cfg.train.optimizer})
+            v = train.resolved_lr() if name == "lr" else train.resolved_weight_decay()
+            base = Resolved(v, f"the {train.optimizer} default")
+        value = float(f"{base.value * f:.6g}")
+        out[key] = Resolved(value, f"{base.rule}, x {f:g} (train.scale)")
+    return out
 
 
 def apply_resolution(cfg: Any, values: dict[str, Resolved]) -> Any:
