@@ -32,6 +32,7 @@ SAMPLES = {
     "val": "test:0.2",
     "device": "cpu",
     "stem": "cifar",
+    "train.scale": ("{lr: 0.3}", {"lr": 0.3}),  # (what to write, what the config holds)
 }
 
 
@@ -61,7 +62,8 @@ def leaves(model: Any, prefix: str = "") -> dict[str, tuple[Any, Any]]:
 def sample(path: str, annotation: Any, default: Any) -> tuple[Any, Any]:
     """A valid value unlike the default: (what to write after ``=``, what the config holds)."""
     if path in SAMPLES:
-        return SAMPLES[path], SAMPLES[path]
+        v = SAMPLES[path]
+        return v if isinstance(v, tuple) else (v, v)
     [kind] = _members(annotation)  # one type besides None; a new union type needs a sample
     if typing.get_origin(kind) is typing.Annotated:  # a constrained type: its base type
         kind = typing.get_args(kind)[0]
