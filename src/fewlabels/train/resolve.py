@@ -317,9 +317,8 @@ def scaled(cfg: Any, values: dict[str, Resolved], reused: set[str]) -> dict[str,
         if key in reused:
             continue
         base = values.get(key)
-        if base is None:  # not a rule's: the optimiser's default
-            opt = values["train.optimizer"].value if "train.optimizer" in values else None
-            train = cfg.train.model_copy(update={"optimizer": opt or cfg.train.optimizer})
+        if base is None:  # not a rule's: the resolved optimiser's default
+            train = cfg.train.model_copy(update={"optimizer": values["train.optimizer"].value})
             v = train.resolved_lr() if name == "lr" else train.resolved_weight_decay()
             base = Resolved(v, f"the {train.optimizer} default")
         value = float(f"{base.value * f:.6g}")
