@@ -128,13 +128,24 @@ def test_step_budget_needs_no_probe_and_sets_the_schedule() -> None:
     assert values["train.ema"].value == pytest.approx(0.975)
 
 
-def test_slow_device_picks_the_small_backbone_for_a_short_budget() -> None:
-    def probe(backbone: str, n: int) -> float:
-        return 1.0 if backbone == "fastnet" else 0.01
+def test_slow_device_steps_down_the_backbone_for_a_short_budget() -> None:
+    """fastnet wants 2,000 steps, fastnet-s 200; below, the next smaller backbone."""
+    seconds = {"fastnet": 1.0, "fastnet-s": 0.1, "convnet": 0.001}
 
-    values, _ = generic_rules(facts(budget=Budget.parse("60s")), {}, probe)
-    assert values["backbone"].value == "convnet" and "buys" in values["backbone"].rule
-    given, _ = generic_rules(facts(budget=Budget.parse("60s")), {"backbone": "fastnet"}, probe)
+    def probe(backbone: str, n: int) -> float:
+        return seconds[backbone]
+
+    def chosen(budget: str) -> Resolved:
+        return generic_rules(facts(budget=Budget.parse(budget)), {}, probe)[0]["backbone"]
+
+    # a step costs the pass / PROBE_SHARE: fastnet 1.33 s, fastnet-s 0.133 s
+    assert chosen("60m").value == "fastnet"  # 2,700 steps
+    mid = chosen("5m")  # fastnet 225 steps, fastnet-s 2,250
+    assert mid.value == "fastnet-s" and mid.rule == "fastnet buys 225 steps (< 2000): fastnet-s"
+    low = chosen("20s")  # fastnet 15 steps, fastnet-s 150
+    assert low.value == "convnet"
+    assert low.rule == "fastnet buys 15 steps (< 2000), fastnet-s buys 150 steps (< 200): convnet"
+    given, _ = generic_rules(facts(budget=Budget.parse("20s")), {"backbone": "fastnet"}, probe)
     assert given["backbone"].value == "fastnet" and given["backbone"].given
 
 
