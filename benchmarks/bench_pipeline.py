@@ -93,6 +93,7 @@ def main() -> None:
         "labels_per_class": a.labels_per_class,
         "seed": a.seed,
         "defaults": True,
+        "backbone": semi["resolved"].get("backbone"),
         "ssl_resolved": pre["resolved"],
         "semi_resolved": semi["resolved"],
         "pretrain_steps": pm.get("steps"),
