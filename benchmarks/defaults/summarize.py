@@ -71,6 +71,15 @@ def study_table(folder: Path) -> list[str]:
     return out
 
 
+def _budget(folder: Path) -> str:
+    """A follow-up study's budget per run, from the study file its folder keeps."""
+    for line in (folder / "study.yaml").read_text().splitlines():
+        if line.startswith("budget:"):
+            b = line.split(":", 1)[1].strip()
+            return f"{b[:-1]} minutes" if b.endswith("m") else f"{b[:-1]} s"
+    return "?"
+
+
 def tuning_table(root: Path) -> list[str]:
     """Defaults (trial 0) against the trial chosen on validation, from each ``tune-*`` study."""
     out = [
@@ -137,9 +146,9 @@ def main() -> None:
             continue
         md += [*study_table(folder), ""]
         md += [f"_{line}_  " for line in _footer(folder / "report.md")] + [""]
-    for folder in sorted(root.glob("*-10m")):
+    for folder in sorted([*root.glob("*-10m"), *root.glob("*-5x")]):
         if (folder / "results.csv").is_file():
-            md += [f"## {folder.name}: the same cells at 10 minutes per run", ""]
+            md += [f"## {folder.name}: the same cells at {_budget(folder)} per run", ""]
             md += [*study_table(folder), ""]
             md += [f"_{line}_  " for line in _footer(folder / "report.md")] + [""]
     tuned = tuning_table(root)
