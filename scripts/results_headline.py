@@ -138,13 +138,7 @@ def _semi_rows(semi: list[dict[str, Any]]) -> list[str]:
 def _defaults_rows(rows: list[dict[str, Any]]) -> list[str]:
     """Per machine and pipeline: bench_pipeline.py's runs with every setting resolved (mean
     over seeds) against supervised at 30 minutes on the same backbone and machine."""
-    sup = {
-        (backbone_of(r), machine_of(r)): r
-        for r in rows_of("semi")
-        if r.get("method") == "supervised"
-        and r.get("budget") == "30m"
-        and r.get("data") == "cifar10"
-    }
+    sup = supervised_baselines()
     cells: dict[tuple, list[dict[str, Any]]] = {}
     for r in rows:
         total = (r.get("pretrain_s") or 0) + (r.get("train_s") or 0)
@@ -153,7 +147,7 @@ def _defaults_rows(rows: list[dict[str, Any]]) -> list[str]:
     out = []
     for (pipeline, backbone, m), runs in sorted(cells.items()):
         s = sup.get((backbone, m))
-        if s is None:
+        if s is None or s["budget"] != "30m":
             continue
         accs = [r["test_acc"] for r in runs]
         out.append(

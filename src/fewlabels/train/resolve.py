@@ -42,9 +42,9 @@ MIN_SEMI_STEPS = 300
 # per class, 2 minutes: FixMatch at mu = 7 made ~12 passes and fell below supervised)
 MIN_LABELED_EPOCHS = 40
 # a derived backbone steps down to the next smaller one while the budget buys fewer steps
-# than it wants: fastnet wants 2,000 (every CPU recipe chose fastnet-s where fastnet bought
-# 150-1,700 steps; all labels, 12 minutes: fastnet 209 steps 76.1%, fastnet-s 591 steps 82.0%)
-# and fastnet-s 200 (below that the small convnet)
+# than it wants: fastnet wants 2,000 (every CPU recipe ran fastnet-s, which makes about 3x
+# fastnet's steps; all labels, 12 minutes: fastnet 209 steps 76.1%, fastnet-s 591 steps
+# 82.0%) and fastnet-s 200 (below that the small convnet)
 STEP_DOWN: dict[str, tuple[str, int]] = {
     "fastnet": ("fastnet-s", 2000),
     "fastnet-s": ("convnet", 200),
