@@ -9,6 +9,7 @@ restates (bench_semi.py --init with --mu 3, --tta and a 10% validation split).
     python benchmarks/bench_pipeline.py                       # VICReg 10m, then FixMatch 20m
     python benchmarks/bench_pipeline.py --ssl-budget 5m --semi-budget 25m
     python benchmarks/bench_pipeline.py --reuse               # finished stages are read back
+    python benchmarks/bench_pipeline.py --precision fp32      # fp32 on a CPU with bf16
 
 --reuse reads a stage's metrics from its folder when that folder holds a finished run made
 by the same command (its config.json has the same data, labels, method, budget and seed);
@@ -33,10 +34,12 @@ SHOWN = ("backbone", "train.batch_size", "train.unlabeled_batch_ratio", "train.l
 
 
 def stage_args(a: argparse.Namespace, method: str, budget: str, out: Path) -> list[str]:
-    """The CLI flags of one stage: data, labels, method, budget, seed and folder only."""
+    """The CLI flags of one stage: data, labels, method, budget, seed and folder only (and
+    the precision, where --precision names one)."""
     return [
         "--data", a.data, "--labels-per-class", str(a.labels_per_class), "--method", method,
         "--budget", budget, "--seed", str(a.seed), "--out", str(out), "--no-progress",
+        *(["--precision", a.precision] if a.precision != "auto" else []),
     ]  # fmt: skip
 
 
@@ -52,6 +55,7 @@ def finished(out: Path, method: str, budget: str, a: argparse.Namespace) -> bool
         and cfg.get("method") == method
         and cfg.get("train", {}).get("budget") == budget
         and cfg.get("train", {}).get("seed") == a.seed
+        and cfg.get("train", {}).get("precision") == a.precision
     )
     return same and (out / "metrics.json").is_file()
 
@@ -68,7 +72,8 @@ def run_stage(
     metrics = json.loads((out / "metrics.json").read_text())
     rows = json.loads((out / "resolved.json").read_text())["settings"]
     resolved = {r["setting"]: r["value"] for r in rows if r["setting"] in SHOWN}
-    return {"metrics": metrics, "resolved": resolved}
+    trained = json.loads((out / "provenance.json").read_text()).get("precision")
+    return {"metrics": metrics, "resolved": resolved, "precision": trained}
 
 
 def main() -> None:
@@ -82,6 +87,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-pipeline")
     ap.add_argument("--reuse", action="store_true", help="read back finished stages")
+    ap.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "bf16", "fp32"],
+        help="both stages' precision (default: what auto picks on this machine)",
+    )
     a = ap.parse_args()
     pre_dir, semi_dir = a.out / a.ssl, a.out / a.semi
     pre = run_stage(a, "pretrain", a.ssl, a.ssl_budget, pre_dir)
@@ -93,6 +104,7 @@ def main() -> None:
         "labels_per_class": a.labels_per_class,
         "seed": a.seed,
         "defaults": True,
+        "precision": semi["precision"],  # what both stages trained in
         "backbone": semi["resolved"].get("backbone"),
         "ssl_resolved": pre["resolved"],
         "semi_resolved": semi["resolved"],
