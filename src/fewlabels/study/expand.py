@@ -139,7 +139,7 @@ def run_config(
         "labeled_fraction": value if axis == "labeled_fraction" else None,
         "unlabeled": pt.unlabeled,
         "val": spec.val,
-        "backbone": spec.backbone,
+        **({"backbone": spec.backbone} if spec.backbone else {}),  # none: study.backbone
         "stem": spec.stem,
         "backbone_kwargs": dict(spec.backbone_kwargs),
         "method": method,

@@ -21,6 +21,7 @@ from typing import Any
 
 from fewlabels.core.atomic import atomic_write_text
 from fewlabels.core.provenance import provenance, provenance_line
+from fewlabels.study.backbone import describe, load_backbone
 from fewlabels.study.backend import check_location, find_store, open_store
 from fewlabels.study.render import CSV_COLUMNS, Page, render_csv, render_html, render_markdown
 from fewlabels.study.results import group_rows, row_of
@@ -109,7 +110,9 @@ def write_report(study_dir: str | Path, store_url: str | None = None) -> Report:
     res.fig_dir.mkdir(exist_ok=True)
     sections = [make(res) for make in SECTIONS]
     done = sum(r.status == "done" for r in res.rows)
-    page = Page(name, source, len(res.rows), done, sections, study_dir, footer_lines(res.runs))
+    chosen = describe(load_backbone(study_dir))  # the rules' backbone, if they chose it
+    footer = [*([chosen] if chosen else []), *footer_lines(res.runs)]
+    page = Page(name, source, len(res.rows), done, sections, study_dir, footer)
     md_path, html_path = study_dir / "report.md", study_dir / "report.html"
     atomic_write_text(md_path, render_markdown(page))
     atomic_write_text(html_path, render_html(page))

@@ -33,6 +33,7 @@ from fewlabels.core.provenance import provenance, usable_threads
 from fewlabels.core.runlock import check_out_folder, check_owner
 from fewlabels.generate.run import GenerateConfig, run_generate
 from fewlabels.select.simulate import selected_data
+from fewlabels.study.backbone import describe, load_backbone, study_backbone
 from fewlabels.study.backend import open_store, remember
 from fewlabels.study.plan import StudyPlan
 from fewlabels.study.revalidate import reopen_stale_runs
@@ -87,6 +88,9 @@ def execute_run(row: sqlite3.Row | dict[str, Any], study_dir: Path) -> tuple[dic
         if spec.get("synthetic_from"):  # the study's generated images
             gen_dir = run_dir(study_dir, spec["synthetic_from"])
             cfg["extra_unlabeled"] = f"folder:{gen_dir / 'samples'}"
+        chosen = load_backbone(study_dir)  # the study's, where its file names none
+        if chosen and "backbone" not in cfg and not spec.get("init_from"):
+            cfg["backbone"] = chosen["backbone"]
         run_cfg = RunConfig(**cfg)
         data = None
         if run_cfg.select is not None:  # the cell's simulated label request
@@ -425,11 +429,14 @@ def run_study(
     atomic_write_text(out / "study.yaml", plan.text)
     remember(out, store_url)
     threads = threads or max(1, usable_threads() // workers)
+    chosen = study_backbone(plan, out, threads if workers > 1 else torch.get_num_threads())
     fin0 = c["done"] + c["failed"]
     log(
         f"study {plan.name}: {len(plan.cells)} cells, {sum(c.values())} runs "
         f"({c['done']} already done), {workers} worker(s) x {threads} thread(s) -> {out}"
     )
+    if chosen:
+        log(describe(chosen) or "")
     if warning:
         log(warning)
     t0 = time.time()

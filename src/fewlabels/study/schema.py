@@ -82,9 +82,12 @@ class ReportSpec(BaseModel):
 class StudySpec(DataSettings, BackboneSettings, DeviceSettings):
     """The whole study file. Its data (data, test, val, strict), backbone (backbone, stem,
     backbone_kwargs) and device settings are the parts a run's settings are made of; every
-    cell's runs take them as they are, so all methods of a study share one backbone."""
+    cell's runs take them as they are, so all methods of a study share one backbone (none
+    named: the rules choose one for the whole study, ``study.backbone``)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    backbone: str | None = None  # type: ignore[assignment]
 
     name: str | None = None
     budget: str = "1m"

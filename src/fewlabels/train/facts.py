@@ -19,7 +19,7 @@ from fewlabels.methods import method_class
 from fewlabels.models import Network
 from fewlabels.train.resolve import Facts, Resolution, Resolved, resolve_settings
 
-__all__ = ["resolve_run", "reused_values", "run_facts", "speed_probe"]
+__all__ = ["facts_of", "resolve_run", "reused_values", "run_facts", "speed_probe"]
 
 
 def _sync(device: torch.device) -> None:
@@ -79,18 +79,22 @@ def speed_probe(
 
 
 def run_facts(cfg: Any, ds: Dataset, splits: Splits, device: torch.device) -> Facts:
-    """The facts of a RunConfig's run on these splits: image size and channels, classes,
-    labeled and unlabeled counts (a pretraining run learns from every training image),
-    the budget and the method's kind."""
+    """The facts of a RunConfig's run on these splits (``facts_of``)."""
+    return facts_of(cfg, ds, len(splits.labeled), len(splits.unlabeled), device)
+
+
+def facts_of(cfg: Any, ds: Dataset, labeled: int, unlabeled: int, device: torch.device) -> Facts:
+    """The facts of a RunConfig's run with this many labeled and unlabeled images: image
+    size and channels, classes, the counts (a pretraining run learns from every training
+    image), the budget and the method's kind."""
     kind = method_class(cfg.method).kind
-    unlabeled = len(splits.unlabeled)
     if kind == "self-supervised":
-        unlabeled += len(splits.labeled)
+        unlabeled += labeled
     return Facts(
         image_size=int(ds.train.image_size[0]),
         channels=int(ds.train.channels),
         num_classes=int(ds.train.num_classes),
-        labeled=len(splits.labeled),
+        labeled=labeled,
         unlabeled=unlabeled,
         budget=cfg.train.budget,
         kind=kind,
