@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import statistics
 from pathlib import Path
 
+# the commit from which a study that names no backbone has the rules choose one
+RULES_IN_STUDIES = "abe8baf"
 DATA = {
     "digits": "scikit-learn digits, 8x8 grayscale, 10 classes (30 s per run)",
     "cifar10": "CIFAR-10, 32x32 colour, 10 classes, the 20,000 training images present",
@@ -32,6 +35,25 @@ def _footer(report: Path) -> list[str]:
         return []
     lines = report.read_text().splitlines()
     return [ln.strip().strip("_").strip() for ln in lines if ln.startswith("_runs:")]
+
+
+def _backbone(folder: Path) -> str:
+    """Which backbone the study's runs trained and who chose it."""
+    try:
+        chosen = json.loads((folder / "backbone.json").read_text())
+        return (
+            f"Backbone: {chosen['backbone']} for every run, chosen by the rules ({chosen['rule']})."
+        )
+    except (OSError, ValueError, KeyError):
+        pass
+    names = set()
+    for cfg in (folder / "runs").glob("*/config.json"):
+        names.add(json.loads(cfg.read_text()).get("backbone"))
+    return (
+        f"Backbone: {', '.join(sorted(n for n in names if n))}, the study default of the time "
+        f"(before commit {RULES_IN_STUDIES} a study that named no backbone trained the convnet; "
+        "since then the rules choose one for the whole study)."
+    )
 
 
 def _pct(x: float) -> str:
@@ -144,12 +166,12 @@ def main() -> None:
         if not (folder / "results.csv").is_file():
             md += ["Not run yet.", ""]
             continue
-        md += [*study_table(folder), ""]
+        md += [*study_table(folder), "", _backbone(folder), ""]
         md += [f"_{line}_  " for line in _footer(folder / "report.md")] + [""]
     for folder in sorted([*root.glob("*-10m"), *root.glob("*-5x")]):
         if (folder / "results.csv").is_file():
             md += [f"## {folder.name}: the same cells at {_budget(folder)} per run", ""]
-            md += [*study_table(folder), ""]
+            md += [*study_table(folder), "", _backbone(folder), ""]
             md += [f"_{line}_  " for line in _footer(folder / "report.md")] + [""]
     tuned = tuning_table(root)
     md += [
