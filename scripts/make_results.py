@@ -89,6 +89,13 @@ SECTIONS: dict[str, tuple[str, str, str]] = {
         "FixMatch 20m: 66.5%, AMD EPYC bf16), and >= 70% (bf16) / 60% (fp32) in 30 minutes",
         "python benchmarks/bench_pipeline.py --ssl-budget 10m --semi-budget 20m",
     ),
+    "study_backbone": (
+        "The backbone each defaults study trains",
+        "what `fewlabels study` chooses before its first run when the file names no "
+        "backbone (the smallest any from-scratch run steps down to, with the speed probe at "
+        "each worker's threads); no target: which backbone a budget buys on this machine",
+        "python benchmarks/defaults/backbones.py",
+    ),
     "data": (
         "Data loading",
         "first (decode) and second (cached) load; target: cached CIFAR-10 under 2 s",
