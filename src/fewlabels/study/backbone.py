@@ -65,7 +65,7 @@ def _rank(backbone: str) -> int:
 
 def choose_backbone(plan: StudyPlan, threads: int) -> dict[str, Any]:
     """The smallest backbone the study's from-scratch training runs resolve to, with the
-    rule of the run that chose it."""
+    rule of the run that chose it (every pipeline's first stage is such a run)."""
     spec = plan.spec
     ds = RunConfig(data=spec.data, test=spec.test, val="none", strict=spec.strict).load()
     device = pick_device(spec.device)
@@ -88,8 +88,6 @@ def choose_backbone(plan: StudyPlan, threads: int) -> dict[str, Any]:
                     seen[sig] = (res, f"{job.label.strip()} ({run.train.budget})")
     finally:
         torch.set_num_threads(before)
-    if not seen:  # no run from scratch: the image-size rule alone
-        return {"backbone": "convnet", "rule": "no run trains from scratch: the convnet"}
     res, who = max(seen.values(), key=lambda rw: _rank(rw[0].value))
     same = len({r.value for r, _ in seen.values()}) == 1
     rule = f"every run: {res.rule}" if same else f"the smallest any run affords; {who}: {res.rule}"
@@ -117,8 +115,6 @@ def _resolve(
     return resolution.values["backbone"]
 
 
-def describe(chosen: dict[str, Any] | None) -> str | None:
-    """The report's line on the study's backbone."""
-    if chosen is None:
-        return None
+def describe(chosen: dict[str, Any]) -> str:
+    """The log's and the report's line on the study's backbone."""
     return f"backbone: {chosen['backbone']} for every run, chosen by the rules ({chosen['rule']})"

@@ -110,8 +110,8 @@ def write_report(study_dir: str | Path, store_url: str | None = None) -> Report:
     res.fig_dir.mkdir(exist_ok=True)
     sections = [make(res) for make in SECTIONS]
     done = sum(r.status == "done" for r in res.rows)
-    chosen = describe(load_backbone(study_dir))  # the rules' backbone, if they chose it
-    footer = [*([chosen] if chosen else []), *footer_lines(res.runs)]
+    chosen = load_backbone(study_dir)  # the rules' backbone, if they chose it
+    footer = [*([describe(chosen)] if chosen else []), *footer_lines(res.runs)]
     page = Page(name, source, len(res.rows), done, sections, study_dir, footer)
     md_path, html_path = study_dir / "report.md", study_dir / "report.html"
     atomic_write_text(md_path, render_markdown(page))

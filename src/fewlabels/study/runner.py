@@ -436,7 +436,7 @@ def run_study(
         f"({c['done']} already done), {workers} worker(s) x {threads} thread(s) -> {out}"
     )
     if chosen:
-        log(describe(chosen) or "")
+        log(describe(chosen))
     if warning:
         log(warning)
     t0 = time.time()
