@@ -120,7 +120,7 @@ def test_bigger_images_get_bigger_views_and_wider_crops() -> None:
 
 
 def test_step_budget_needs_no_probe_and_sets_the_schedule() -> None:
-    def probe(backbone: str, n: int) -> float:
+    def probe(backbone: str, n: int, side: int = 32) -> float:
         raise AssertionError("a step budget needs no speed probe")
 
     values, f = generic_rules(facts(budget=Budget.parse("400steps")), {}, probe)
@@ -129,24 +129,68 @@ def test_step_budget_needs_no_probe_and_sets_the_schedule() -> None:
 
 
 def test_slow_device_steps_down_the_backbone_for_a_short_budget() -> None:
-    """fastnet wants 2,000 steps, fastnet-s 200; below, the next smaller backbone."""
-    seconds = {"fastnet": 1.0, "fastnet-s": 0.1, "convnet": 0.001}
+    """fastnet wants 4,000 steps, fastnet-s 400; below, the next smaller backbone."""
+    seconds = {"fastnet": 0.675, "fastnet-s": 0.0675, "convnet": 0.0009}
 
-    def probe(backbone: str, n: int) -> float:
+    def probe(backbone: str, n: int, side: int = 32) -> float:
         return seconds[backbone]
 
     def chosen(budget: str) -> Resolved:
         return generic_rules(facts(budget=Budget.parse(budget)), {}, probe)[0]["backbone"]
 
-    # a step costs the pass / PROBE_SHARE: fastnet 1.33 s, fastnet-s 0.133 s
-    assert chosen("60m").value == "fastnet"  # 2,700 steps
-    mid = chosen("5m")  # fastnet 225 steps, fastnet-s 2,250
-    assert mid.value == "fastnet-s" and mid.rule == "fastnet buys 225 steps (< 2000): fastnet-s"
-    low = chosen("20s")  # fastnet 15 steps, fastnet-s 150
+    # a step costs the pass / PROBE_SHARE: fastnet 0.75 s, fastnet-s 0.075 s
+    assert chosen("60m").value == "fastnet"  # 4,800 steps
+    mid = chosen("5m")  # fastnet 400 steps, fastnet-s 4,000
+    assert mid.value == "fastnet-s" and mid.rule == "fastnet buys 400 steps (< 4000): fastnet-s"
+    low = chosen("20s")  # fastnet 26 steps, fastnet-s 266
     assert low.value == "convnet"
-    assert low.rule == "fastnet buys 15 steps (< 2000), fastnet-s buys 150 steps (< 200): convnet"
+    assert low.rule == "fastnet buys 26 steps (< 4000), fastnet-s buys 266 steps (< 400): convnet"
     given, _ = generic_rules(facts(budget=Budget.parse("20s")), {"backbone": "fastnet"}, probe)
     assert given["backbone"].value == "fastnet" and given["backbone"].given
+
+
+def test_the_probe_times_the_methods_views() -> None:
+    """VICReg's views are view_size(32) = 20 px: timing 32 px images guessed 517 of the 1,910
+    steps a 15-minute run made; a given augment (its size unread) is timed at image size."""
+    sides: list[int] = []
+
+    def probe(backbone: str, n: int, side: int = 32) -> float:
+        sides.append(side)
+        return 0.01
+
+    f = facts(kind="self-supervised", method="vicreg", budget=Budget.parse("5m"))
+    for method_kwargs, want in (({}, 20), ({"augment": "twoview"}, 32)):
+        sides.clear()
+        cfg = RunConfig(method="vicreg", train={"budget": "5m"}, method_kwargs=method_kwargs)
+        resolve_settings(cfg, f, method_class("vicreg").Config, probe=probe)
+        assert sides and set(sides) == {want}
+    sides.clear()
+    cfg = RunConfig(method="fixmatch", train={"budget": "5m"})
+    resolve_settings(cfg, facts(budget=Budget.parse("5m")), method_class("fixmatch").Config,
+                     probe=probe)  # fmt: skip
+    assert sides and set(sides) == {32}
+
+
+def test_the_speed_probe_runs_channels_last_at_the_side_asked(monkeypatch) -> None:
+    """As the loop trains: the network and images channels-last, at the views' side."""
+    seen: list[tuple[tuple[int, ...], bool]] = []
+    real = facts_mod.Network
+
+    def spy(*a: object, **k: object):  # type: ignore[no-untyped-def]
+        net = real(*a, **k)  # type: ignore[arg-type]
+        net.register_forward_pre_hook(
+            lambda _m, inp: seen.append(
+                (tuple(inp[0].shape), inp[0].is_contiguous(memory_format=torch.channels_last))
+            )
+        )
+        return net
+
+    monkeypatch.setattr(facts_mod, "Network", spy)
+    kw = dict(channels=3, image_size=32, num_classes=3, device=torch.device("cpu"), steps=1)
+    probe = facts_mod.speed_probe(**kw)  # type: ignore[arg-type]
+    assert probe("convnet", 4, 20) > 0 and probe("convnet", 4) > 0
+    assert {s for s, _ in seen} == {(4, 3, 20, 20), (4, 3, 32, 32)}
+    assert all(cl for _, cl in seen)
 
 
 def test_user_given_values_are_kept() -> None:
@@ -193,7 +237,9 @@ def test_the_speed_probe_times_passes_in_the_runs_precision(monkeypatch) -> None
     assert set(seen) == {"fp32"}
     made: list[str] = []
     monkeypatch.setattr(
-        facts_mod, "speed_probe", lambda **k: made.append(k["precision"]) or (lambda b, n: 0.01)
+        facts_mod,
+        "speed_probe",
+        lambda **k: made.append(k["precision"]) or (lambda b, n, side=None: 0.01),
     )
     train = SimpleNamespace(image_size=(8, 8), channels=1, num_classes=3)
     splits = SimpleNamespace(labeled=range(12), unlabeled=range(100))

@@ -114,6 +114,12 @@ class MethodConfig(BaseModel):
         return {}
 
     @classmethod
+    def view_side(cls, facts: Facts) -> int:
+        """The side in px of the images a step puts through the backbone when ``resolve``
+        chooses the views (the speed probe times steps at it): the image size by default."""
+        return facts.image_size
+
+    @classmethod
     def train_rules(cls, facts: Facts) -> dict[str, Resolved]:
         """The method's recipe for the loop's settings (``optimizer``, ``lr``, ``grad_clip``,
         ``weight_decay``), over the generic rules of ``fewlabels.train.resolve``; none by

@@ -69,6 +69,11 @@ class VICRegConfig(MethodConfig):
         return out
 
     @classmethod
+    def view_side(cls, facts: Facts) -> int:
+        """``resolve``'s views: view_size(side) px."""
+        return view_size(facts.image_size)
+
+    @classmethod
     def train_rules(cls, facts: Facts) -> dict[str, Resolved]:
         """bench_ssl.py METHOD_TRAIN: LARS at 0.6 x batch/256, weight decay 1e-4, clip 1."""
         return lars_recipe(facts, 0.6, 1e-4, 1.0, "VICReg (bench_ssl: 2x solo-learn's 0.3)")

@@ -39,27 +39,32 @@ def speed_probe(
     steps: int = 3,
     precision: str = "fp32",
 ) -> Callable[[str, int], float]:
-    """A function (backbone, images) -> seconds of one forward and backward pass of that
-    backbone on that many random images of this shape: the median of up to ``steps``
-    timed passes after one untimed one, stopping after about ``seconds``. Uses its own
-    random generator (the run's seeded streams are untouched) and measures in the run's
-    ``precision`` (bf16 steps on a CPU with bf16 instructions can be several times faster)."""
-    cache: dict[tuple[str, int], float] = {}
+    """A function (backbone, images, side) -> seconds of one forward and backward pass of
+    that backbone on that many random images of ``side`` px (default: ``image_size``; a
+    method whose views are smaller puts those through the network built for
+    ``image_size``): the median of up to ``steps`` timed passes after one untimed one,
+    stopping after about ``seconds``. The network and images are channels-last, as the
+    training loop runs them. Uses its own random generator (the run's seeded streams are
+    untouched) and measures in the run's ``precision`` (bf16 steps on a CPU with bf16
+    instructions can be several times faster)."""
+    cache: dict[tuple[str, int, int], float] = {}
 
-    def probe(backbone: str, n: int) -> float:
-        key = (backbone, n)
+    def probe(backbone: str, n: int, side: int | None = None) -> float:
+        key = (backbone, n, side or image_size)
         if key not in cache:
-            cache[key] = _time_passes(backbone, max(2, n))
+            cache[key] = _time_passes(backbone, max(2, n), side or image_size)
         return cache[key]
 
-    def _time_passes(backbone: str, n: int) -> float:
+    def _time_passes(backbone: str, n: int, side: int) -> float:
         with torch.random.fork_rng(devices=[]):  # the weights' init draws from torch's RNG
             net = Network(
                 backbone, in_channels=channels, image_size=image_size,
                 num_classes=num_classes, stem=stem, backbone_kwargs=dict(backbone_kwargs or {}),
             ).to(device)  # fmt: skip
+        net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         gen = torch.Generator().manual_seed(0)
-        x = torch.rand(n, channels, image_size, image_size, generator=gen).to(device)
+        x = torch.rand(n, channels, side, side, generator=gen).to(device)
+        x = x.contiguous(memory_format=torch.channels_last)
         times: list[float] = []
         start = time.perf_counter()
         for i in range(steps + 1):

@@ -42,18 +42,24 @@ MIN_SEMI_STEPS = 300
 # per class, 2 minutes: FixMatch at mu = 7 made ~12 passes and fell below supervised)
 MIN_LABELED_EPOCHS = 40
 # a derived backbone steps down to the next smaller one while the budget buys fewer steps
-# than it wants: fastnet wants 2,000 (every CPU recipe ran fastnet-s, which makes about 3x
+# than it wants: fastnet wants 4,000 (every CPU recipe ran fastnet-s, which makes about 3x
 # fastnet's steps; all labels, 12 minutes: fastnet 209 steps 76.1%, fastnet-s 591 steps
-# 82.0%) and fastnet-s 200 (below that the small convnet)
+# 82.0%) and fastnet-s 400 (below that the small convnet). They were 2,000 and 200 when the
+# probe guessed half the steps runs made (made / guessed 1.4-2.0, benchmarks/bench_probe.py:
+# 32 px for 20 px views, not channels-last, share 0.75): restated in made steps, so the
+# choices the defaults matrix ran are the same
 STEP_DOWN: dict[str, tuple[str, int]] = {
-    "fastnet": ("fastnet-s", 2000),
-    "fastnet-s": ("convnet", 200),
+    "fastnet": ("fastnet-s", 4000),
+    "fastnet-s": ("convnet", 400),
 }
-# the measured backbone pass is this share of a whole step (augmentation, loss, optimiser)
-PROBE_SHARE = 0.75
+# the measured backbone pass is this share of a whole step (augmentation, loss, optimiser):
+# fitted to bench_probe.py (CIFAR-10, 1 thread, bf16, 60 s runs): runs made 0.86-1.29 of
+# the steps it guesses (convnet, fastnet-s; supervised, FixMatch, VICReg)
+PROBE_SHARE = 0.9
 
-# Probe: (backbone, images through it in a step) -> seconds of its forward and backward
-Probe = Callable[[str, int], float]
+# Probe: (backbone, images through it in a step, their side in px) -> seconds of its
+# forward and backward
+Probe = Callable[[str, int, int], float]
 
 
 @dataclass
@@ -203,17 +209,17 @@ def step_images(facts: Facts, batch: int, mu: float) -> int:
 
 
 def _choose_backbone(
-    facts: Facts, given: dict[str, Any], batch: int, probe: Probe | None
+    facts: Facts, given: dict[str, Any], batch: int, probe: Probe | None, side: int
 ) -> tuple[Resolved, Facts]:
     """The backbone (given, or from the image size and the device's speed: fastnet, stepped
     down to fastnet-s and then the convnet while the budget buys fewer steps than the
     larger one wants, STEP_DOWN) and the facts with the probe's step time at the given (or
-    FixMatch's) unlabeled ratio."""
+    FixMatch's) unlabeled ratio, on images of ``side`` px (the method's views)."""
     res = _given(given["backbone"]) if "backbone" in given else backbone_rule(facts)
     if facts.budget.kind != "seconds" or probe is None:
         return res, facts
     n = step_images(facts, batch, float(given.get("train.unlabeled_batch_ratio", 7.0)))
-    facts = replace(facts, step_seconds=probe(res.value, n) / PROBE_SHARE)
+    facts = replace(facts, step_seconds=probe(res.value, n, side) / PROBE_SHARE)
     why: list[str] = []
     while not res.given and res.value in STEP_DOWN:
         smaller, want = STEP_DOWN[res.value]
@@ -222,7 +228,7 @@ def _choose_backbone(
             break
         why.append(f"{res.value} buys {steps} steps (< {want})")
         res = Resolved(smaller, f"{', '.join(why)}: {smaller}")
-        facts = replace(facts, step_seconds=probe(smaller, n) / PROBE_SHARE)
+        facts = replace(facts, step_seconds=probe(smaller, n, side) / PROBE_SHARE)
     return res, facts
 
 
@@ -234,10 +240,12 @@ def generic_rules(
     given: dict[str, Any],
     probe: Probe | None = None,
     method_rules: MethodRules | None = None,
+    side: int | None = None,
 ) -> tuple[dict[str, Resolved], Facts]:
     """The loop's settings (``backbone`` and ``train.*``) from the facts, the method's
     recipe (``method_rules``, e.g. ``Config.train_rules``) over the generic rules; a name
-    in ``given`` keeps its value. Returns the facts with steps, batch and backbone added."""
+    in ``given`` keeps its value; ``side``: the px of the images a step puts through the
+    backbone (default: the image size). Returns the facts with steps, batch and backbone."""
     out: dict[str, Resolved] = {}
     recipe = method_rules or (lambda f: {})
 
@@ -247,7 +255,8 @@ def generic_rules(
 
     optimizer = pick("train.optimizer", lambda: optimizer_rule(facts))
     batch = pick("train.batch_size", lambda: batch_rule(facts))
-    out["backbone"], facts = _choose_backbone(facts, given, batch, probe)
+    side = side or facts.image_size
+    out["backbone"], facts = _choose_backbone(facts, given, batch, probe, side)
     mu = float(given.get("train.unlabeled_batch_ratio", 7.0))
     if facts.kind == "semi-supervised":
         mu = pick("train.unlabeled_batch_ratio", lambda: mu_rule(facts, batch))
@@ -300,7 +309,9 @@ def resolve_settings(
     fixed = {k: v for k, v in (fixed or {}).items() if k not in user}
     given = {**(reuse or {}), **{k: v.value for k, v in fixed.items()}, **user}
     check_facts(facts)
-    values, facts = generic_rules(facts, given, probe, config_cls.train_rules)
+    # the probe times the method's views; a given augment (its size unread) at image size
+    side = facts.image_size if "method.augment" in given else config_cls.view_side(facts)
+    values, facts = generic_rules(facts, given, probe, config_cls.train_rules, side)
     if feature_dim is not None:
         facts = replace(facts, feature_dim=feature_dim(values["backbone"].value))
     for name, r in config_cls.resolve(facts).items():
