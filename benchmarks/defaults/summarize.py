@@ -189,6 +189,21 @@ def main() -> None:
             md += [f"## {folder.name}: the same cells at {_budget(folder)} per run", ""]
             md += [*study_table(folder), "", _backbone(folder), ""]
             md += [f"_{line}_  " for line in _footer(folder / "report.md")] + [""]
+    for folder in sorted(root.glob("digits-demo-*")):
+        if (folder / "results.csv").is_file():
+            md += [
+                f"## {folder.name}: `make demo`'s labels with every unlabeled image, "
+                f"{_budget(folder)} per run",
+                "",
+                "What longer runs show for the demo's question (examples/digits.yaml trains "
+                "10 s per run): its verdict should match this one.",
+                "",
+                *study_table(folder),
+                "",
+                _backbone(folder),
+                "",
+            ]
+            md += [f"_{line}_  " for line in _footer(folder / "report.md")] + [""]
     tuned = tuning_table(root)
     md += [
         "## Defaults against tuning (`tune-*.yaml`)",
