@@ -228,7 +228,10 @@ def test_study_with_two_workers_and_report_from_postgresql(pg_server, tmp_path):
 
     store = PgStore(url)
     runs = store.runs()
+    chosen = store.get_meta("backbone")  # what another machine starting now would keep
     store.close()
+    assert chosen and json.loads(chosen) == json.loads((out / "backbone.json").read_text())
+    assert json.loads(chosen)["backbone"] == "convnet"
     assert len(runs) == 2 and all(r["status"] == "done" for r in runs.values())
     assert all(r["attempts"] == 1 for r in runs.values())
     first = (out / "results.csv").read_text()

@@ -13,6 +13,7 @@ from test_study import BASE, write
 
 from fewlabels.study import backbone as study_bb
 from fewlabels.study import load_study, parse_study, run_study, write_report
+from fewlabels.study.backend import open_store
 
 # per image through the backbone, seconds of a pass (the stub speed probe)
 PER_IMAGE = {"fastnet": 1e-3, "fastnet-s": 1e-4, "convnet": 1e-6}
@@ -87,6 +88,29 @@ def test_the_choice_is_kept_and_a_named_backbone_wins(folder32, tmp_path, monkey
     assert study_bb.study_backbone(named, out, threads=1) is None
     assert all(j.spec["config"]["backbone"] == "resnet18" for j in named.jobs.values())
     assert all("backbone" not in j.spec["config"] for j in plan.jobs.values())
+
+
+def test_machines_starting_at_once_keep_the_first_choice_stored(folder32, tmp_path, monkeypatch):
+    """Two machines on one store, both before either wrote backbone.json: each chooses (a
+    faster device may afford more), and both keep the choice the store took first."""
+    plan = parse_study(spec32(folder32, "  - supervised\n"), "s.yaml")
+    out = tmp_path / "out"
+    out.mkdir()
+    store = open_store(out)
+    try:
+        store.register(plan)
+        for machine in ("fastnet-s", "fastnet"):
+            (out / study_bb.BACKBONE_FILE).unlink(missing_ok=True)  # not written yet
+            choice = {"backbone": machine, "rule": f"{machine}'s probe", "threads": 1}
+            monkeypatch.setattr(study_bb, "choose_backbone", lambda *_a, c=choice: dict(c))
+            got = study_bb.study_backbone(plan, out, threads=1, store=store)
+            assert got is not None and got["backbone"] == "fastnet-s"
+            assert study_bb.load_backbone(out) == got  # the file every worker reads
+        assert json.loads(store.get_meta(study_bb.BACKBONE_KEY) or "{}")["rule"] == (
+            "fastnet-s's probe"
+        )
+    finally:
+        store.close()
 
 
 def test_a_study_run_trains_the_chosen_backbone_and_the_report_says_why(tmp_path):

@@ -5,8 +5,8 @@ the verdict is the method's, not the network's.
 Each training run that starts from scratch is resolved as it would resolve alone (image
 size, its budget, the speed probe at the workers' thread count) and the study takes the
 smallest backbone any of them steps down to: the largest one every run can afford. The
-choice and its rule are kept in the study folder (``backbone.json``), so a resumed study,
-and every worker, trains the backbone it started with.
+choice and its rule are kept in the study folder (``backbone.json``) and the study's store,
+so a resumed study, every worker and every machine train the backbone it started with.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from fewlabels.core.precision import resolve_precision
 from fewlabels.data import Dataset, make_splits
 from fewlabels.methods import method_class
 from fewlabels.study.plan import Cell, StudyPlan
+from fewlabels.study.sqlstore import SqlStore
 from fewlabels.train.facts import facts_of, speed_probe
 from fewlabels.train.resolve import STEP_DOWN, Probe, Resolved, resolve_settings
 from fewlabels.train.run import RunConfig
@@ -30,6 +31,7 @@ from fewlabels.train.run import RunConfig
 __all__ = ["BACKBONE_FILE", "describe", "load_backbone", "study_backbone"]
 
 BACKBONE_FILE = "backbone.json"
+BACKBONE_KEY = "backbone"  # the store's copy, which decides between machines
 
 
 def load_backbone(study_dir: Path) -> dict[str, Any] | None:
@@ -41,18 +43,25 @@ def load_backbone(study_dir: Path) -> dict[str, Any] | None:
     return got if isinstance(got, dict) and isinstance(got.get("backbone"), str) else None
 
 
-def study_backbone(plan: StudyPlan, study_dir: Path, threads: int) -> dict[str, Any] | None:
+def study_backbone(
+    plan: StudyPlan, study_dir: Path, threads: int, store: SqlStore | None = None
+) -> dict[str, Any] | None:
     """The backbone every run of ``plan`` trains (None: the study file names one): the one
-    kept in ``study_dir``, else chosen now (the speed probe at ``threads`` threads, the
-    count each worker trains with) and kept."""
+    kept in ``study_dir``, else the one in ``store``, else chosen now (the speed probe at
+    ``threads`` threads, the count each worker trains with) and kept. Machines that start
+    one study at once on a shared store each choose, and all keep the first choice stored
+    (their devices' speeds may differ; a study trains one backbone)."""
     if plan.spec.backbone is not None:
         return None
     kept = load_backbone(study_dir)
     if kept is not None:
         return kept
-    chosen = choose_backbone(plan, threads)
-    atomic_write_text(Path(study_dir) / BACKBONE_FILE, json.dumps(chosen, indent=2) + "\n")
-    return chosen
+    stored = store.get_meta(BACKBONE_KEY) if store is not None else None
+    if stored is None:
+        chosen = json.dumps(choose_backbone(plan, threads), indent=2)
+        stored = store.put_meta_once(BACKBONE_KEY, chosen) if store is not None else chosen
+    atomic_write_text(Path(study_dir) / BACKBONE_FILE, stored + "\n")
+    return json.loads(stored)
 
 
 def _rank(backbone: str) -> int:

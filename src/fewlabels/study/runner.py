@@ -420,16 +420,17 @@ def run_study(
     else:
         out.mkdir(parents=True, exist_ok=True)
         store = open_store(out, store_url, stale_s=stale_s)
+    threads = threads or max(1, usable_threads() // workers)
     try:
         store.register(plan)
         reopen_stale_runs(store, out, run_dir, log)
         c = store.counts()
+        probe_threads = threads if workers > 1 else torch.get_num_threads()
+        chosen = study_backbone(plan, out, probe_threads, store)
     finally:
         store.close()
     atomic_write_text(out / "study.yaml", plan.text)
     remember(out, store_url)
-    threads = threads or max(1, usable_threads() // workers)
-    chosen = study_backbone(plan, out, threads if workers > 1 else torch.get_num_threads())
     fin0 = c["done"] + c["failed"]
     log(
         f"study {plan.name}: {len(plan.cells)} cells, {sum(c.values())} runs "

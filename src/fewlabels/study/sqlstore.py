@@ -113,6 +113,17 @@ class SqlStore:
             (key, value),
         )
 
+    def put_meta_once(self, key: str, value: str) -> str:
+        """Set ``key`` to ``value`` unless it is set already (the first writer wins, also
+        between machines sharing a PostgreSQL store); the value it holds."""
+        with self.tx():
+            self.conn.execute(
+                self._sql("INSERT INTO {t}meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING"),
+                (key, value),
+            )
+        got = self.get_meta(key)
+        return value if got is None else got
+
     def register(self, plan: Any) -> None:
         """Record a study's cells and runs; runs already known keep their status and results.
 
