@@ -96,6 +96,13 @@ SECTIONS: dict[str, tuple[str, str, str]] = {
         "each worker's threads); no target: which backbone a budget buys on this machine",
         "python benchmarks/defaults/backbones.py",
     ),
+    "probe": (
+        "How well the speed probe guesses a run's steps",
+        "the steps a wall-clock run resolves its schedule to before the first step (the speed "
+        "probe's guess) against the steps it made, backbone given; target: made / guessed "
+        "near 1 for every method and backbone (the backbone rule and the warm-up read it)",
+        "python benchmarks/bench_probe.py --data cifar10:PATH --budget 60s",
+    ),
     "data": (
         "Data loading",
         "first (decode) and second (cached) load; target: cached CIFAR-10 under 2 s",

@@ -166,10 +166,17 @@ def main() -> None:
         "with it, the others name the convnet they ran. That rerun is the rules' failure: on "
         "fastnet-s FlexMatch made 1,431-1,554 steps and no longer beats supervised (23.8% "
         "against 24.6%, -0.8 points), where on the convnet (about 8,000 steps) it reached "
-        "28.2% against supervised's 23.3% (+4.9, -0.6 to 10.3). The speed probe guesses about"
-        " half the steps a run makes (FlexMatch 674 for 1,554, supervised 12,055 for 22,050),"
-        " so fastnet-s was kept where it buys far fewer steps than it needs from scratch; the"
-        " step-down thresholds and the probe's calibration are the next fix.",
+        "28.2% against supervised's 23.3% (+4.9, -0.6 to 10.3). The speed probe then guessed"
+        " about half the steps a run made (FlexMatch 674 for 1,554, supervised 12,055 for "
+        "22,050). Since commit 4a209e7 it times channels-last at the method's view size "
+        "(runs make 0.81-1.30 of its guess, `benchmarks/bench_probe.py`) and the step-down "
+        "thresholds are restated in made steps (fastnet 4,000, fastnet-s 400), which keeps "
+        "every choice above (`backbones.py`). That leaves the failure as it was: FlexMatch "
+        "from scratch at 4 labels per class wants more than 1,500 steps of fastnet-s, "
+        "FixMatch at 25 labels per class gained 14.6 points over supervised on fastnet-s with "
+        "558 steps in 10 minutes (`bench_semi.py`, AMD EPYC fp32, 2 threads, one seed), and "
+        "no threshold on steps alone serves both; it needs the 25/class cell at 10 minutes "
+        "on both backbones.",
         "",
         "Reproduce: `python benchmarks/defaults/make_variants.py --cifar10 DIR --tiny DIR`, "
         "then `fewlabels study benchmarks/defaults/NAME.yaml --out runs/defaults/NAME "
@@ -188,6 +195,21 @@ def main() -> None:
         if (folder / "results.csv").is_file():
             md += [f"## {folder.name}: the same cells at {_budget(folder)} per run", ""]
             md += [*study_table(folder), "", _backbone(folder), ""]
+            md += [f"_{line}_  " for line in _footer(folder / "report.md")] + [""]
+    for folder in sorted(root.glob("*-calibrated")):
+        if (folder / "results.csv").is_file():
+            md += [
+                f"## {folder.name}: the cells the calibrated speed probe resolves anew",
+                "",
+                "Its study file says which cells and why (`benchmarks/defaults/"
+                f"{folder.name}.yaml`); the resolved mu per run is in each run's "
+                "`resolved.json`.",
+                "",
+                *study_table(folder),
+                "",
+                _backbone(folder),
+                "",
+            ]
             md += [f"_{line}_  " for line in _footer(folder / "report.md")] + [""]
     for folder in sorted(root.glob("digits-demo-*")):
         if (folder / "results.csv").is_file():

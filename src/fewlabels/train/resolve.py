@@ -53,7 +53,7 @@ STEP_DOWN: dict[str, tuple[str, int]] = {
     "fastnet-s": ("convnet", 400),
 }
 # the measured backbone pass is this share of a whole step (augmentation, loss, optimiser):
-# fitted to bench_probe.py (CIFAR-10, 1 thread, bf16, 60 s runs): runs made 0.86-1.29 of
+# fitted to bench_probe.py (CIFAR-10, 1 thread, bf16, 60 s runs): runs made 0.81-1.30 of
 # the steps it guesses (convnet, fastnet-s; supervised, FixMatch, VICReg)
 PROBE_SHARE = 0.9
 
