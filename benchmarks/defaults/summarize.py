@@ -196,6 +196,17 @@ def main() -> None:
             md += [f"## {folder.name}: the same cells at {_budget(folder)} per run", ""]
             md += [*study_table(folder), "", _backbone(folder), ""]
             md += [f"_{line}_  " for line in _footer(folder / "report.md")] + [""]
+    for folder in sorted(root.glob("*-10m-*")):  # one cell on a named backbone
+        if (folder / "results.csv").is_file():
+            md += [
+                f"## {folder.name}: one cell at {_budget(folder)} per run, backbone named",
+                "",
+                f"Why: `benchmarks/defaults/{folder.name}.yaml`.",
+                "",
+                *study_table(folder),
+                "",
+            ]
+            md += [f"_{line}_  " for line in _footer(folder / "report.md")] + [""]
     for folder in sorted(root.glob("*-calibrated")):
         if (folder / "results.csv").is_file():
             md += [
