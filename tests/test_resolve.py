@@ -136,7 +136,8 @@ def test_slow_device_steps_down_the_backbone_for_a_short_budget() -> None:
         return seconds[backbone]
 
     def chosen(budget: str) -> Resolved:
-        return generic_rules(facts(budget=Budget.parse(budget)), {}, probe)[0]["backbone"]
+        f = facts(budget=Budget.parse(budget), kind="supervised")
+        return generic_rules(f, {}, probe)[0]["backbone"]
 
     # a step costs the pass / PROBE_SHARE: fastnet 0.75 s, fastnet-s 0.075 s
     assert chosen("60m").value == "fastnet"  # 4,800 steps
@@ -191,6 +192,23 @@ def test_the_speed_probe_runs_channels_last_at_the_side_asked(monkeypatch) -> No
     assert probe("convnet", 4, 20) > 0 and probe("convnet", 4) > 0
     assert {s for s, _ in seen} == {(4, 3, 20, 20), (4, 3, 32, 32)}
     assert all(cl for _, cl in seen)
+
+
+def test_a_semi_supervised_run_wants_more_steps_of_fastnet_s() -> None:
+    """fastnet-s buying 1,200 steps serves supervised, not FixMatch from scratch (2,000)."""
+    seconds = {"fastnet": 0.675, "fastnet-s": 0.045, "convnet": 0.0009}
+
+    def probe(backbone: str, n: int, side: int = 32) -> float:
+        return seconds[backbone]
+
+    def chosen(kind: str) -> Resolved:
+        f = facts(budget=Budget.parse("1m"), kind=kind)
+        given = {"train.unlabeled_batch_ratio": 7.0}
+        return generic_rules(f, given, probe)[0]["backbone"]
+
+    assert chosen("supervised").value == "fastnet-s"  # 1,200 steps >= 400
+    semi = chosen("semi-supervised")
+    assert semi.value == "convnet" and "fastnet-s buys 1200 steps (< 2000)" in semi.rule
 
 
 def test_user_given_values_are_kept() -> None:

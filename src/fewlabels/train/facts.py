@@ -38,7 +38,7 @@ def speed_probe(
     seconds: float = 1.5,
     steps: int = 3,
     precision: str = "fp32",
-) -> Callable[[str, int], float]:
+) -> Callable[[str, int, int], float]:
     """A function (backbone, images, side) -> seconds of one forward and backward pass of
     that backbone on that many random images of ``side`` px (default: ``image_size``; a
     method whose views are smaller puts those through the network built for

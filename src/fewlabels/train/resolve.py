@@ -52,6 +52,11 @@ STEP_DOWN: dict[str, tuple[str, int]] = {
     "fastnet": ("fastnet-s", 4000),
     "fastnet-s": ("convnet", 400),
 }
+# ... but a semi-supervised run from scratch wants 2,000 steps of fastnet-s: its pseudo-labels
+# need the steps (CIFAR-10, 10 minutes on one core, FlexMatch, 3 seeds: at 4 labels per
+# class fastnet-s made 1,431-1,554 steps, 23.8%, the convnet 28.2%; at 25, fastnet-s made
+# 578-667 steps, 45.9%, the convnet 47.1%; benchmarks/defaults/cifar10*-10m*.yaml)
+SEMI_WANTS: dict[str, int] = {"fastnet-s": 2000}
 # the measured backbone pass is this share of a whole step (augmentation, loss, optimiser):
 # fitted to bench_probe.py (CIFAR-10, 1 thread, bf16, 60 s runs): runs made 0.81-1.30 of
 # the steps it guesses (convnet, fastnet-s; supervised, FixMatch, VICReg)
@@ -223,6 +228,8 @@ def _choose_backbone(
     why: list[str] = []
     while not res.given and res.value in STEP_DOWN:
         smaller, want = STEP_DOWN[res.value]
+        if facts.kind == "semi-supervised":
+            want = SEMI_WANTS.get(res.value, want)
         steps = steps_bought(facts, batch, 7.0) or 0
         if steps >= want:
             break
