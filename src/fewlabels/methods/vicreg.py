@@ -61,7 +61,7 @@ class VICRegConfig(MethodConfig):
         """bench_ssl.py's measured recipe (32 px CIFAR-10, 2-core CPU), scaled by the facts:
         a projector 4x the feature wide, crops from crop_scale(side) at view_size(side)."""
         out = projector_rule(facts)
-        side, scale = view_size(facts.image_size), crop_scale(facts.image_size)
+        side, scale = cls.view_side(facts), crop_scale(facts.image_size)
         out["augment"] = Resolved(
             f"twoview:min_scale={scale},out_size={side}",
             "crops >= crop_scale(side), views 0.625 x side (bench_ssl: 0.35, 20 px of 32)",
