@@ -10,6 +10,7 @@ all 20,000 training images labeled (target: under 60 s on the 2-core CPU).
     python benchmarks/bench_ssl.py simclr byol --budget 10m
     python benchmarks/bench_ssl.py --random-init --no-pretrain
     python benchmarks/bench_ssl.py --probe-speed
+    python benchmarks/bench_ssl.py vicreg --budget 30m --reuse   # probes of a finished run
 """
 
 from __future__ import annotations
@@ -187,7 +188,7 @@ def pretrain_row(cfg: RunConfig, args: argparse.Namespace) -> dict[str, Any]:
     """``pretrain``'s row, marked as a variant when ``--method-kwargs``, ``--backbone-kwargs``,
     ``--batch-size`` or ``--lr`` changed the recipe."""
     try:
-        row = pretrain(cfg)
+        row = pretrain(cfg, args.reuse)
     except FewlabelsError as e:  # a method that diverges is a result, not a crash
         row = {**settings(cfg), "error": str(e)}
     variant = (
@@ -199,16 +200,40 @@ def pretrain_row(cfg: RunConfig, args: argparse.Namespace) -> dict[str, Any]:
     return {**row, "variant": True} if variant else row
 
 
-def pretrain(cfg: RunConfig) -> dict[str, Any]:
-    out = Path(cfg.out)
-    shutil.rmtree(out, ignore_errors=True)  # a fresh run, never a resumed one
-    res = run_training(cfg, progress=False, log=lambda s: None)
-    last = res.curve[-1] if res.curve else {}
-    used = RunConfig.model_validate(json.loads((out / "config.json").read_text()))
+def finished(cfg: RunConfig) -> dict[str, Any] | None:
+    """The metrics of a finished pretraining of ``cfg`` in its folder (same method, backbone
+    and training settings as given), or None."""
+    out = Path(cfg.out or "")
+    try:
+        used = RunConfig.read(out)
+        metrics = json.loads((out / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    given = cfg.train.model_dump(exclude_unset=True)
+    same = (
+        used.method == cfg.method
+        and used.method_kwargs == {**used.method_kwargs, **cfg.method_kwargs}
+        and ("backbone" not in cfg.model_fields_set or used.backbone == cfg.backbone)
+        and used.train.model_dump(include=set(given)) == given
+    )
+    return metrics if same else None
+
+
+def pretrain(cfg: RunConfig, reuse: bool = False) -> dict[str, Any]:
+    out = Path(cfg.out or "")
+    done = finished(cfg) if reuse else None
+    if done is None:
+        shutil.rmtree(out, ignore_errors=True)  # a fresh run, never a resumed one
+        res = run_training(cfg, progress=False, log=lambda s: None)
+        curve, steps, seconds = res.curve, res.steps, res.train_seconds
+    else:  # read back: the run finished, its probes are still to come
+        curve = [json.loads(line) for line in (out / "curve.jsonl").read_text().splitlines()]
+        steps, seconds = done["steps"], done["train_seconds"]
+    last = curve[-1] if curve else {}
     return {
-        **settings(used),
-        "pretrain_steps": res.steps,
-        "pretrain_s": round(res.train_seconds, 1),
+        **settings(RunConfig.read(out)),
+        "pretrain_steps": steps,
+        "pretrain_s": round(seconds, 1),
         "online_probe_val_acc": last.get("val_acc"),
         "knn_monitor_val_acc": last.get("knn_acc"),
         **probes(out, out, cfg.train.seed),
@@ -297,6 +322,9 @@ def main() -> None:
     ap.add_argument("--random-init", action="store_true", help="add the untrained baseline")
     ap.add_argument("--no-pretrain", action="store_true", help="skip the methods")
     ap.add_argument("--probe-speed", action="store_true", help="only time the probe")
+    ap.add_argument(
+        "--reuse", action="store_true", help="probe a finished pretraining of the same settings"
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-ssl")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(

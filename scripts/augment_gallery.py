@@ -180,9 +180,14 @@ kernels capped at the image side).
 
 A policy name may carry its options after a colon, wherever a method takes a policy
 (`--config` method kwargs, a study's `kwargs:`): `weak:flip=0` translates without
-mirroring, `strong:flip=0,cutout=2` is the flip-free strong view with a 2 px cutout,
-`simclr:flip=0,min_scale=0.3` the flip-free SimCLR views. Use `flip=0` wherever a mirror
-image is another class (digits, text); `examples/digits.yaml` does.
+mirroring, `strong:cutout=2` is the strong view with a 2 px cutout,
+`simclr:min_scale=0.3` SimCLR's views with larger crops. Where a mirror image is another
+class (digits, letters, signs), say so once for the data: `flip: false` in a config or
+study file, `--no-flip` on the command line, `flip=False` in the Python API. Then every
+view of every method, the online probe's and fine-tuning's included, takes `flip=0`
+(`fewlabels.augment.unmirrored`; a policy's own `flip=` still wins), and test-time
+augmentation, which averages over the mirror image, is refused. `examples/digits.yaml`
+does this.
 
 ## Ops (`fewlabels.augment.ops`)
 

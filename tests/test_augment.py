@@ -391,7 +391,7 @@ def test_geometric_identity_at_zero_strength() -> None:
 def test_ops_module_gathers_the_public_ops() -> None:
     """``fewlabels.augment.ops`` keeps naming every op the package exports."""
     for name in augment.__all__:
-        if name not in ("POLICIES", "Policy", "build_policy", "parse_policy"):
+        if name not in ("POLICIES", "Policy", "build_policy", "parse_policy", "unmirrored"):
             assert getattr(ops, name) is getattr(augment, name)
     assert ops.RAND_OPS == ops.COLOR_OPS + ops.GEOM_OPS
 

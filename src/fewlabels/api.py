@@ -128,7 +128,7 @@ def _as_splits(sets: Sets) -> tuple[Dataset, Splits]:
 # -- settings --------------------------------------------------------------------------
 _TRAIN_KEYS = set(TrainConfig.model_fields)
 _RUN_KEYS = set(BackboneSettings.model_fields) | {
-    "tta", "init", "extra_unlabeled", "extra_unlabeled_ratio", "device",
+    "tta", "flip", "init", "extra_unlabeled", "extra_unlabeled_ratio", "device",
 }  # fmt: skip
 
 
@@ -244,9 +244,10 @@ def train(
     and the method's options (``threshold=0.95``) are keywords. ``val`` drives the curve,
     ``test`` the returned metrics; ``out``: also write the CLI's run folder there. What is
     left out (``backbone`` too) is resolved for the data as in the CLI
-    (``fewlabels.train.resolve``). ``loggers``: trackers (``"tensorboard"``, ``"mlflow"``,
-    ``"wandb"``, ``"csv"``, or ``fewlabels.train.loggers.RunLogger`` objects) fed with the
-    curve and final metrics.
+    (``fewlabels.train.resolve``). ``flip=False``: a mirrored image is not of its class
+    (digits, text), so no augmentation mirrors. ``loggers``: trackers (``"tensorboard"``,
+    ``"mlflow"``, ``"wandb"``, ``"csv"``, or ``fewlabels.train.loggers.RunLogger`` objects)
+    fed with the curve and final metrics.
     """
     opts = dict(options, budget=budget, backbone=backbone, device=device, seed=seed)
     opts["loggers"] = loggers
@@ -306,6 +307,7 @@ def probe(
     protocol: Literal["linear", "knn", "finetune"] = "linear",
     budget: str = "2m",
     finetune_blocks: int | None = None,
+    flip: bool = True,
     device: str = "auto",
     seed: int = 0,
     progress: bool = False,
@@ -313,7 +315,8 @@ def probe(
 ) -> ProbeResult:
     """Evaluate an encoder with few labels: ``linear`` (logistic regression on frozen
     features, weight decay picked on ``val``), ``knn`` (k=200 cosine) or ``finetune``
-    (``budget`` of supervised training, all but the last ``finetune_blocks`` blocks frozen).
+    (``budget`` of supervised training, all but the last ``finetune_blocks`` blocks frozen;
+    ``flip=False``: its augmentation does not mirror, for data such as digits).
 
     ``encoder``: a Network, a pretrain/train result, or a model.pt / run folder. The
     encoder itself is left untouched. ``res.metrics`` holds the test accuracy and F1.
@@ -329,7 +332,7 @@ def probe(
     else:
         net = encoder
     net = copy.deepcopy(net).cpu().eval()
-    how = Protocol(protocol, seed, budget, finetune_blocks, use_cache=False)
+    how = Protocol(protocol, seed, budget, finetune_blocks, use_cache=False, flip=flip)
     folder = Path(out) if out is not None else None
     log = print if progress else None
     res = probe_encoder(net, labeled, test, val, how, device=pick_device(device), out=folder,

@@ -14,7 +14,7 @@ from fewlabels.augment.ops import (
     solarize,
     vflip,
 )
-from fewlabels.augment.policies import POLICIES, Policy, build_policy, parse_policy
+from fewlabels.augment.policies import POLICIES, Policy, build_policy, parse_policy, unmirrored
 
 __all__ = [
     "POLICIES",
@@ -32,5 +32,6 @@ __all__ = [
     "random_resized_crop",
     "rot90",
     "solarize",
+    "unmirrored",
     "vflip",
 ]

@@ -7,6 +7,7 @@ a tensor; the others a tuple (two SSL views, image and rotation label, noisy and
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -246,9 +247,9 @@ def _simclr(
     )
 
 
-def _rotation(size: int) -> Policy:
+def _rotation(size: int, flip: float = 0.5) -> Policy:
     def fn(x: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
-        y, k = ops.rot90(ops.hflip(x, g), g)
+        y, k = ops.rot90(ops.hflip(x, g, flip) if flip > 0 else x, g)
         return _cl_float(y), k
 
     return Policy(
@@ -256,13 +257,13 @@ def _rotation(size: int) -> Policy:
         fn,
         ("image", "k"),
         1,
-        "RotNet: flip (p=0.5), then rotation by k x 90 degrees; returns (image, k)",
+        f"RotNet: flip (p={flip}), then rotation by k x 90 degrees; returns (image, k)",
     )
 
 
-def _denoise(size: int, std: float = 0.1) -> Policy:
+def _denoise(size: int, std: float = 0.1, flip: float = 0.5) -> Policy:
     def fn(x: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
-        clean = _cl_float(ops.hflip(x, g))
+        clean = _cl_float(ops.hflip(x, g, flip) if flip > 0 else x)
         return _cl(ops.gaussian_noise(clean, g, std=std)), clean
 
     return Policy(
@@ -270,18 +271,20 @@ def _denoise(size: int, std: float = 0.1) -> Policy:
         fn,
         ("noisy", "clean"),
         1,
-        f"denoising autoencoder: flip (p=0.5), Gaussian noise std {std}; returns (noisy, clean)",
+        f"denoising autoencoder: flip (p={flip}), Gaussian noise std {std}; returns (noisy, clean)",
     )
 
 
-def _flips(size: int, p: float = 0.5) -> Policy:
+def _flips(size: int, flip: float = 0.5) -> Policy:
     def fn(x: Tensor, g: torch.Generator) -> Tensor:  # both flips on uint8, then one copy
-        return _cl_float(ops.vflip(ops.hflip(x, g, p), g, p))
+        if flip <= 0:
+            return _cl_float(x)
+        return _cl_float(ops.vflip(ops.hflip(x, g, flip), g, flip))
 
     return Policy(
         "flips",
         fn,
-        description=f"autoencoders (report 000): horizontal and vertical flips (p={p} each)",
+        description=f"autoencoders (report 000): horizontal and vertical flips (p={flip} each)",
     )
 
 
@@ -317,6 +320,17 @@ def parse_policy(spec: str) -> tuple[str, dict[str, Any]]:
                     pass
         kw[key.strip()] = value
     return name.strip(), kw
+
+
+def unmirrored(spec: str) -> str:
+    """``spec`` with ``flip=0`` added when its policy mirrors images and ``spec`` does not
+    set ``flip`` itself: the views of data whose mirror image is not of its class (digits,
+    text). ``"weak"`` -> ``"weak:flip=0"``; ``"weak:flip=0.5"`` and ``"none"`` unchanged."""
+    name, opts = parse_policy(spec)
+    fn = POLICIES.get(name)
+    if fn is None or "flip" in opts or "flip" not in inspect.signature(fn).parameters:
+        return spec
+    return f"{spec}{',' if ':' in spec else ':'}flip=0"
 
 
 def build_policy(name: str, *, image_size: int | None = None, **kw: Any) -> Policy:

@@ -60,6 +60,13 @@ def probe(
     ] = None,
     device: DeviceOpt = "auto",
     strict: StrictOpt = False,
+    flip: Annotated[
+        bool,
+        typer.Option(
+            help="finetune: mirror images in augmentation; --no-flip where a mirrored "
+            "image is not of its class (digits, text)."
+        ),
+    ] = True,
     progress: ProgressOpt = True,
 ) -> None:
     """Evaluate a checkpoint's encoder with few labels: linear probe, kNN or fine-tuning."""
@@ -81,6 +88,7 @@ def probe(
             out=str(out or base / f"probe-{protocol}"),
             device=device,
             strict=strict,
+            flip=flip,
         )
         res = lib.run_probe(cfg, log=typer.echo, progress=progress)
         typer.echo(f"{protocol} probe in {res.seconds:.1f}s")

@@ -148,6 +148,11 @@ TRAIN_OPTS = [
     Opt("device", str, "auto", "auto, cpu, cuda or cuda:N.", "device"),
     Opt("tta", bool, False, "Average with the mirrored image at test.", "tta"),
     Opt("strict", bool, False, "Refuse corrupt images instead of skipping them.", "strict"),
+    Opt(
+        "flip", bool, True,
+        "Mirror images in augmentation; --no-flip where a mirrored image is not of its "
+        "class (digits, text).", "flip",
+    ),
     Opt("labels", Path | None, None, LABELS_HELP, "labels", ("--labels", "--labeled")),
     Opt("source_labels", bool, True, SOURCE_LABELS_HELP, "source_labels"),
     Opt(

@@ -38,6 +38,10 @@ class DataSettings(BaseModel):
     val: str = "auto"
     # refuse corrupt images instead of skipping them
     strict: bool = False
+    # false: a mirrored image is not an image of its class (digits, letters, signs): no
+    # augmentation mirrors it (``flip=0`` is added to every view that would), and test-time
+    # augmentation, which averages over the mirror, is refused
+    flip: bool = True
 
 
 class LabelSettings(BaseModel):

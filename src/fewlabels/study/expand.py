@@ -147,6 +147,7 @@ def run_config(
         "train": {**spec.train, **settings, "budget": budget, "seed": pt.seed},
         "device": spec.device,
         **({"strict": True} if spec.strict else {}),  # (left out when off: keys unchanged)
+        **({"flip": False} if not spec.flip else {}),
     }
 
 
@@ -203,6 +204,7 @@ def _probe(spec: StudySpec, p: Pipeline, pt: Point, pre: dict[str, Any]) -> dict
         "seed": pt.seed,
         "device": spec.device,
         **({"strict": True} if spec.strict else {}),
+        **({"flip": False} if not spec.flip else {}),
         **p.then_kwargs,
     }
     if pt.strategy:

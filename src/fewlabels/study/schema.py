@@ -80,7 +80,7 @@ class ReportSpec(BaseModel):
 
 
 class StudySpec(DataSettings, BackboneSettings, DeviceSettings):
-    """The whole study file. Its data (data, test, val, strict), backbone (backbone, stem,
+    """The whole study file. Its data (data, test, val, strict, flip), backbone (backbone, stem,
     backbone_kwargs) and device settings are the parts a run's settings are made of; every
     cell's runs take them as they are, so all methods of a study share one backbone (none
     named: the rules choose one for the whole study, ``study.backbone``)."""

@@ -49,6 +49,14 @@ class RunConfig(SourceSettings, BackboneSettings, DeviceSettings):
     # the run folder; None: keep everything in memory and write no file
     out: str | None = "runs/latest"
 
+    @classmethod
+    def read(cls, folder: str | Path) -> RunConfig:
+        """The settings a run folder's ``config.json`` records, as resolved (its data
+        fingerprint, a record of the data rather than a setting, aside)."""
+        record = json.loads((Path(folder) / "config.json").read_text())
+        record.pop("data_fingerprint", None)
+        return cls.model_validate(record)
+
     def split_config(self) -> SplitConfig:
         return SplitConfig(
             labels_per_class=self.labels_per_class,

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import torch
 from pydantic import ConfigDict
 
+from fewlabels.augment import unmirrored
 from fewlabels.core.budget import Budget
 from fewlabels.core.device import pick_device
 from fewlabels.core.errors import ConfigError, DataError
@@ -101,6 +102,7 @@ class Protocol:
     budget: str = "2m"
     finetune_blocks: int | None = None
     use_cache: bool = True  # the on-disk feature cache (linear, knn)
+    flip: bool = True  # false: fine-tuning's augmentation does not mirror (DataSettings.flip)
 
 
 def probe_encoder(
@@ -181,7 +183,7 @@ def finetune(
         seed=protocol.seed,
     )
     torch.manual_seed(protocol.seed)
-    method = Supervised(net)
+    method = Supervised(net, augment="weak" if protocol.flip else unmirrored("weak"))
     out_dir = out / "finetune" if out is not None else None
     trainer = Trainer(train_cfg, device=device, out_dir=out_dir, progress=progress)
     fit = trainer.fit(method, labeled, None, val, resume=False)
@@ -286,7 +288,7 @@ def _probe_and_write(
         f"{encoder.config['backbone']}): {len(labeled)} labeled, "
         f"{len(val) if val is not None and len(val) else 0} val, {len(test)} test"
     )
-    protocol = Protocol(cfg.protocol, cfg.seed, cfg.budget, cfg.finetune_blocks)
+    protocol = Protocol(cfg.protocol, cfg.seed, cfg.budget, cfg.finetune_blocks, flip=cfg.flip)
     res = probe_encoder(
         encoder, labeled, test, val, protocol, device=device, out=out, progress=progress, log=log
     )

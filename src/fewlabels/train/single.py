@@ -15,7 +15,9 @@ from typing import Any
 
 import torch
 
+from fewlabels.augment import unmirrored
 from fewlabels.core.device import DistInfo, pick_device
+from fewlabels.core.errors import ConfigError
 from fewlabels.core.precision import slow_precision_warning
 from fewlabels.core.provenance import provenance
 from fewlabels.core.runlock import RunLock
@@ -98,7 +100,7 @@ def build_setup(
 def pool_unlabeled(setup: Setup, cfg: RunConfig, log: Callable[[str], Any] | None = None) -> Setup:
     """Self-supervised methods learn from every training image (the labeled ones with
     labels hidden; the labels feed only the online probe and the kNN monitor); then the
-    extra unlabeled images join the pool."""
+    extra unlabeled images join the pool. With ``flip: false`` no view mirrors."""
     method, unlabeled = setup.method, setup.unlabeled
     if method.kind == "self-supervised":
         unlabeled = ImageSet.concat([setup.labeled.unlabel(), unlabeled])
@@ -111,6 +113,8 @@ def pool_unlabeled(setup: Setup, cfg: RunConfig, log: Callable[[str], Any] | Non
         n_extra = len(unlabeled) - n_real
         if log:
             log(f"added {n_extra:,} images from {cfg.extra_unlabeled} to {n_real:,} unlabeled")
+    if not cfg.flip:  # a mirrored image is not of its class here: no view mirrors
+        method.views = {k: tuple(map(unmirrored, v)) for k, v in method.views.items()}
     return Setup(method, setup.labeled, unlabeled, None, n_extra)
 
 
@@ -290,6 +294,11 @@ def _prepared(
 ) -> tuple[RunConfig, dict[str, Any], Dataset, Splits, InitWeights | None]:
     """The run's data, checked against the run folder: the folder can take this run, and
     a checkpoint there was trained on the same data (unless the run starts afresh)."""
+    if cfg.tta and not cfg.flip:
+        raise ConfigError(
+            "tta averages each test image with its mirror image, and flip: false says a "
+            "mirrored image is not of its class; leave one of them out"
+        )
     cfg, record = data_record(cfg, data[0]) if data is not None else (cfg, cfg.model_dump())
     if info.is_main:
         check_run_folder(cfg.out)
