@@ -18,8 +18,9 @@ HEADER = [
 ]
 
 NOTE = (
-    "Machine: the processor, and the precision the run trained in under `precision: auto` "
-    "(bf16 on a CPU with native bf16 instructions, AVX512-BF16 or AMX; fp32 otherwise). A CPU "
+    "Machine: the processor, and the precision `precision: auto` picks there (bf16 on a CPU "
+    "with native bf16 instructions, AVX512-BF16 or AMX; fp32 otherwise; images of 16 px or "
+    "less, such as digits, train in fp32 on every machine). A CPU "
     "with native bf16 makes about twice the steps of one without in the same minutes, so a "
     "budget compares only within one machine. Supervised alone: the same labels, backbone and "
     "machine, trained for the same wall-clock budget. Several runs of the same settings are "
